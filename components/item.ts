@@ -1,0 +1,97 @@
+/**
+ * Pure logic over the 1Password item as the onepassword provider returns it
+ * (`onepassword:index/getItem:getItem`). Kept free of Pulumi so it is tested
+ * directly.
+ */
+
+/** The slice of the provider's GetItemResult that this program reads. */
+export interface ItemView {
+    category?: string;
+    credential?: string;
+    password?: string;
+    username?: string;
+    sections?: {
+        id?: string;
+        label?: string;
+        fields?: { id?: string; label?: string; value?: string; type?: string }[];
+    }[];
+}
+
+/**
+ * Finds the key in `item`. The provider maps the API Credential field with id
+ * `credential` (and `password`, `username`) to top-level attributes; any other
+ * field is only visible inside a section, matched here by id, then by label.
+ * Returns undefined when there is no such field or it is empty.
+ */
+export function selectField(item: ItemView, field: string): string | undefined {
+    const top: Record<string, string | undefined> = {
+        credential: item.credential,
+        password: item.password,
+        username: item.username,
+    };
+    const direct = top[field];
+    if (direct !== undefined && direct !== "") {
+        return direct;
+    }
+    const all = (item.sections ?? []).flatMap((s) => s.fields ?? []);
+    const byId = all.filter((f) => f.id === field);
+    const matches = byId.length > 0 ? byId : all.filter((f) => f.label === field);
+    if (matches.length > 1) {
+        throw new Error(`field "${field}" is ambiguous: ${matches.length} fields in the item's sections carry that id or label`);
+    }
+    const value = matches[0]?.value;
+    return value === undefined || value === "" ? undefined : value;
+}
+
+/**
+ * Finds the expiry date in a section field labelled (or with id) `label`.
+ * Accepts what 1Password stores for a DATE field (Unix seconds) and ISO 8601
+ * dates. Returns undefined when absent; throws when present but unreadable.
+ */
+export function findExpiry(item: ItemView, label: string): Date | undefined {
+    const all = (item.sections ?? []).flatMap((s) => s.fields ?? []);
+    const found = all.find((f) => f.id === label) ?? all.find((f) => f.label === label);
+    const raw = found?.value?.trim();
+    if (raw === undefined || raw === "") {
+        return undefined;
+    }
+    const parsed = parseDate(raw);
+    if (parsed === undefined) {
+        throw new Error(`field "${label}" holds ${JSON.stringify(raw)}, which is not a date (Unix seconds or YYYY-MM-DD)`);
+    }
+    return parsed;
+}
+
+function parseDate(raw: string): Date | undefined {
+    if (/^\d{9,11}$/.test(raw)) {
+        return new Date(Number(raw) * 1000);
+    }
+    if (/^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(raw)) {
+        const date = new Date(raw.length === 10 ? `${raw}T00:00:00Z` : raw);
+        return Number.isNaN(date.getTime()) ? undefined : date;
+    }
+    return undefined;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Whole days from `now` until `expires`; negative once it has passed. */
+export function daysUntil(expires: Date, now: Date): number {
+    return Math.floor((expires.getTime() - now.getTime()) / DAY_MS);
+}
+
+/** What to do about a key's expiry. */
+export type ExpiryVerdict =
+    { state: "unknown" } | { state: "ok"; days: number } | { state: "soon"; days: number } | { state: "expired"; days: number };
+
+/** Classifies an expiry against the warning window. */
+export function judgeExpiry(expires: Date | undefined, now: Date, warningDays: number): ExpiryVerdict {
+    if (expires === undefined) {
+        return { state: "unknown" };
+    }
+    const days = daysUntil(expires, now);
+    if (expires.getTime() <= now.getTime()) {
+        return { state: "expired", days };
+    }
+    return days < warningDays ? { state: "soon", days } : { state: "ok", days };
+}

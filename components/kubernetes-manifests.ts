@@ -1,0 +1,200 @@
+/**
+ * Pure builders of the Kubernetes objects the indri runner applies: the
+ * ExternalSecret and the server-side-apply patch of the runner Deployment.
+ * No Pulumi here: they take plain values and are tested directly.
+ */
+import { FINGERPRINT_PREFIX } from "./fingerprint";
+
+/** Annotation carrying the key's fingerprint (ExternalSecret, Secret, pod template). */
+export const FINGERPRINT_ANNOTATION = "ci-registry-auth.eblu.me/key-fingerprint";
+/** Label on what this program creates. */
+export const MANAGED_BY = { "app.kubernetes.io/managed-by": "ci-registry-auth" } as const;
+
+/** Hex digits of the fingerprint used in object names. */
+const NAME_SUFFIX_DIGITS = 10;
+
+/**
+ * Name of the ExternalSecret and its Secret for one key: the configured base
+ * name and the fingerprint's first hex digits. A rotation therefore creates
+ * a new pair, which ESO syncs at once and whose readiness is never stale; the
+ * Deployment switches to it in one rollout and the old pair is then deleted.
+ */
+export function secretObjectName(base: string, keyFingerprint: string): string {
+    if (!keyFingerprint.startsWith(FINGERPRINT_PREFIX)) {
+        throw new Error(`not a fingerprint: ${keyFingerprint}`);
+    }
+    const suffix = keyFingerprint.slice(FINGERPRINT_PREFIX.length, FINGERPRINT_PREFIX.length + NAME_SUFFIX_DIGITS);
+    return `${base}-${suffix}`;
+}
+
+/** Inputs of {@link externalSecretManifest}. */
+export interface ExternalSecretInput {
+    name: string;
+    namespace: string;
+    clusterSecretStore: string;
+    /** 1Password item title (ESO's remoteRef.key). */
+    item: string;
+    /** 1Password field label (ESO's remoteRef.property). */
+    field: string;
+    /** Key in the Secret, which is also the environment variable name. */
+    secretKey: string;
+    keyFingerprint: string;
+    syncTimeoutSeconds: number;
+}
+
+/**
+ * The ExternalSecret. ESO creates and owns the Secret; a template annotation
+ * stamps the fingerprint of what ESO actually read onto that Secret, so the
+ * program can confirm ESO delivered the same key it read itself. Pulumi waits
+ * (bounded) for the Ready condition, which on a freshly named object cannot
+ * be left over from an earlier sync.
+ */
+export function externalSecretManifest(input: ExternalSecretInput): {
+    apiVersion: string;
+    kind: string;
+    metadata: Record<string, unknown>;
+    spec: Record<string, unknown>;
+} {
+    return {
+        apiVersion: "external-secrets.io/v1",
+        kind: "ExternalSecret",
+        metadata: {
+            name: input.name,
+            namespace: input.namespace,
+            labels: { ...MANAGED_BY },
+            annotations: {
+                [FINGERPRINT_ANNOTATION]: input.keyFingerprint,
+                "pulumi.com/waitFor": "condition=Ready",
+                "pulumi.com/timeoutSeconds": String(input.syncTimeoutSeconds),
+            },
+        },
+        spec: {
+            // The object is named after the key; Pulumi replaces it on rotation,
+            // so ESO never needs to poll 1Password for this one.
+            refreshPolicy: "CreatedOnce",
+            secretStoreRef: { kind: "ClusterSecretStore", name: input.clusterSecretStore },
+            target: {
+                name: input.name,
+                creationPolicy: "Owner",
+                deletionPolicy: "Retain",
+                template: {
+                    engineVersion: "v2",
+                    metadata: {
+                        labels: { ...MANAGED_BY },
+                        annotations: {
+                            [FINGERPRINT_ANNOTATION]: `{{ .${input.secretKey} | sha256sum | trunc 16 | printf "${FINGERPRINT_PREFIX}%s" }}`,
+                        },
+                    },
+                },
+            },
+            data: [{ secretKey: input.secretKey, remoteRef: { key: input.item, property: input.field } }],
+        },
+    };
+}
+
+/** Inputs of {@link deploymentPatchManifest}. */
+export interface DeploymentPatchInput {
+    deployment: string;
+    namespace: string;
+    container: string;
+    envVar: string;
+    secretName: string;
+    keyFingerprint: string;
+    fieldManager: string;
+    rolloutTimeoutSeconds: number;
+}
+
+/**
+ * The server-side-apply patch. It names only what this program owns: one
+ * env entry in one container (merged by name) and one pod-template
+ * annotation. Everything else in the Deployment keeps its owner (Argo CD).
+ * A changed annotation rolls the pods, since env never changes in a running
+ * container.
+ */
+export function deploymentPatchManifest(input: DeploymentPatchInput): {
+    metadata: Record<string, unknown>;
+    spec: Record<string, unknown>;
+} {
+    return {
+        metadata: {
+            name: input.deployment,
+            namespace: input.namespace,
+            annotations: {
+                "pulumi.com/patchFieldManager": input.fieldManager,
+                "pulumi.com/timeoutSeconds": String(input.rolloutTimeoutSeconds),
+            },
+        },
+        spec: {
+            template: {
+                metadata: { annotations: { [FINGERPRINT_ANNOTATION]: input.keyFingerprint } },
+                spec: {
+                    containers: [
+                        {
+                            name: input.container,
+                            env: [
+                                {
+                                    name: input.envVar,
+                                    valueFrom: { secretKeyRef: { name: input.secretName, key: input.envVar } },
+                                },
+                            ],
+                        },
+                    ],
+                },
+            },
+        },
+    };
+}
+
+/** The slice of a live Deployment that the confirmation reads. */
+export interface DeploymentView {
+    metadata?: { generation?: number };
+    spec?: {
+        replicas?: number;
+        template?: {
+            metadata?: { annotations?: Record<string, string> };
+            spec?: {
+                containers?: {
+                    name?: string;
+                    env?: { name?: string; valueFrom?: { secretKeyRef?: { name?: string; key?: string } } }[];
+                }[];
+            };
+        };
+    };
+    status?: { observedGeneration?: number; replicas?: number; readyReplicas?: number; updatedReplicas?: number };
+}
+
+/** What the live Deployment says about our key. */
+export interface DeploymentFacts {
+    /** The fingerprint annotation on the pod template, or "none". */
+    templateFingerprint: string;
+    /** The runner container reads envVar from the expected Secret and key. */
+    envWired: boolean;
+    replicas: number;
+    readyReplicas: number;
+    updatedReplicas: number;
+    /** The controller has seen the latest spec and every replica runs it and is ready. */
+    rolledOut: boolean;
+}
+
+/** Reads {@link DeploymentFacts} from a live Deployment. */
+export function deploymentFacts(d: DeploymentView, container: string, envVar: string, secretName: string): DeploymentFacts {
+    const c = d.spec?.template?.spec?.containers?.find((x) => x.name === container);
+    const ref = c?.env?.find((e) => e.name === envVar)?.valueFrom?.secretKeyRef;
+    const replicas = d.spec?.replicas ?? 1;
+    const readyReplicas = d.status?.readyReplicas ?? 0;
+    const updatedReplicas = d.status?.updatedReplicas ?? 0;
+    const observed = (d.status?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0);
+    return {
+        templateFingerprint: d.spec?.template?.metadata?.annotations?.[FINGERPRINT_ANNOTATION] ?? "none",
+        envWired: ref?.name === secretName && ref.key === envVar,
+        replicas,
+        readyReplicas,
+        updatedReplicas,
+        rolledOut: observed && updatedReplicas === replicas && readyReplicas === replicas && (d.status?.replicas ?? 0) === replicas,
+    };
+}
+
+/** Names of the containers of a Deployment's pod template. */
+export function containerNames(d: DeploymentView): string[] {
+    return (d.spec?.template?.spec?.containers ?? []).map((c) => c.name ?? "");
+}

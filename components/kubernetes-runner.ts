@@ -1,0 +1,187 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+
+import type { KubernetesRunnerConfig } from "./config";
+import {
+    FINGERPRINT_ANNOTATION,
+    containerNames,
+    deploymentFacts,
+    deploymentPatchManifest,
+    externalSecretManifest,
+    secretObjectName,
+} from "./kubernetes-manifests";
+
+/** Arguments of {@link KubernetesRunner}. */
+export interface KubernetesRunnerArgs {
+    /** Where and what to patch; see {@link KubernetesRunnerConfig} for defaults. */
+    runner: KubernetesRunnerConfig;
+    /** 1Password item title that ESO reads. */
+    item: string;
+    /** 1Password field label that ESO reads. */
+    field: string;
+    /** Environment variable (and Secret key) the runner container gets. */
+    envVar: string;
+    /** Fingerprint of the key as read from 1Password by this program. */
+    keyFingerprint: pulumi.Input<string>;
+}
+
+/**
+ * indri: a Forgejo runner Deployment in Kubernetes. External Secrets Operator
+ * copies the key from 1Password into a Secret (the program never writes the
+ * key to the cluster itself); a server-side-apply patch with its own field
+ * manager adds one env entry to the runner container and one pod-template
+ * annotation, which rolls the pods when the key changes.
+ *
+ * Before anything is created it reads the Deployment (it must exist and have
+ * the container) and the ClusterSecretStore (it must exist and be Ready).
+ */
+export class KubernetesRunner extends pulumi.ComponentResource {
+    /** Name of the ExternalSecret and of the Secret ESO made from it. */
+    public readonly secretName: pulumi.Output<string>;
+    /** Fingerprint stamped on the Secret by ESO from the value it read, or "none". */
+    public readonly secretFingerprint: pulumi.Output<string>;
+    /** Fingerprint annotation on the Deployment's pod template, or "none". */
+    public readonly templateFingerprint: pulumi.Output<string>;
+    /** The runner container takes the variable from that Secret. */
+    public readonly envWired: pulumi.Output<boolean>;
+    public readonly replicas: pulumi.Output<number>;
+    public readonly readyReplicas: pulumi.Output<number>;
+    public readonly updatedReplicas: pulumi.Output<number>;
+    /** Every replica runs the current template and is ready. */
+    public readonly rolledOut: pulumi.Output<boolean>;
+    /** Secret and template carry the key's fingerprint, the env is wired and the rollout finished. */
+    public readonly hasKey: pulumi.Output<boolean>;
+
+    constructor(name: string, args: KubernetesRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("ci-registry-auth:kubernetes:Runner", name, {}, opts);
+        const r = args.runner;
+
+        const provider = new k8s.Provider(
+            `${name}-cluster`,
+            {
+                ...(r.context !== undefined ? { context: r.context } : {}),
+                ...(r.kubeconfig !== undefined ? { kubeconfig: r.kubeconfig } : {}),
+                enableServerSideApply: true,
+            },
+            { parent: this },
+        );
+        const child = { parent: this, provider };
+
+        // Preconditions: read-only, so a wrong name fails before any change.
+        const existing = k8s.apps.v1.Deployment.get(`${name}-deployment-before`, `${r.namespace}/${r.deployment}`, child);
+        const containerChecked = existing.spec.apply((spec) => {
+            const names = containerNames({ spec });
+            if (!names.includes(r.container)) {
+                throw new Error(
+                    `Deployment ${r.namespace}/${r.deployment} has no container "${r.container}" (it has: ${names.join(", ") || "none"}). ` +
+                        "Fix: pulumi config set --path runner.container <name>",
+                );
+            }
+            return r.container;
+        });
+        const store = new k8s.apiextensions.CustomResource(
+            `${name}-store`,
+            { apiVersion: "external-secrets.io/v1", kind: "ClusterSecretStore", spec: undefined, status: undefined },
+            { ...child, id: r.clusterSecretStore },
+        );
+        // A read CustomResource exposes the fields named in its args as outputs.
+        const storeStatus = (store as unknown as { status: pulumi.Output<StoreStatus | undefined> }).status;
+        const storeReady = storeStatus.apply((status) => {
+            const ready = status?.conditions?.find((c) => c.type === "Ready");
+            if (ready?.status !== "True") {
+                throw new Error(
+                    `ClusterSecretStore ${r.clusterSecretStore} is not Ready (${ready?.reason ?? "no status"}: ${ready?.message ?? "ESO has not validated it"}). ` +
+                        "Fix: check the store's 1Password Connect host and token secret (kubectl describe clustersecretstore), or set runner.clusterSecretStore.",
+                );
+            }
+            return r.clusterSecretStore;
+        });
+
+        this.secretName = pulumi.output(args.keyFingerprint).apply((fp) => secretObjectName(r.secretName, fp));
+        const manifest = pulumi
+            .all([this.secretName, args.keyFingerprint, storeReady, containerChecked])
+            .apply(([secretName, keyFingerprint, clusterSecretStore]) =>
+                externalSecretManifest({
+                    name: secretName,
+                    namespace: r.namespace,
+                    clusterSecretStore,
+                    item: args.item,
+                    field: args.field,
+                    secretKey: args.envVar,
+                    keyFingerprint,
+                    syncTimeoutSeconds: r.syncTimeoutSeconds,
+                }),
+            );
+        const externalSecret = new k8s.apiextensions.CustomResource(
+            `${name}-external-secret`,
+            {
+                apiVersion: "external-secrets.io/v1",
+                kind: "ExternalSecret",
+                metadata: manifest.metadata,
+                spec: manifest.spec,
+            },
+            // Keep the old Secret until the Deployment points at the new one.
+            { ...child, deleteBeforeReplace: false },
+        );
+
+        // The synced Secret, read once ESO reports Ready. Its id depends on the
+        // ExternalSecret's, so a preview that would create it does not read it.
+        const synced = k8s.core.v1.Secret.get(
+            `${name}-synced-secret`,
+            pulumi.all([externalSecret.id, this.secretName]).apply(([, secretName]) => `${r.namespace}/${secretName}`),
+            { ...child, dependsOn: [externalSecret] },
+        );
+        this.secretFingerprint = synced.metadata.apply(
+            // Typed as always present, but a Secret without annotations has none.
+            (m) => (m.annotations as Record<string, string> | undefined)?.[FINGERPRINT_ANNOTATION] ?? "none",
+        );
+
+        const patchManifest = pulumi.all([this.secretName, args.keyFingerprint]).apply(([secretName, keyFingerprint]) =>
+            deploymentPatchManifest({
+                deployment: r.deployment,
+                namespace: r.namespace,
+                container: r.container,
+                envVar: args.envVar,
+                secretName,
+                keyFingerprint,
+                fieldManager: r.fieldManager,
+                rolloutTimeoutSeconds: r.rolloutTimeoutSeconds,
+            }),
+        );
+        const patch = new k8s.apps.v1.DeploymentPatch(
+            `${name}-deployment-patch`,
+            { metadata: patchManifest.metadata, spec: patchManifest.spec },
+            // Roll the pods only once ESO confirmed the Secret exists.
+            { ...child, dependsOn: [synced] },
+        );
+
+        const facts = pulumi
+            .all([patch.metadata, patch.spec, patch.status, this.secretName])
+            .apply(([metadata, spec, status, secretName]) =>
+                deploymentFacts({ metadata, spec, status }, r.container, args.envVar, secretName),
+            );
+        this.templateFingerprint = facts.templateFingerprint;
+        this.envWired = facts.envWired;
+        this.replicas = facts.replicas;
+        this.readyReplicas = facts.readyReplicas;
+        this.updatedReplicas = facts.updatedReplicas;
+        this.rolledOut = facts.rolledOut;
+        this.hasKey = pulumi
+            .all([args.keyFingerprint, this.secretFingerprint, facts])
+            .apply(([fp, secretFp, f]) => secretFp === fp && f.templateFingerprint === fp && f.envWired && f.rolledOut);
+
+        this.registerOutputs({
+            secretName: this.secretName,
+            secretFingerprint: this.secretFingerprint,
+            templateFingerprint: this.templateFingerprint,
+            envWired: this.envWired,
+            readyReplicas: this.readyReplicas,
+            rolledOut: this.rolledOut,
+            hasKey: this.hasKey,
+        });
+    }
+}
+
+interface StoreStatus {
+    conditions?: { type?: string; status?: string; reason?: string; message?: string }[];
+}

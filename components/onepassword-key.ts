@@ -1,0 +1,126 @@
+import * as onepassword from "@1password/pulumi-onepassword";
+import * as pulumi from "@pulumi/pulumi";
+
+import { fingerprint } from "./fingerprint";
+import { findExpiry, judgeExpiry, selectField, type ItemView } from "./item";
+
+/** Arguments of {@link OnePasswordKey}. */
+export interface OnePasswordKeyArgs {
+    /** 1Password Connect URL (`onepassword:url`). */
+    connectUrl: pulumi.Input<string>;
+    /** 1Password Connect token (`onepassword:token`), a secret. */
+    connectToken: pulumi.Input<string>;
+    /** Vault name or id. */
+    vault: string;
+    /** Item title. */
+    item: string;
+    /** Field id or label that holds the key. */
+    field: string;
+    /** Label of the section field with the expiry date. */
+    expiryField: string;
+    /** Warn when the key expires within this many days. */
+    expiryWarningDays: number;
+    /** Clock used for the expiry check. Default: the current time. */
+    now?: () => Date;
+}
+
+/**
+ * The zot CI API key, read from a 1Password item through Connect. The key
+ * is a secret Output from the moment it is read; only its fingerprint and
+ * its expiry are plain. An expired key stops the deployment before anything
+ * reaches a runner.
+ */
+export class OnePasswordKey extends pulumi.ComponentResource {
+    /** The key itself: secret. */
+    public readonly value: pulumi.Output<string>;
+    /** `sha256:` and 16 hex digits of the key's SHA-256. */
+    public readonly fingerprint: pulumi.Output<string>;
+    /** The expiry recorded on the item (ISO 8601), or undefined when none is recorded. */
+    public readonly expiresAt: pulumi.Output<string | undefined>;
+    /** Whole days until expiry, or undefined when no expiry is recorded. */
+    public readonly daysUntilExpiry: pulumi.Output<number | undefined>;
+
+    constructor(name: string, args: OnePasswordKeyArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("ci-registry-auth:onepassword:Key", name, {}, opts);
+
+        const provider = new onepassword.Provider(
+            `${name}-connect`,
+            { url: args.connectUrl, token: pulumi.secret(args.connectToken) },
+            { parent: this },
+        );
+        const where = `item "${args.item}" in vault "${args.vault}"`;
+        // The provider's invoke drops secretness, so the whole item stays
+        // inside this chain and only the chosen field leaves it, as a secret.
+        const item: pulumi.Output<ItemView> = pulumi.output(
+            onepassword.getItem({ vault: args.vault, title: args.item }, { provider, parent: this }).catch((err: unknown) => {
+                throw new Error(
+                    `1Password: could not read ${where}: ${describe(err)}. ` +
+                        "Fix: check ci-registry-auth:vault and ci-registry-auth:item name an existing item " +
+                        "(titles must be unique in the vault), and that onepassword:url and onepassword:token reach a Connect server that can read the vault.",
+                );
+            }),
+        );
+
+        const now = args.now ?? ((): Date => new Date());
+        const verdict = item.apply((i) => {
+            const expires = findExpiry(i, args.expiryField);
+            const judged = judgeExpiry(expires, now(), args.expiryWarningDays);
+            switch (judged.state) {
+                case "expired":
+                    throw new Error(
+                        `1Password: the key in ${where} expired on ${expires?.toISOString().slice(0, 10)}. ` +
+                            "Fix: create a new API key for the registry user, store it in the item with a new expiry date, then run `pulumi up` again.",
+                    );
+                case "soon":
+                    void pulumi.log.warn(
+                        `the key in ${where} expires in ${judged.days} day(s), on ${expires?.toISOString().slice(0, 10)}: rotate it soon.`,
+                        this,
+                    );
+                    break;
+                case "unknown":
+                    void pulumi.log.warn(
+                        `${where} records no expiry in a section field labelled "${args.expiryField}", so expiry is not checked.`,
+                        this,
+                    );
+                    break;
+                case "ok":
+                    break;
+            }
+            return { expires, judged };
+        });
+        // The key resolves only after the expiry check passed, so an expired
+        // key never reaches a runner.
+        this.value = pulumi.secret(
+            pulumi.all([item, verdict]).apply(([i]) => {
+                const value = selectField(i, args.field);
+                if (value === undefined) {
+                    throw new Error(
+                        `1Password: ${where} has no value in field "${args.field}". ` +
+                            "Fix: set ci-registry-auth:field to the field's id or label (an API Credential keeps its key in 'credential').",
+                    );
+                }
+                return value;
+            }),
+        );
+        this.fingerprint = pulumi.unsecret(this.value.apply(fingerprint));
+        this.expiresAt = verdict.apply((v) => v.expires?.toISOString());
+        this.daysUntilExpiry = verdict.apply((v) => (v.judged.state === "unknown" ? undefined : v.judged.days));
+
+        this.registerOutputs({
+            fingerprint: this.fingerprint,
+            expiresAt: this.expiresAt,
+            daysUntilExpiry: this.daysUntilExpiry,
+        });
+    }
+}
+
+/** The message of an invoke error, without stack or gRPC noise. */
+function describe(err: unknown): string {
+    const text = err instanceof Error ? err.message : String(err);
+    return (
+        text
+            .replace(/^Invoke of '[^']+' failed: /, "")
+            .split("\n")[0]
+            ?.trim() ?? text
+    );
+}

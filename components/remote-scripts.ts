@@ -1,0 +1,153 @@
+/**
+ * The shell scripts the SSH runner runs on the host, and the parser of what
+ * they print. They hold configuration only (paths, unit, variable name): the
+ * env file itself arrives on stdin, so the key is never part of a command
+ * line, of Pulumi state in plaintext, or of anything they print. Every
+ * script prints `key=value` lines; values are fingerprints and facts.
+ *
+ * They use only POSIX sh, coreutils, awk, and `systemctl`, which the NixOS
+ * host and any systemd distribution have.
+ */
+import { shellQuote } from "./shell";
+
+/** What the scripts need to know about the runner. */
+export interface RemoteTarget {
+    envFile: string;
+    unit: string;
+    envVar: string;
+}
+
+/** Exit code the delivery script uses when the unit does not exist. */
+export const EXIT_NO_UNIT = 3;
+/** Exit code when stdin did not carry a well-formed env file. */
+export const EXIT_BAD_INPUT = 4;
+/** Exit code when the unit could not be restarted after a change. */
+export const EXIT_RESTART_FAILED = 5;
+
+const preamble = (t: RemoteTarget): string =>
+    [
+        "set -eu",
+        "export LC_ALL=C",
+        `f=${shellQuote(t.envFile)}`,
+        `unit=${shellQuote(t.unit)}`,
+        `var=${shellQuote(t.envVar)}`,
+        // Prints the value of $var from an env file in the forms renderEnvFile writes.
+        "env_value() {",
+        `  awk -v p="$var=" 'index($0, p) == 1 { v = substr($0, length(p) + 1)`,
+        `    if (v ~ /^'"'"'.*'"'"'$/) { v = substr(v, 2, length(v) - 2) }`,
+        `    else if (v ~ /^".*"$/) { v = substr(v, 2, length(v) - 2); o = ""`,
+        `      for (i = 1; i <= length(v); i++) { c = substr(v, i, 1); if (c == "\\\\") { i++; c = substr(v, i, 1) }; o = o c }; v = o }`,
+        `    printf "%s", v; exit }' "$1"`,
+        "}",
+        // Fingerprint of stdin, or "none" when stdin is empty: a key is never empty.
+        "fp_stdin() {",
+        "  h=$(sha256sum | cut -c1-16)",
+        '  if [ "$h" = e3b0c44298fc1c14 ]; then echo none; else echo "sha256:$h"; fi',
+        "}",
+    ].join("\n");
+
+/**
+ * Create/update: checks the unit exists, writes stdin to a temp file beside
+ * the target (mode 0600, root-owned), renames it over the target only when
+ * the bytes differ, and then restarts a running unit. A failure before the
+ * rename leaves the old file untouched; the temp file is always removed.
+ */
+export function deliverScript(t: RemoteTarget): string {
+    return [
+        preamble(t),
+        'if ! systemctl cat -- "$unit" >/dev/null 2>&1; then',
+        '  echo "ci-registry-auth: unit $unit does not exist on $(hostname); nothing was changed. Fix: set runner.unit to the runner\'s unit" >&2',
+        `  exit ${EXIT_NO_UNIT}`,
+        "fi",
+        "umask 077",
+        'dir=$(dirname -- "$f")',
+        'mkdir -p -- "$dir"',
+        'tmp=$(mktemp -- "$dir/.ci-registry-auth.XXXXXX")',
+        "trap 'rm -f -- \"$tmp\"' EXIT",
+        'cat > "$tmp"',
+        'if [ "$(grep -c -- "^$var=" "$tmp")" != 1 ]; then',
+        '  echo "ci-registry-auth: the env file sent on stdin does not set $var exactly once; nothing was changed" >&2',
+        `  exit ${EXIT_BAD_INPUT}`,
+        "fi",
+        'chown 0:0 -- "$tmp"',
+        'chmod 0600 -- "$tmp"',
+        'if [ -f "$f" ] && cmp -s -- "$tmp" "$f"; then',
+        "  changed=false",
+        "else",
+        '  sync -- "$tmp" 2>/dev/null || sync',
+        '  mv -f -- "$tmp" "$f"',
+        "  changed=true",
+        "fi",
+        'echo "changed=$changed"',
+        'echo "file_fp=$(env_value "$f" | fp_stdin)"',
+        'if [ "$changed" = true ]; then',
+        '  if systemctl try-restart -- "$unit"; then echo restarted=true; else',
+        '    echo "ci-registry-auth: wrote $f but restarting $unit failed: see journalctl -u $unit" >&2',
+        `    exit ${EXIT_RESTART_FAILED}`,
+        "  fi",
+        "else",
+        "  echo restarted=false",
+        "fi",
+    ].join("\n");
+}
+
+/**
+ * Delete: removes the env file and restarts a running unit so that it drops
+ * the variable. Touches nothing else on the host.
+ */
+export function removeScript(t: RemoteTarget): string {
+    return [
+        preamble(t),
+        'if [ -e "$f" ]; then',
+        '  rm -f -- "$f"',
+        '  if systemctl cat -- "$unit" >/dev/null 2>&1 && ! systemctl try-restart -- "$unit"; then',
+        "    echo \"ci-registry-auth: removed $f but restarting $unit failed; if the unit needs the file, prefix its EnvironmentFile= path with '-'\" >&2",
+        `    exit ${EXIT_RESTART_FAILED}`,
+        "  fi",
+        "fi",
+        "echo removed=true",
+    ].join("\n");
+}
+
+/**
+ * Read-only confirmation: the file's owner, mode and key fingerprint, whether
+ * the unit reads the file and is active, and the fingerprint of the variable
+ * in the environment of the unit's running main process (hashed on the host).
+ */
+export function verifyScript(t: RemoteTarget): string {
+    return [
+        preamble(t),
+        'if [ -f "$f" ]; then',
+        "  echo file=present",
+        '  echo "file_owner=$(stat -c %u:%g -- "$f")"',
+        '  echo "file_mode=$(stat -c %a -- "$f")"',
+        '  echo "file_fp=$(env_value "$f" | fp_stdin)"',
+        "else",
+        "  echo file=absent",
+        "fi",
+        'echo "unit_active=$(systemctl is-active -- "$unit" 2>/dev/null || true)"',
+        'if systemctl show -p EnvironmentFiles --value -- "$unit" 2>/dev/null | grep -qF -- "$f ("; then',
+        "  echo unit_reads_file=true",
+        "else",
+        "  echo unit_reads_file=false",
+        "fi",
+        'pid=$(systemctl show -p MainPID --value -- "$unit" 2>/dev/null || echo 0)',
+        'if [ "${pid:-0}" -gt 0 ] && [ -r "/proc/$pid/environ" ]; then',
+        '  echo "process_fp=$(tr \'\\0\' \'\\n\' < "/proc/$pid/environ" | awk -v p="$var=" \'index($0, p) == 1 { printf "%s", substr($0, length(p) + 1); exit }\' | fp_stdin)"',
+        "else",
+        "  echo process_fp=none",
+        "fi",
+    ].join("\n");
+}
+
+/** Parses `key=value` lines; later keys win, other lines are ignored. */
+export function parseReport(stdout: string): Record<string, string> {
+    const report: Record<string, string> = {};
+    for (const line of stdout.split("\n")) {
+        const match = /^([a-z_]+)=(.*)$/.exec(line.trim());
+        if (match?.[1] !== undefined && match[2] !== undefined) {
+            report[match[1]] = match[2];
+        }
+    }
+    return report;
+}
