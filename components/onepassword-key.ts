@@ -114,13 +114,13 @@ export class OnePasswordKey extends pulumi.ComponentResource {
     }
 }
 
-/** The message of an invoke error, without stack or gRPC noise. */
+/** The message of an invoke error on one line, without the SDK's prefix. */
 function describe(err: unknown): string {
     const text = err instanceof Error ? err.message : String(err);
-    return (
-        text
-            .replace(/^Invoke of '[^']+' failed: /, "")
-            .split("\n")[0]
-            ?.trim() ?? text
-    );
+    const lines = text
+        .replace(/Invoke of '[^']+' failed: /g, "")
+        .split("\n")
+        .map((l) => l.trim())
+        .filter((l) => l !== "" && !l.startsWith("at "));
+    return lines.join(" ") || "no error message";
 }

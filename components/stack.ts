@@ -1,0 +1,80 @@
+import type * as pulumi from "@pulumi/pulumi";
+
+import type { StackConfig } from "./config";
+import { KubernetesRunner } from "./kubernetes-runner";
+import { OnePasswordKey } from "./onepassword-key";
+import { SshRunner } from "./ssh-runner";
+
+/** What a stack exports. No value here is, or contains, the key. */
+export interface StackOutputs {
+    runnerKind: "kubernetes" | "ssh";
+    registryUser: string;
+    envVar: string;
+    /** Fingerprint of the key as 1Password holds it now. */
+    keyFingerprint: pulumi.Output<string>;
+    keyExpiresAt: pulumi.Output<string | undefined>;
+    keyDaysUntilExpiry: pulumi.Output<number | undefined>;
+    /** True only when every delivered fingerprint equals keyFingerprint and the consumer is wired. */
+    hasKey: pulumi.Output<boolean>;
+    /** Per-runner facts behind hasKey. */
+    delivered: Record<string, pulumi.Output<unknown>>;
+}
+
+/** Builds the one key and the one runner of a stack. */
+export function defineStack(config: StackConfig): StackOutputs {
+    const key = new OnePasswordKey("zot-ci-key", {
+        connectUrl: config.connect.url,
+        connectToken: config.connect.token,
+        ...config.key,
+    });
+    const common = {
+        runnerKind: config.runner.kind,
+        registryUser: config.registryUser,
+        envVar: config.envVar,
+        keyFingerprint: key.fingerprint,
+        keyExpiresAt: key.expiresAt,
+        keyDaysUntilExpiry: key.daysUntilExpiry,
+    };
+    if (config.runner.kind === "kubernetes") {
+        const runner = new KubernetesRunner("indri", {
+            runner: config.runner,
+            item: config.key.item,
+            field: config.key.field,
+            envVar: config.envVar,
+            keyFingerprint: key.fingerprint,
+        });
+        return {
+            ...common,
+            hasKey: runner.hasKey,
+            delivered: {
+                secretName: runner.secretName,
+                secretFingerprint: runner.secretFingerprint,
+                templateFingerprint: runner.templateFingerprint,
+                envWired: runner.envWired,
+                replicas: runner.replicas,
+                readyReplicas: runner.readyReplicas,
+                updatedReplicas: runner.updatedReplicas,
+                rolledOut: runner.rolledOut,
+            },
+        };
+    }
+    const runner = new SshRunner("ringtail", {
+        runner: config.runner,
+        envVar: config.envVar,
+        key: key.value,
+        keyFingerprint: key.fingerprint,
+    });
+    return {
+        ...common,
+        hasKey: runner.hasKey,
+        delivered: {
+            changed: runner.changed,
+            fileFingerprint: runner.fileFingerprint,
+            fileOwner: runner.fileOwner,
+            fileMode: runner.fileMode,
+            unitActive: runner.unitActive,
+            unitReadsFile: runner.unitReadsFile,
+            processFingerprint: runner.processFingerprint,
+        },
+    };
+}

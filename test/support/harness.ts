@@ -1,0 +1,308 @@
+/**
+ * Pulumi mocks that stand for the world the program talks to: 1Password
+ * (the getItem invoke), a Kubernetes cluster with ESO, and an SSH host. Every
+ * registered resource and invoke is recorded; an unexpected resource type or
+ * invoke token fails the test. The fake host keeps the file it was sent on
+ * stdin, and its check reports fingerprints of what it holds, so a wrong or
+ * missing delivery shows up in the outputs.
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+import { fingerprint } from "../../components/fingerprint";
+import { readEnvFile } from "./systemd-env";
+
+export interface Recorded {
+    type: string;
+    name: string;
+    inputs: Record<string, unknown>;
+    /** Set for reads of existing objects (`.get`, `opts.id`). */
+    id?: string;
+    provider?: string;
+}
+
+/** The state of the world the mocks answer from; tests change it to make things go wrong. */
+export interface World {
+    /** The item's fields as 1Password Connect returns them (through the provider). */
+    item?: {
+        credential?: string;
+        category?: string;
+        sections?: { id?: string; label?: string; fields?: { id?: string; label?: string; value?: string }[] }[];
+    };
+    /** Error the getItem invoke fails with, as the provider would. */
+    itemError?: string;
+    /** Containers of the runner Deployment; undefined means it does not exist. */
+    containers?: string[];
+    /** Ready condition of the ClusterSecretStore. */
+    storeReady?: boolean;
+    /** What ESO read when it synced; defaults to the item's credential. */
+    esoValue?: string;
+    /** The env file the SSH host holds, by path. */
+    files: Map<string, string>;
+    /** The variable in the running unit's process, by name. */
+    processEnv: Map<string, string>;
+    /** Whether the unit lists the env file in EnvironmentFiles. */
+    unitReadsFile: boolean;
+    restarts: number;
+}
+
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
+
+/** True for a value the SDK sent as a secret. */
+export function isSecretValue(value: unknown): value is { value: unknown } {
+    return typeof value === "object" && value !== null && (value as Record<string, unknown>)[SIG_KEY] === SECRET_SIG;
+}
+
+/** Strips secret wrappers (for reading the plaintext a provider would receive). */
+export function unwrap(value: unknown): unknown {
+    if (isSecretValue(value)) {
+        return unwrap(value.value);
+    }
+    if (Array.isArray(value)) {
+        return value.map(unwrap);
+    }
+    if (typeof value === "object" && value !== null) {
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrap(v)]));
+    }
+    return value;
+}
+
+/**
+ * Every string reachable from `value` without passing through a secret
+ * wrapper, with its path: what would be stored or shown in plaintext.
+ */
+export function plainStrings(value: unknown, path = "$"): { path: string; text: string }[] {
+    if (isSecretValue(value)) {
+        return [];
+    }
+    if (typeof value === "string") {
+        return [{ path, text: value }];
+    }
+    if (Array.isArray(value)) {
+        return value.flatMap((v, i) => plainStrings(v, `${path}[${i}]`));
+    }
+    if (typeof value === "object" && value !== null) {
+        return Object.entries(value).flatMap(([k, v]) => [{ path: `${path}.${k}#key`, text: k }, ...plainStrings(v, `${path}.${k}`)]);
+    }
+    return [];
+}
+
+export class Harness implements pulumi.runtime.Mocks {
+    readonly resources: Recorded[] = [];
+    readonly invokes: { token: string; inputs: Record<string, unknown> }[] = [];
+    world: World = healthyWorld("");
+
+    /**
+     * Installs these mocks; `preview` mimics `pulumi preview`. Install once per
+     * test file: the mock monitor is global, and a component from an earlier
+     * test that registers its outputs late must still find its own monitor.
+     */
+    async install(preview = false): Promise<void> {
+        await pulumi.runtime.setMocks(this, "ci-registry-auth", preview ? "preview" : "test", preview);
+    }
+
+    /** Starts a test: a new world, nothing recorded. */
+    reset(world: World): this {
+        this.world = world;
+        this.resources.length = 0;
+        this.invokes.length = 0;
+        return this;
+    }
+
+    byType(type: string): Recorded[] {
+        return this.resources.filter((r) => r.type === type);
+    }
+
+    one(type: string): Recorded {
+        const found = this.byType(type);
+        if (found.length !== 1) {
+            throw new Error(`expected one ${type}, found ${found.length}`);
+        }
+        return found[0]!;
+    }
+
+    call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
+        this.invokes.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
+        if (args.token !== "onepassword:index/getItem:getItem") {
+            throw new Error(`unexpected invoke ${args.token}`);
+        }
+        if (this.world.itemError !== undefined) {
+            // The engine reports a failed invoke as a gRPC error whose details the SDK shows.
+            throw Object.assign(new Error(this.world.itemError), { details: this.world.itemError });
+        }
+        const item = this.world.item ?? {};
+        return {
+            id: "vaults/vvvvvvvvvvvvvvvvvvvvvvvvvv/items/iiiiiiiiiiiiiiiiiiiiiiiiii",
+            uuid: "iiiiiiiiiiiiiiiiiiiiiiiiii",
+            vault: "vvvvvvvvvvvvvvvvvvvvvvvvvv",
+            title: (args.inputs as Record<string, unknown>)["title"],
+            category: (item.category ?? "API_CREDENTIAL").toLowerCase(),
+            ...(item.credential !== undefined ? { credential: item.credential } : {}),
+            sections: item.sections ?? [],
+        };
+    }
+
+    newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
+        const inputs = args.inputs as Record<string, unknown>;
+        this.resources.push({
+            type: args.type,
+            name: args.name,
+            inputs,
+            ...(args.id !== undefined ? { id: args.id } : {}),
+            ...(args.provider !== undefined ? { provider: args.provider } : {}),
+        });
+        if (args.type.startsWith("ci-registry-auth:") && args.custom !== true) {
+            return { id: undefined, state: {} };
+        }
+        switch (args.type) {
+            case "pulumi:providers:onepassword":
+            case "pulumi:providers:kubernetes":
+            case "pulumi:providers:command":
+                return { id: `${args.name}-id`, state: inputs };
+            case "command:remote:Command":
+                return { id: `${args.name}-id`, state: { ...inputs, ...this.runRemote(inputs), stderr: "" } };
+            case "kubernetes:apps/v1:Deployment":
+                return this.readDeployment(args.id);
+            case "kubernetes:external-secrets.io/v1:ClusterSecretStore":
+                return this.readStore(args.id);
+            case "kubernetes:external-secrets.io/v1:ExternalSecret": {
+                const meta = inputs["metadata"] as { namespace: string; name: string };
+                return {
+                    id: `${meta.namespace}/${meta.name}`,
+                    state: { ...inputs, status: { conditions: [{ type: "Ready", status: "True" }] } },
+                };
+            }
+            case "kubernetes:core/v1:Secret":
+                return this.readSecret(args.id);
+            case "kubernetes:apps/v1:DeploymentPatch":
+                return this.applyPatch(inputs);
+            default:
+                throw new Error(`unexpected resource type ${args.type}`);
+        }
+    }
+
+    /** Runs a remote command against the fake host, as the real scripts would. */
+    private runRemote(inputs: Record<string, unknown>): { stdout: string } {
+        const script = String(inputs["create"]);
+        const stdin = unwrap(inputs["stdin"]);
+        const file = /^f='([^']*)'$/m.exec(script)?.[1] ?? "";
+        const envVar = /^var='([^']*)'$/m.exec(script)?.[1] ?? "";
+        if (typeof stdin === "string") {
+            const before = this.world.files.get(file);
+            const changed = before !== stdin;
+            this.world.files.set(file, stdin);
+            const value = readEnvFile(stdin, envVar);
+            if (changed && value !== undefined) {
+                this.world.restarts++;
+                this.world.processEnv.set(envVar, value);
+            }
+            return { stdout: `changed=${changed}\nfile_fp=${value !== undefined ? fingerprint(value) : "none"}\nrestarted=${changed}` };
+        }
+        const content = this.world.files.get(file);
+        const value = content !== undefined ? readEnvFile(content, envVar) : undefined;
+        const running = this.world.processEnv.get(envVar);
+        return {
+            stdout: [
+                content !== undefined ? "file=present" : "file=absent",
+                "file_owner=0:0",
+                "file_mode=600",
+                `file_fp=${value !== undefined ? fingerprint(value) : "none"}`,
+                "unit_active=active",
+                `unit_reads_file=${this.world.unitReadsFile}`,
+                `process_fp=${running !== undefined ? fingerprint(running) : "none"}`,
+            ].join("\n"),
+        };
+    }
+
+    private deploymentObject(): Record<string, unknown> {
+        return {
+            apiVersion: "apps/v1",
+            kind: "Deployment",
+            metadata: { name: "forgejo-runner", namespace: "forgejo-runner", generation: 3 },
+            spec: {
+                replicas: 1,
+                template: {
+                    metadata: { annotations: {} },
+                    spec: { containers: (this.world.containers ?? []).map((name) => ({ name, env: [] })) },
+                },
+            },
+            status: { observedGeneration: 3, replicas: 1, readyReplicas: 1, updatedReplicas: 1 },
+        };
+    }
+
+    private readDeployment(id: string | undefined): { id: string | undefined; state: Record<string, unknown> } {
+        if (this.world.containers === undefined) {
+            throw new Error(`deployments.apps "${id ?? ""}" not found`);
+        }
+        return { id, state: this.deploymentObject() };
+    }
+
+    private readStore(id: string | undefined): { id: string | undefined; state: Record<string, unknown> } {
+        const ready = this.world.storeReady ?? true;
+        return {
+            id,
+            state: {
+                apiVersion: "external-secrets.io/v1",
+                kind: "ClusterSecretStore",
+                metadata: { name: id },
+                spec: {},
+                status: {
+                    conditions: [
+                        ready
+                            ? { type: "Ready", status: "True", reason: "Valid", message: "store validated" }
+                            : { type: "Ready", status: "False", reason: "InvalidProviderConfig", message: "unable to validate store" },
+                    ],
+                },
+            },
+        };
+    }
+
+    private readSecret(id: string | undefined): { id: string | undefined; state: Record<string, unknown> } {
+        const value = this.world.esoValue ?? this.world.item?.credential ?? "";
+        const name = (id ?? "").split("/")[1] ?? "";
+        return {
+            id,
+            state: {
+                apiVersion: "v1",
+                kind: "Secret",
+                metadata: {
+                    name,
+                    annotations: { "ci-registry-auth.eblu.me/key-fingerprint": fingerprint(value) },
+                },
+                data: { ZOT_CI_API_KEY: Buffer.from(value).toString("base64") },
+            },
+        };
+    }
+
+    private applyPatch(inputs: Record<string, unknown>): { id: string | undefined; state: Record<string, unknown> } {
+        const live = this.deploymentObject();
+        const patch = inputs as { metadata: Record<string, unknown>; spec: { template: Record<string, unknown> } };
+        const spec = live["spec"] as { template: { metadata: Record<string, unknown>; spec: { containers: { name: string }[] } } };
+        const patchTemplate = patch.spec.template as {
+            metadata: { annotations: Record<string, string> };
+            spec: { containers: { name: string; env: unknown[] }[] };
+        };
+        spec.template.metadata = { annotations: patchTemplate.metadata.annotations };
+        spec.template.spec.containers = spec.template.spec.containers.map((c) => {
+            const p = patchTemplate.spec.containers.find((x) => x.name === c.name);
+            return p ? { ...c, env: p.env } : c;
+        });
+        return {
+            id: "forgejo-runner/forgejo-runner",
+            state: { ...live, metadata: { ...(live["metadata"] as object), ...patch.metadata } },
+        };
+    }
+}
+
+/** A fresh world where everything exists and works. */
+export function healthyWorld(key: string): World {
+    return {
+        item: { credential: key },
+        containers: ["runner", "dind"],
+        storeReady: true,
+        files: new Map(),
+        processEnv: new Map(),
+        unitReadsFile: true,
+        restarts: 0,
+    };
+}

@@ -1,0 +1,145 @@
+/** Validation of the stack configuration: each bad input names the setting and the fix. */
+import { describe, expect, it } from "vitest";
+
+import { ConfigError, parseConfig, type RawConfig } from "../../components/config";
+import { committedRunner, rawConfig, TEST_HOST_KEY } from "../support/stack-config";
+
+function issuesOf(raw: RawConfig): ConfigError["issues"] {
+    try {
+        parseConfig(raw);
+    } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).issues;
+    }
+    throw new Error("expected a ConfigError");
+}
+
+const ringtail = (runner: Record<string, unknown>, overrides: Partial<RawConfig> = {}): RawConfig =>
+    rawConfig("ringtail", { runner: { ...committedRunner("ringtail"), hostKey: TEST_HOST_KEY, ...runner }, ...overrides });
+const indri = (runner: Record<string, unknown>): RawConfig => rawConfig("indri", { runner: { ...committedRunner("indri"), ...runner } });
+
+describe("committed stacks", () => {
+    it("indri's committed settings are complete and valid", () => {
+        const parsed = parseConfig(rawConfig("indri"));
+        expect(parsed.runner).toEqual({
+            kind: "kubernetes",
+            context: "minikube",
+            namespace: "forgejo-runner",
+            deployment: "forgejo-runner",
+            container: "runner",
+            clusterSecretStore: "onepassword-blumeops",
+            secretName: "zot-ci-api-key",
+            fieldManager: "ci-registry-auth",
+            syncTimeoutSeconds: 120,
+            rolloutTimeoutSeconds: 600,
+        });
+        expect(parsed.key).toEqual({
+            vault: "blumeops",
+            item: "zot-ci-apikey",
+            field: "credential",
+            expiryField: "expires",
+            expiryWarningDays: 14,
+        });
+        expect(parsed.envVar).toBe("ZOT_CI_API_KEY");
+        expect(parsed.registryUser).toBe("zot-ci");
+    });
+
+    it("ringtail's committed settings lack only the host key, which the operator must pin", () => {
+        const issues = issuesOf(rawConfig("ringtail"));
+        expect(issues.map((i) => i.setting)).toEqual(["ci-registry-auth:runner.hostKey"]);
+        expect(issues[0]!.fix).toContain("pulumi config set --path runner.hostKey");
+        expect(issues[0]!.fix).toContain("ssh-keyscan -t ed25519 ringtail");
+    });
+
+    it("ringtail with a pinned host key uses the unit and file of the mission", () => {
+        const parsed = parseConfig(ringtail({}));
+        expect(parsed.runner).toEqual({
+            kind: "ssh",
+            host: "ringtail",
+            port: 22,
+            user: "root",
+            hostKey: TEST_HOST_KEY,
+            insecureIgnoreHostKey: false,
+            envFile: "/etc/forgejo-runner/zot-api-key.env",
+            unit: "gitea-runner-nix_container_builder.service",
+        });
+    });
+});
+
+describe("bad input gives one error naming each setting and its fix", () => {
+    const cases: [string, RawConfig, string, RegExp][] = [
+        ["missing runner", rawConfig("indri", { runner: undefined }), "ci-registry-auth:runner", /pulumi config set --path runner\.kind/],
+        ["unknown kind", indri({ kind: "nomad" }), "ci-registry-auth:runner.kind", /kubernetes.*ssh/],
+        ["missing kind", indri({ kind: undefined }), "ci-registry-auth:runner.kind", /runner\.kind/],
+        ["relative env file", ringtail({ envFile: "zot.env" }), "ci-registry-auth:runner.envFile", /runner\.envFile/],
+        ["env file with newline", ringtail({ envFile: "/etc/a\n/b.env" }), "ci-registry-auth:runner.envFile", /runner\.envFile/],
+        ["env file directory", ringtail({ envFile: "/etc/forgejo-runner/" }), "ci-registry-auth:runner.envFile", /runner\.envFile/],
+        ["env file with ..", ringtail({ envFile: "/etc/../root/x.env" }), "ci-registry-auth:runner.envFile", /runner\.envFile/],
+        ["bad env var", rawConfig("indri", { envVar: "ZOT-CI" }), "ci-registry-auth:envVar", /ZOT_CI_API_KEY/],
+        ["env var with digit first", rawConfig("indri", { envVar: "1KEY" }), "ci-registry-auth:envVar", /envVar/],
+        ["bad namespace", indri({ namespace: "Forgejo_Runner" }), "ci-registry-auth:runner.namespace", /runner\.namespace/],
+        ["bad deployment", indri({ deployment: "-x" }), "ci-registry-auth:runner.deployment", /runner\.deployment/],
+        ["bad container", indri({ container: "a.b" }), "ci-registry-auth:runner.container", /runner\.container/],
+        ["bad store", indri({ clusterSecretStore: "" }), "ci-registry-auth:runner.clusterSecretStore", /clusterSecretStore/],
+        ["bad timeout", indri({ syncTimeoutSeconds: 0 }), "ci-registry-auth:runner.syncTimeoutSeconds", /syncTimeoutSeconds/],
+        ["unknown setting", indri({ nmespace: "x" }), "ci-registry-auth:runner.nmespace", /pulumi config rm --path runner\.nmespace/],
+        ["ssh setting on kubernetes", indri({ host: "x" }), "ci-registry-auth:runner.host", /pulumi config rm/],
+        ["bad host key", ringtail({ hostKey: "not-a-key" }), "ci-registry-auth:runner.hostKey", /ssh-keyscan/],
+        ["missing host", ringtail({ host: undefined }), "ci-registry-auth:runner.host", /runner\.host/],
+        ["host with user", ringtail({ host: "root@ringtail" }), "ci-registry-auth:runner.host", /runner\.host/],
+        ["port out of range", ringtail({ port: 70000 }), "ci-registry-auth:runner.port", /runner\.port/],
+        ["bad unit", ringtail({ unit: "gitea runner" }), "ci-registry-auth:runner.unit", /runner\.unit/],
+        [
+            "no ssh credential",
+            ringtail({}, { hasSshPrivateKey: false, hasSshAgent: false }),
+            "ci-registry-auth:sshPrivateKey",
+            /pulumi config set --secret ci-registry-auth:sshPrivateKey/,
+        ],
+        ["no Connect URL", rawConfig("indri", { connectUrl: undefined }), "onepassword:url", /pulumi config set onepassword:url/],
+        ["bad Connect URL", rawConfig("indri", { connectUrl: "connect:8080" }), "onepassword:url", /onepassword:url/],
+        [
+            "no Connect token",
+            rawConfig("indri", { hasConnectToken: false }),
+            "onepassword:token",
+            /pulumi config set --secret onepassword:token/,
+        ],
+        ["empty vault", rawConfig("indri", { vault: "" }), "ci-registry-auth:vault", /pulumi config set ci-registry-auth:vault/],
+        ["missing item", rawConfig("indri", { item: undefined }), "ci-registry-auth:item", /pulumi config set ci-registry-auth:item/],
+        [
+            "negative warning days",
+            rawConfig("indri", { expiryWarningDays: -1 }),
+            "ci-registry-auth:expiryWarningDays",
+            /expiryWarningDays 14/,
+        ],
+    ];
+
+    it.each(cases)("%s", (_label, raw, setting, fix) => {
+        const issues = issuesOf(raw);
+        expect(issues.map((i) => i.setting)).toEqual([setting]);
+        expect(issues[0]!.fix).toMatch(fix);
+        const message = new ConfigError(issues).message;
+        expect(message).toContain(setting);
+        expect(message).toContain("Fix:");
+    });
+
+    it("lists every problem at once", () => {
+        const issues = issuesOf(rawConfig("ringtail", { connectUrl: undefined, hasConnectToken: false, envVar: "x-y" }));
+        expect(issues.map((i) => i.setting).sort()).toEqual([
+            "ci-registry-auth:envVar",
+            "ci-registry-auth:runner.hostKey",
+            "onepassword:token",
+            "onepassword:url",
+        ]);
+    });
+
+    it("accepts the loudly named insecure opt-out instead of a host key", () => {
+        const runner = { ...committedRunner("ringtail"), insecureIgnoreHostKey: true };
+        const parsed = parseConfig(rawConfig("ringtail", { runner }));
+        expect(parsed.runner).toMatchObject({ kind: "ssh", insecureIgnoreHostKey: true });
+        expect(parsed.runner).not.toHaveProperty("hostKey");
+    });
+
+    it("accepts an ssh-agent instead of a private key", () => {
+        expect(() => parseConfig(ringtail({}, { hasSshPrivateKey: false, hasSshAgent: true }))).not.toThrow();
+    });
+});

@@ -1,0 +1,204 @@
+/**
+ * The host-side scripts, run by a real POSIX shell with real coreutils and
+ * awk. Only `systemctl` is a stand-in here (a script that logs its calls);
+ * the sandbox end-to-end tests run them against real systemd over SSH.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import fc from "fast-check";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+
+import { renderEnvFile } from "../../components/envfile";
+import { fingerprint } from "../../components/fingerprint";
+import {
+    deliverScript,
+    EXIT_BAD_INPUT,
+    EXIT_NO_UNIT,
+    EXIT_RESTART_FAILED,
+    parseReport,
+    removeScript,
+    verifyScript,
+} from "../../components/remote-scripts";
+
+const UNIT = "gitea-runner-nix_container_builder.service";
+const VAR = "ZOT_CI_API_KEY";
+const KEY = "zak_5b0e9d7c3a1f4e2d8c6b4a2f0e9d8c7b";
+
+let dir: string;
+let envFile: string;
+let log: string;
+let env: NodeJS.ProcessEnv;
+const children: ChildProcess[] = [];
+
+const FAKE_SYSTEMCTL = `#!/bin/sh
+echo "$*" >> "$FAKE_LOG"
+cmd=$1; shift
+while [ "$1" = "-p" ] || [ "$1" = "--value" ] || [ "$1" = "--" ]; do
+  case "$1" in -p) prop=$2; shift 2;; *) shift;; esac
+done
+unit=$1
+[ "$unit" = "$FAKE_UNIT" ] || { [ "$cmd" = show ] && exit 0; exit 1; }
+case "$cmd" in
+  cat) echo "[Service]";;
+  try-restart) exit "\${FAKE_RESTART_EXIT:-0}";;
+  is-active) echo active;;
+  show) case "$prop" in EnvironmentFiles) echo "$FAKE_ENVFILES";; MainPID) echo "\${FAKE_PID:-0}";; esac;;
+esac
+`;
+
+beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "cra-scripts-"));
+    envFile = join(dir, "etc", "forgejo-runner", "zot-api-key.env");
+    log = join(dir, "systemctl.log");
+    writeFileSync(log, "");
+    const bin = join(dir, "bin");
+    execFileSync("mkdir", ["-p", bin]);
+    writeFileSync(join(bin, "systemctl"), FAKE_SYSTEMCTL);
+    chmodSync(join(bin, "systemctl"), 0o755);
+    env = {
+        PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+        FAKE_LOG: log,
+        FAKE_UNIT: UNIT,
+        FAKE_ENVFILES: `${envFile} (ignore_errors=no)`,
+    };
+});
+
+afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+});
+
+afterAll(() => {
+    for (const c of children) c.kill();
+});
+
+function sh(script: string, stdin = "", extra: NodeJS.ProcessEnv = {}): { code: number; stdout: string; stderr: string } {
+    const r = spawnSync("sh", ["-c", script], { input: stdin, env: { ...env, ...extra }, encoding: "utf8" });
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+const target = () => ({ envFile, unit: UNIT, envVar: VAR });
+const restarts = () =>
+    readFileSync(log, "utf8")
+        .split("\n")
+        .filter((l) => l.startsWith("try-restart")).length;
+const leftovers = () => readdirSync(join(dir, "etc", "forgejo-runner")).filter((f) => f !== "zot-api-key.env");
+
+describe("deliver", () => {
+    it("writes the file root-owned 0600, restarts once, and reports the key's fingerprint", () => {
+        const r = sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        expect(r.stderr).toBe("");
+        expect(r.code).toBe(0);
+        expect(parseReport(r.stdout)).toEqual({ changed: "true", file_fp: fingerprint(KEY), restarted: "true" });
+        expect(readFileSync(envFile, "utf8")).toBe(renderEnvFile(VAR, KEY));
+        const st = statSync(envFile);
+        expect(st.mode & 0o777).toBe(0o600);
+        expect([st.uid, st.gid]).toEqual([0, 0]);
+        expect(restarts()).toBe(1);
+        expect(leftovers()).toEqual([]);
+        expect(r.stdout).not.toContain(KEY);
+    });
+
+    it("changes nothing and does not restart when the bytes are the same", () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const before = statSync(envFile).mtimeMs;
+        const r = sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        expect(parseReport(r.stdout)).toMatchObject({ changed: "false", restarted: "false" });
+        expect(statSync(envFile).mtimeMs).toBe(before);
+        expect(restarts()).toBe(1);
+    });
+
+    it("leaves the old file untouched when the unit does not exist", () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const r = sh(deliverScript({ ...target(), unit: "nope.service" }), renderEnvFile(VAR, "zak_other"));
+        expect(r.code).toBe(EXIT_NO_UNIT);
+        expect(r.stderr).toMatch(/unit nope\.service does not exist .*nothing was changed.*runner\.unit/);
+        expect(readFileSync(envFile, "utf8")).toBe(renderEnvFile(VAR, KEY));
+    });
+
+    it("refuses stdin that does not set the variable exactly once, leaving no temp file", () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        for (const bad of ["", "OTHER=x\n", `${VAR}=a\n${VAR}=b\n`]) {
+            const r = sh(deliverScript(target()), bad);
+            expect(r.code).toBe(EXIT_BAD_INPUT);
+            expect(readFileSync(envFile, "utf8")).toBe(renderEnvFile(VAR, KEY));
+            expect(leftovers()).toEqual([]);
+            expect(r.stderr).not.toContain(KEY);
+        }
+    });
+
+    it("fails clearly when the restart fails, after the complete file is in place", () => {
+        const r = sh(deliverScript(target()), renderEnvFile(VAR, KEY), { FAKE_RESTART_EXIT: "1" });
+        expect(r.code).toBe(EXIT_RESTART_FAILED);
+        expect(r.stderr).toMatch(/restarting gitea-runner-nix_container_builder\.service failed: see journalctl/);
+        expect(readFileSync(envFile, "utf8")).toBe(renderEnvFile(VAR, KEY));
+    });
+
+    it("reads back the fingerprint of any printable key, whichever quoting it needed", () => {
+        fc.assert(
+            fc.property(
+                fc.string({
+                    unit: fc.constantFrom(...Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i))),
+                    minLength: 1,
+                    maxLength: 48,
+                }),
+                (key) => {
+                    const r = sh(deliverScript(target()), renderEnvFile(VAR, key));
+                    expect(r.code).toBe(0);
+                    expect(parseReport(r.stdout)["file_fp"]).toBe(fingerprint(key));
+                },
+            ),
+            { numRuns: 40 },
+        );
+    });
+});
+
+describe("remove", () => {
+    it("removes the file and restarts the unit; a second run is a no-op", () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const r = sh(removeScript(target()));
+        expect(r.code).toBe(0);
+        expect(existsSync(envFile)).toBe(false);
+        expect(restarts()).toBe(2);
+        expect(sh(removeScript(target())).code).toBe(0);
+        expect(restarts()).toBe(2);
+    });
+});
+
+describe("verify", () => {
+    it("reports file facts and the fingerprint of the variable in the running process", async () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const child = spawn("sleep", ["60"], { env: { [VAR]: KEY, PATH: process.env["PATH"] }, stdio: "ignore" });
+        children.push(child);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const r = sh(verifyScript(target()), "", { FAKE_PID: String(child.pid) });
+        expect(r.code).toBe(0);
+        expect(parseReport(r.stdout)).toEqual({
+            file: "present",
+            file_owner: "0:0",
+            file_mode: "600",
+            file_fp: fingerprint(KEY),
+            unit_active: "active",
+            unit_reads_file: "true",
+            process_fp: fingerprint(KEY),
+        });
+        expect(r.stdout).not.toContain(KEY);
+        child.kill();
+    });
+
+    it("reports absence honestly: no file, unit not reading it, no process", () => {
+        const r = sh(verifyScript(target()), "", { FAKE_ENVFILES: "/etc/other.env (ignore_errors=no)" });
+        expect(parseReport(r.stdout)).toMatchObject({ file: "absent", unit_reads_file: "false", process_fp: "none" });
+    });
+
+    it("says none when the process lacks the variable", async () => {
+        const child = spawn("sleep", ["60"], { env: { PATH: process.env["PATH"] }, stdio: "ignore" });
+        children.push(child);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const r = sh(verifyScript(target()), "", { FAKE_PID: String(child.pid) });
+        expect(parseReport(r.stdout)["process_fp"]).toBe("none");
+        child.kill();
+    });
+});

@@ -1,0 +1,274 @@
+/**
+ * The whole program for each stack under Pulumi mocks: what it registers,
+ * what it must never put in plaintext, what it reports, and how it fails.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { beforeAll, describe, expect, it } from "vitest";
+
+import { fingerprint } from "../../components/fingerprint";
+import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
+import { defineStack } from "../../components/stack";
+import { Harness, healthyWorld, isSecretValue, plainStrings, unwrap, type Recorded } from "../support/harness";
+import { valueOf, valuesOf } from "../support/outputs";
+import { stackConfig } from "../support/stack-config";
+
+const KEY = "zak_3f9c2a71d04e4b6c9a8e5d2b17f0c6e1";
+const ROTATED = "zak_8e1d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
+
+/** Fails if the key is in any resource name or plaintext input. */
+function expectNoPlainKey(resources: Recorded[], key: string): void {
+    for (const r of resources) {
+        expect(r.name).not.toContain(key);
+        const leaks = plainStrings(r.inputs).filter((s) => s.text.includes(key));
+        expect(leaks.map((l) => `${r.type} ${r.name} ${l.path}`)).toEqual([]);
+    }
+}
+
+const harness = new Harness();
+beforeAll(() => harness.install());
+
+function run(stack: "indri" | "ringtail", world = healthyWorld(KEY)) {
+    harness.reset(world);
+    const outputs = defineStack(stackConfig(stack));
+    return { harness, outputs };
+}
+
+describe("ringtail (ssh)", () => {
+    it("sends the env file on stdin as a secret and never puts the key in a plaintext input or name", async () => {
+        const { harness, outputs } = run("ringtail");
+        await valueOf(outputs.hasKey);
+
+        const commands = harness.byType("command:remote:Command");
+        expect(commands.map((c) => c.name).sort()).toEqual(["ringtail-env-file", "ringtail-verify"]);
+        const deliver = commands.find((c) => c.name === "ringtail-env-file")!;
+        expect(isSecretValue(deliver.inputs["stdin"])).toBe(true);
+        expect(unwrap(deliver.inputs["stdin"])).toContain(`ZOT_CI_API_KEY=${KEY}\n`);
+        for (const field of ["create", "update", "delete"]) {
+            expect(typeof deliver.inputs[field]).toBe("string");
+        }
+        expect(deliver.inputs["logging"]).toBe("none");
+        expect(deliver.inputs["addPreviousOutputInEnv"]).toBe(false);
+        expect(deliver.inputs["environment"]).toBeUndefined();
+        expectNoPlainKey(harness.resources, KEY);
+    });
+
+    it("pins the host key and passes the private key only as a secret", async () => {
+        const { harness, outputs } = run("ringtail");
+        await valueOf(outputs.hasKey);
+        for (const c of harness.byType("command:remote:Command")) {
+            const connection = unwrap(c.inputs["connection"]) as Record<string, unknown>;
+            expect(connection["host"]).toBe("ringtail");
+            expect(connection["user"]).toBe("root");
+            expect(String(connection["hostKey"])).toMatch(/^ssh-ed25519 /);
+            expect(plainStrings(c.inputs["connection"]).some((s) => s.text.includes("PRIVATE KEY"))).toBe(false);
+        }
+    });
+
+    it("reports matching fingerprints and hasKey when the host holds the key", async () => {
+        const { outputs } = run("ringtail");
+        expect(await valueOf(outputs.keyFingerprint)).toBe(fingerprint(KEY));
+        const delivered = await valuesOf(outputs.delivered);
+        expect(delivered).toMatchObject({
+            changed: true,
+            fileFingerprint: fingerprint(KEY),
+            processFingerprint: fingerprint(KEY),
+            fileOwner: "0:0",
+            fileMode: "600",
+            unitActive: "active",
+            unitReadsFile: true,
+        });
+        expect(await valueOf(outputs.hasKey)).toBe(true);
+        expect(JSON.stringify(delivered)).not.toContain(KEY);
+    });
+
+    it("says hasKey false when the unit does not read the file", async () => {
+        const world = healthyWorld(KEY);
+        world.unitReadsFile = false;
+        const { outputs } = run("ringtail", world);
+        expect(await valueOf(outputs.hasKey)).toBe(false);
+    });
+
+    it("says hasKey false when the running process still has an older key", async () => {
+        const world = healthyWorld(KEY);
+        world.files.set("/etc/forgejo-runner/zot-api-key.env", `ZOT_CI_API_KEY=${KEY}\n`);
+        world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
+        world.files.set("/etc/forgejo-runner/zot-api-key.env", "stale");
+        const { outputs } = run("ringtail", world);
+        // The delivery changes the file, so the fake unit restarts and picks the key up.
+        expect(await valueOf(outputs.hasKey)).toBe(true);
+        expect(world.restarts).toBe(1);
+
+        const unchanged = healthyWorld(KEY);
+        const content = (await import("../../components/envfile")).renderEnvFile("ZOT_CI_API_KEY", KEY);
+        unchanged.files.set("/etc/forgejo-runner/zot-api-key.env", content);
+        unchanged.processEnv.set("ZOT_CI_API_KEY", ROTATED);
+        const again = run("ringtail", unchanged);
+        // Same bytes: no restart, and the stale process is reported, not hidden.
+        expect(await valueOf(again.outputs.delivered["changed"]!)).toBe(false);
+        expect(unchanged.restarts).toBe(0);
+        expect(await valueOf(again.outputs.delivered["processFingerprint"]!)).toBe(fingerprint(ROTATED));
+        expect(await valueOf(again.outputs.hasKey)).toBe(false);
+    });
+});
+
+describe("indri (kubernetes)", () => {
+    it("creates an ExternalSecret named after the key that ESO syncs from the ClusterSecretStore", async () => {
+        const { harness, outputs } = run("indri");
+        await valueOf(outputs.hasKey);
+        const es = harness.one("kubernetes:external-secrets.io/v1:ExternalSecret");
+        const suffix = fingerprint(KEY).slice("sha256:".length, "sha256:".length + 10);
+        expect(es.inputs["metadata"]).toMatchObject({
+            name: `zot-ci-api-key-${suffix}`,
+            namespace: "forgejo-runner",
+            annotations: { [FINGERPRINT_ANNOTATION]: fingerprint(KEY), "pulumi.com/waitFor": "condition=Ready" },
+        });
+        expect(es.inputs["spec"]).toMatchObject({
+            refreshPolicy: "CreatedOnce",
+            secretStoreRef: { kind: "ClusterSecretStore", name: "onepassword-blumeops" },
+            target: { name: `zot-ci-api-key-${suffix}`, creationPolicy: "Owner" },
+            data: [{ secretKey: "ZOT_CI_API_KEY", remoteRef: { key: "zot-ci-apikey", property: "credential" } }],
+        });
+        expectNoPlainKey(harness.resources, KEY);
+    });
+
+    it("patches only the env entry and the pod-template annotation, with its own field manager", async () => {
+        const { harness, outputs } = run("indri");
+        await valueOf(outputs.hasKey);
+        const patch = harness.one("kubernetes:apps/v1:DeploymentPatch");
+        expect(patch.inputs["metadata"]).toMatchObject({
+            name: "forgejo-runner",
+            namespace: "forgejo-runner",
+            annotations: { "pulumi.com/patchFieldManager": "ci-registry-auth" },
+        });
+        expect(patch.inputs["metadata"]).not.toHaveProperty(["annotations", "pulumi.com/patchForce"]);
+        const suffix = fingerprint(KEY).slice(7, 17);
+        expect(patch.inputs["spec"]).toEqual({
+            template: {
+                metadata: { annotations: { [FINGERPRINT_ANNOTATION]: fingerprint(KEY) } },
+                spec: {
+                    containers: [
+                        {
+                            name: "runner",
+                            env: [
+                                {
+                                    name: "ZOT_CI_API_KEY",
+                                    valueFrom: { secretKeyRef: { name: `zot-ci-api-key-${suffix}`, key: "ZOT_CI_API_KEY" } },
+                                },
+                            ],
+                        },
+                    ],
+                },
+            },
+        });
+    });
+
+    it("uses a server-side-apply provider on the configured context", async () => {
+        const { harness, outputs } = run("indri");
+        await valueOf(outputs.hasKey);
+        const provider = harness.one("pulumi:providers:kubernetes");
+        expect(provider.inputs).toMatchObject({ context: "minikube", enableServerSideApply: "true" });
+    });
+
+    it("reports the fingerprints ESO and the Deployment carry, and hasKey", async () => {
+        const { outputs } = run("indri");
+        const delivered = await valuesOf(outputs.delivered);
+        expect(delivered).toMatchObject({
+            secretFingerprint: fingerprint(KEY),
+            templateFingerprint: fingerprint(KEY),
+            envWired: true,
+            readyReplicas: 1,
+            rolledOut: true,
+        });
+        expect(await valueOf(outputs.hasKey)).toBe(true);
+    });
+
+    it("says hasKey false when ESO synced a different value than the program read", async () => {
+        const world = healthyWorld(KEY);
+        world.esoValue = ROTATED;
+        const { outputs } = run("indri", world);
+        expect(await valueOf(outputs.delivered["secretFingerprint"]!)).toBe(fingerprint(ROTATED));
+        expect(await valueOf(outputs.hasKey)).toBe(false);
+    });
+
+    it("fails before creating anything when the container is missing", async () => {
+        const world = healthyWorld(KEY);
+        world.containers = ["forgejo", "dind"];
+        const { harness, outputs } = run("indri", world);
+        await expect(valueOf(outputs.hasKey)).rejects.toThrow(/has no container "runner" \(it has: forgejo, dind\).*runner\.container/);
+        expect(harness.byType("kubernetes:external-secrets.io/v1:ExternalSecret")).toEqual([]);
+        expect(harness.byType("kubernetes:apps/v1:DeploymentPatch")).toEqual([]);
+    });
+
+    it("fails before creating anything when the ClusterSecretStore is not Ready", async () => {
+        const world = healthyWorld(KEY);
+        world.storeReady = false;
+        const { harness, outputs } = run("indri", world);
+        await expect(valueOf(outputs.hasKey)).rejects.toThrow(
+            /ClusterSecretStore onepassword-blumeops is not Ready \(InvalidProviderConfig/,
+        );
+        expect(harness.byType("kubernetes:external-secrets.io/v1:ExternalSecret")).toEqual([]);
+    });
+});
+
+describe("1Password key", () => {
+    it("keeps the key secret and publishes only its fingerprint", async () => {
+        harness.reset(healthyWorld(KEY));
+        const { OnePasswordKey } = await import("../../components/onepassword-key");
+        const key = new OnePasswordKey("k", {
+            connectUrl: "http://127.0.0.1:1",
+            connectToken: "t",
+            vault: "blumeops",
+            item: "zot-ci-apikey",
+            field: "credential",
+            expiryField: "expires",
+            expiryWarningDays: 14,
+        });
+        expect(await pulumi.isSecret(key.value)).toBe(true);
+        expect(await valueOf(key.value)).toBe(KEY);
+        expect(await pulumi.isSecret(key.fingerprint)).toBe(false);
+        expect(await valueOf(key.fingerprint)).toBe(fingerprint(KEY));
+        expect(harness.invokes).toEqual([
+            { token: "onepassword:index/getItem:getItem", inputs: { vault: "blumeops", title: "zot-ci-apikey" } },
+        ]);
+        const provider = harness.one("pulumi:providers:onepassword");
+        expect(isSecretValue(provider.inputs["token"])).toBe(true);
+    });
+
+    it("names vault, item and the fix when the item cannot be read", async () => {
+        const world = healthyWorld(KEY);
+        world.itemError = 'Found 0 item(s) in vault "vvv" with title "zot-ci-apikey"';
+        const { harness, outputs } = run("ringtail", world);
+        await expect(valueOf(outputs.keyFingerprint)).rejects.toThrow(
+            /could not read item "zot-ci-apikey" in vault "blumeops": .*Found 0 item\(s\).*Fix: check ci-registry-auth:vault and ci-registry-auth:item/,
+        );
+        expect(harness.byType("command:remote:Command")).toEqual([]);
+    });
+
+    it("names the field and the fix when the field is empty or missing", async () => {
+        const world = healthyWorld(KEY);
+        world.item = { category: "API_CREDENTIAL" };
+        const { harness, outputs } = run("ringtail", world);
+        await expect(valueOf(outputs.keyFingerprint)).rejects.toThrow(/has no value in field "credential".*ci-registry-auth:field/);
+        expect(harness.byType("command:remote:Command")).toEqual([]);
+    });
+
+    it("stops on an expired key before anything reaches a runner", async () => {
+        const world = healthyWorld(KEY);
+        world.item = { credential: KEY, sections: [{ id: "s", label: "rotation", fields: [{ label: "expires", value: "2020-01-01" }] }] };
+        const { harness, outputs } = run("ringtail", world);
+        await expect(valueOf(outputs.keyFingerprint)).rejects.toThrow(/expired on 2020-01-01.*create a new API key/);
+        expect(harness.byType("command:remote:Command")).toEqual([]);
+    });
+
+    it("reports days until expiry when the item records one", async () => {
+        const world = healthyWorld(KEY);
+        const inFortyDays = Math.floor(Date.now() / 1000) + 40 * 86400 + 3600;
+        world.item = {
+            credential: KEY,
+            sections: [{ id: "s", label: "rotation", fields: [{ label: "expires", value: String(inFortyDays) }] }],
+        };
+        const { outputs } = run("ringtail", world);
+        expect(await valueOf(outputs.keyDaysUntilExpiry)).toBe(40);
+        expect(await valueOf(outputs.hasKey)).toBe(true);
+    });
+});
