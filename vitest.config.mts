@@ -32,6 +32,5 @@ export default defineConfig({
                 },
             },
         ],
-        benchmark: { include: ["test/bench/**/*.bench.ts"] },
     },
 });
