@@ -35,7 +35,9 @@ async function measure(name: string, fn: () => Promise<void> | void, targetP95Ms
     const mean = times.reduce((a, b) => a + b, 0) / times.length;
     const p95 = times[Math.floor(times.length * 0.95)] ?? Number.NaN;
     const ok = p95 < targetP95Ms;
-    console.log(`${ok ? "ok  " : "MISS"} ${name.padEnd(28)} mean ${mean.toFixed(3)} ms  p95 ${p95.toFixed(3)} ms  (target p95 < ${targetP95Ms} ms)`);
+    console.log(
+        `${ok ? "ok  " : "MISS"} ${name.padEnd(28)} mean ${mean.toFixed(3)} ms  p95 ${p95.toFixed(3)} ms  (target p95 < ${targetP95Ms} ms)`,
+    );
     return ok;
 }
 
@@ -60,7 +62,9 @@ async function main(): Promise<void> {
     gc();
     const grownMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
     const heapOk = grownMiB < 64;
-    console.log(`${heapOk ? "ok  " : "MISS"} heap growth over ${2 * (RUNS + 10)} evaluations: ${grownMiB.toFixed(1)} MiB (target < 64 MiB)`);
+    console.log(
+        `${heapOk ? "ok  " : "MISS"} heap growth over ${2 * (RUNS + 10)} evaluations: ${grownMiB.toFixed(1)} MiB (target < 64 MiB)`,
+    );
     results.push(heapOk);
     results.push(await measure("fingerprint", () => void fingerprint(KEY), 1));
     results.push(await measure("renderEnvFile", () => void renderEnvFile("ZOT_CI_API_KEY", KEY), 1));
