@@ -26,6 +26,16 @@ export default defineConfig({
             },
             {
                 test: {
+                    name: "sandbox",
+                    include: ["test/sandbox/**/*.test.ts"],
+                    // One machine, one network namespace: files run one after another.
+                    fileParallelism: false,
+                    testTimeout: 300_000,
+                    hookTimeout: 600_000,
+                },
+            },
+            {
+                test: {
                     name: "toolchain",
                     include: ["test/toolchain/**/*.test.ts"],
                     testTimeout: 120_000,

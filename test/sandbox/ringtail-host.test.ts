@@ -1,0 +1,187 @@
+/**
+ * The host-side scripts against the sandbox ringtail: real systemd (PID 1 of
+ * a systemd-nspawn machine), real sshd with a pinned host key, a DynamicUser
+ * unit reading the env file with EnvironmentFile=. The scripts travel as the
+ * SSH command and the env file on stdin, exactly as the program sends them.
+ *
+ * What this does not use yet is the Pulumi command provider: it cannot be
+ * built here (see README, "Offline toolchain"), so the OpenSSH client
+ * carries the same command and stdin.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import fc from "fast-check";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+
+import { renderEnvFile } from "../../components/envfile";
+import { fingerprint } from "../../components/fingerprint";
+import { deliverScript, EXIT_NO_UNIT, parseReport, removeScript, verifyScript } from "../../components/remote-scripts";
+
+const ROOT = join(__dirname, "..", "..");
+const HOST_SCRIPT = join(ROOT, "sandbox", "ringtail", "host");
+const VAR = "ZOT_CI_API_KEY";
+const KEY = "zak_4c1f0e9d8b7a6c5d4e3f2a1b0c9d8e7f";
+
+interface HostFacts {
+    host: string;
+    port: number;
+    user: string;
+    hostKey: string;
+    privateKeyFile: string;
+    unit: string;
+    envFile: string;
+}
+
+let state: string;
+let facts: HostFacts;
+let knownHosts: string;
+/** Everything ssh printed in this file's tests, scanned for the key at the end. */
+const transcript: string[] = [];
+
+function hostScript(...args: string[]): void {
+    const r = spawnSync("bash", [HOST_SCRIPT, ...args], { encoding: "utf8", timeout: 600_000 });
+    if (r.status !== 0) {
+        throw new Error(`sandbox/ringtail/host ${args.join(" ")} failed:\n${r.stderr}`);
+    }
+}
+
+function ssh(command: string, stdin = "", hostKeyFile = knownHosts): { code: number; stdout: string; stderr: string } {
+    const r = spawnSync(
+        "ssh",
+        [
+            "-o",
+            `UserKnownHostsFile=${hostKeyFile}`,
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=10",
+            "-i",
+            facts.privateKeyFile,
+            "-p",
+            String(facts.port),
+            `${facts.user}@${facts.host}`,
+            command,
+        ],
+        { input: stdin, encoding: "utf8", timeout: 60_000 },
+    );
+    transcript.push(r.stdout, r.stderr);
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+const target = () => ({ envFile: facts.envFile, unit: facts.unit, envVar: VAR });
+// systemd's default start limit (5 starts in 10 s) trips at this test's pace
+// of restarts, not at an operator's; clear it so each test starts clean.
+const resetStartLimit = () => ssh(`systemctl reset-failed ${facts.unit}`);
+const mainPid = () => ssh(`systemctl show -p MainPID --value ${facts.unit}`).stdout.trim();
+
+beforeAll(() => {
+    state = mkdtempSync(join(tmpdir(), "cra-ringtail-"));
+    hostScript("start", state);
+    facts = JSON.parse(readFileSync(join(state, "host.json"), "utf8")) as HostFacts;
+    knownHosts = join(state, "known_hosts");
+    writeFileSync(knownHosts, `${facts.host} ${facts.hostKey}\n`);
+}, 600_000);
+
+afterAll(() => {
+    try {
+        hostScript("stop", state);
+    } finally {
+        rmSync(state, { recursive: true, force: true });
+    }
+}, 120_000);
+
+describe("sandbox ringtail (real systemd over SSH)", () => {
+    beforeEach(() => {
+        resetStartLimit();
+    });
+
+    it("boots a runner unit shaped like the NixOS one: DynamicUser, reading the env file", () => {
+        const r = ssh(`systemctl show -p DynamicUser -p EnvironmentFiles -p ActiveState ${facts.unit}`);
+        expect(r.stdout).toContain("DynamicUser=yes");
+        expect(r.stdout).toContain(`EnvironmentFiles=${facts.envFile} (ignore_errors=yes)`);
+        expect(r.stdout).toContain("ActiveState=active");
+    });
+
+    it("delivers: file root 0600, unit restarted once, systemd hands the exact key to the process", () => {
+        const before = mainPid();
+        const r = ssh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        expect(r.code, r.stderr).toBe(0);
+        expect(parseReport(r.stdout)).toEqual({ changed: "true", file_fp: fingerprint(KEY), restarted: "true" });
+        expect(mainPid()).not.toBe(before);
+        expect(parseReport(ssh(verifyScript(target())).stdout)).toEqual({
+            file: "present",
+            file_owner: "0:0",
+            file_mode: "600",
+            file_fp: fingerprint(KEY),
+            unit_active: "active",
+            unit_reads_file: "true",
+            process_fp: fingerprint(KEY),
+        });
+    });
+
+    it("does not restart when the bytes are unchanged", () => {
+        ssh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const pid = mainPid();
+        const r = ssh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        expect(parseReport(r.stdout)).toMatchObject({ changed: "false", restarted: "false" });
+        expect(mainPid()).toBe(pid);
+    });
+
+    it("gets every printable key through systemd's own EnvironmentFile parser", () => {
+        fc.assert(
+            fc.property(
+                fc.string({
+                    unit: fc.constantFrom(...Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i))),
+                    minLength: 1,
+                    maxLength: 40,
+                }),
+                (key) => {
+                    resetStartLimit();
+                    const r = ssh(deliverScript(target()), renderEnvFile(VAR, key));
+                    expect(r.code, r.stderr).toBe(0);
+                    expect(parseReport(ssh(verifyScript(target())).stdout)["process_fp"]).toBe(fingerprint(key));
+                },
+            ),
+            { numRuns: 12, examples: [["a'b\"c$d`e\\f"], ["$HOME"], ["%h%n"], ["#x"], [";x"]] },
+        );
+        resetStartLimit();
+        ssh(deliverScript(target()), renderEnvFile(VAR, KEY));
+    });
+
+    it("refuses an unknown unit and leaves the file as it was", () => {
+        ssh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const r = ssh(deliverScript({ ...target(), unit: "no-such-runner.service" }), renderEnvFile(VAR, "zak_other"));
+        expect(r.code).toBe(EXIT_NO_UNIT);
+        expect(parseReport(ssh(verifyScript(target())).stdout)["file_fp"]).toBe(fingerprint(KEY));
+    });
+
+    it("sends nothing to a host whose key does not match the pinned one", () => {
+        const impostor = join(state, "impostor_known_hosts");
+        writeFileSync(impostor, `${facts.host} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n`);
+        const r = ssh(deliverScript(target()), renderEnvFile(VAR, "zak_must_not_arrive"), impostor);
+        expect(r.code).toBe(255);
+        expect(r.stderr).toMatch(/host key/i);
+        expect(parseReport(ssh(verifyScript(target())).stdout)["file_fp"]).toBe(fingerprint(KEY));
+    });
+
+    it("removes the file and restarts the unit, which then runs without the variable", () => {
+        const r = ssh(removeScript(target()));
+        expect(r.code, r.stderr).toBe(0);
+        expect(parseReport(ssh(verifyScript(target())).stdout)).toMatchObject({
+            file: "absent",
+            unit_active: "active",
+            process_fp: "none",
+        });
+    });
+
+    it("never printed the key", () => {
+        expect(transcript.join("\n")).not.toContain(KEY);
+    });
+});
