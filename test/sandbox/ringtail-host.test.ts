@@ -8,9 +8,7 @@
  * built here (see README, "Offline toolchain"), so the OpenSSH client
  * carries the same command and stdin.
  */
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import fc from "fast-check";
@@ -19,82 +17,25 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import { deliverScript, EXIT_NO_UNIT, parseReport, removeScript, verifyScript } from "../../components/remote-scripts";
+import { Ringtail } from "../../sandbox/ringtail";
 
-const ROOT = join(__dirname, "..", "..");
-const HOST_SCRIPT = join(ROOT, "sandbox", "ringtail", "host");
 const VAR = "ZOT_CI_API_KEY";
 const KEY = "zak_4c1f0e9d8b7a6c5d4e3f2a1b0c9d8e7f";
 
-interface HostFacts {
-    host: string;
-    port: number;
-    user: string;
-    hostKey: string;
-    privateKeyFile: string;
-    unit: string;
-    envFile: string;
-}
-
-let state: string;
-let facts: HostFacts;
-let knownHosts: string;
-/** Everything ssh printed in this file's tests, scanned for the key at the end. */
-const transcript: string[] = [];
-
-function hostScript(...args: string[]): void {
-    const r = spawnSync("bash", [HOST_SCRIPT, ...args], { encoding: "utf8", timeout: 600_000 });
-    if (r.status !== 0) {
-        throw new Error(`sandbox/ringtail/host ${args.join(" ")} failed:\n${r.stderr}`);
-    }
-}
-
-function ssh(command: string, stdin = "", hostKeyFile = knownHosts): { code: number; stdout: string; stderr: string } {
-    const r = spawnSync(
-        "ssh",
-        [
-            "-o",
-            `UserKnownHostsFile=${hostKeyFile}`,
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=10",
-            "-i",
-            facts.privateKeyFile,
-            "-p",
-            String(facts.port),
-            `${facts.user}@${facts.host}`,
-            command,
-        ],
-        { input: stdin, encoding: "utf8", timeout: 60_000 },
-    );
-    transcript.push(r.stdout, r.stderr);
-    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-const target = () => ({ envFile: facts.envFile, unit: facts.unit, envVar: VAR });
+let host: Ringtail;
+const ssh = (command: string, stdin = "", knownHosts?: string) => host.ssh(command, stdin, knownHosts);
+const target = () => ({ envFile: host.facts.envFile, unit: host.facts.unit, envVar: VAR });
+const mainPid = () => ssh(`systemctl show -p MainPID --value ${host.facts.unit}`).stdout.trim();
 // systemd's default start limit (5 starts in 10 s) trips at this test's pace
 // of restarts, not at an operator's; clear it so each test starts clean.
-const resetStartLimit = () => ssh(`systemctl reset-failed ${facts.unit}`);
-const mainPid = () => ssh(`systemctl show -p MainPID --value ${facts.unit}`).stdout.trim();
+const resetStartLimit = () => ssh(`systemctl reset-failed ${host.facts.unit}`);
 
 beforeAll(() => {
-    state = mkdtempSync(join(tmpdir(), "cra-ringtail-"));
-    hostScript("start", state);
-    facts = JSON.parse(readFileSync(join(state, "host.json"), "utf8")) as HostFacts;
-    knownHosts = join(state, "known_hosts");
-    writeFileSync(knownHosts, `${facts.host} ${facts.hostKey}\n`);
+    host = Ringtail.start();
 }, 600_000);
 
 afterAll(() => {
-    try {
-        hostScript("stop", state);
-    } finally {
-        rmSync(state, { recursive: true, force: true });
-    }
+    host.stop();
 }, 120_000);
 
 describe("sandbox ringtail (real systemd over SSH)", () => {
@@ -103,9 +44,9 @@ describe("sandbox ringtail (real systemd over SSH)", () => {
     });
 
     it("boots a runner unit shaped like the NixOS one: DynamicUser, reading the env file", () => {
-        const r = ssh(`systemctl show -p DynamicUser -p EnvironmentFiles -p ActiveState ${facts.unit}`);
+        const r = ssh(`systemctl show -p DynamicUser -p EnvironmentFiles -p ActiveState ${host.facts.unit}`);
         expect(r.stdout).toContain("DynamicUser=yes");
-        expect(r.stdout).toContain(`EnvironmentFiles=${facts.envFile} (ignore_errors=yes)`);
+        expect(r.stdout).toContain(`EnvironmentFiles=${host.facts.envFile} (ignore_errors=yes)`);
         expect(r.stdout).toContain("ActiveState=active");
     });
 
@@ -163,8 +104,8 @@ describe("sandbox ringtail (real systemd over SSH)", () => {
     });
 
     it("sends nothing to a host whose key does not match the pinned one", () => {
-        const impostor = join(state, "impostor_known_hosts");
-        writeFileSync(impostor, `${facts.host} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n`);
+        const impostor = join(host.state, "impostor_known_hosts");
+        writeFileSync(impostor, `${host.facts.host} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n`);
         const r = ssh(deliverScript(target()), renderEnvFile(VAR, "zak_must_not_arrive"), impostor);
         expect(r.code).toBe(255);
         expect(r.stderr).toMatch(/host key/i);
@@ -182,6 +123,6 @@ describe("sandbox ringtail (real systemd over SSH)", () => {
     });
 
     it("never printed the key", () => {
-        expect(transcript.join("\n")).not.toContain(KEY);
+        expect(host.transcript.join("\n")).not.toContain(KEY);
     });
 });

@@ -1,0 +1,82 @@
+/**
+ * Starts and talks to the sandbox ringtail (sandbox/ringtail/host) from
+ * tests: a real systemd machine reached with the OpenSSH client, the host
+ * key pinned through a known_hosts file.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const HOST_SCRIPT = join(__dirname, "ringtail", "host");
+
+/** What `host start` writes to host.json. */
+export interface HostFacts {
+    host: string;
+    port: number;
+    user: string;
+    hostKey: string;
+    privateKeyFile: string;
+    unit: string;
+    envFile: string;
+    /** The host side of the machine's network link, where sandbox services listen. */
+    registryAddress: string;
+}
+
+export interface SshResult {
+    code: number;
+    stdout: string;
+    stderr: string;
+}
+
+export class Ringtail {
+    /** Everything ssh printed, for leak scans. */
+    readonly transcript: string[] = [];
+    readonly knownHosts: string;
+
+    private constructor(
+        readonly state: string,
+        readonly facts: HostFacts,
+    ) {
+        this.knownHosts = join(state, "known_hosts");
+        writeFileSync(this.knownHosts, `${facts.host} ${facts.hostKey}\n`);
+    }
+
+    /** Boots a fresh machine (building its root filesystem first if needed). */
+    static start(): Ringtail {
+        const state = mkdtempSync(join(tmpdir(), "cra-ringtail-"));
+        hostScript("start", state);
+        return new Ringtail(state, JSON.parse(readFileSync(join(state, "host.json"), "utf8")) as HostFacts);
+    }
+
+    /** Powers the machine off and removes its network namespace and keys. */
+    stop(): void {
+        try {
+            hostScript("stop", this.state);
+        } finally {
+            rmSync(this.state, { recursive: true, force: true });
+        }
+    }
+
+    /** Runs `command` as root over SSH with `stdin`, checking the host key against `knownHosts`. */
+    ssh(command: string, stdin = "", knownHosts = this.knownHosts): SshResult {
+        const r = spawnSync(
+            "ssh",
+            [
+                ...["-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"],
+                ...["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-i", this.facts.privateKeyFile],
+                ...["-p", String(this.facts.port), `${this.facts.user}@${this.facts.host}`, command],
+            ],
+            { input: stdin, encoding: "utf8", timeout: 120_000 },
+        );
+        this.transcript.push(r.stdout, r.stderr);
+        return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    }
+}
+
+function hostScript(...args: string[]): void {
+    const r = spawnSync("bash", [HOST_SCRIPT, ...args], { encoding: "utf8", timeout: 600_000 });
+    if (r.status !== 0) {
+        throw new Error(`sandbox/ringtail/host ${args.join(" ")} failed:\n${r.stderr}`);
+    }
+}

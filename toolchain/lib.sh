@@ -1,0 +1,45 @@
+# Shared by toolchain/build and sandbox/build: progress, cache keys and
+# atomic Go builds. Callers set $cache and source this file.
+
+say() { printf '%s: %s\n' "${LOG_PREFIX:-build}" "$*" >&2; }
+elapsed() { local s=$(($(date +%s) - $1)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
+die() { say "error: $*"; exit 1; }
+
+# key NAME FILES...: a cache key over a binary's inputs and the Go version.
+key() {
+    local name=$1
+    shift
+    { go version; printf '%s\n' "$name"; cat "$@"; } | sha256sum | cut -c1-16
+}
+
+# cached NAME KEY: the directory that holds (or will hold) that build.
+cached() { printf '%s/build/%s-%s' "$cache" "$1" "$2"; }
+
+# Prints progress for long builds until killed.
+ticker() {
+    local what=$1 start=$2
+    while sleep 60; do say "… still building $what ($(elapsed "$start"))"; done
+}
+
+# go_build NAME OUTDIR WORKDIR PACKAGE LDFLAGS: go build in WORKDIR into
+# OUTDIR/NAME, through a temp name so an interrupted build leaves nothing
+# that looks finished. On failure: which binary, the last lines, the log.
+go_build() {
+    local name=$1 out=$2 work=$3 pkg=$4 ldflags=$5 start log tick
+    start=$(date +%s)
+    log=$cache/logs/$name.log
+    mkdir -p "$out" "$cache/logs"
+    say "building $name"
+    ticker "$name" "$start" &
+    tick=$!
+    if ! (cd "$work" && CGO_ENABLED=0 go build -trimpath -tags osusergo,grpcnotrace \
+        -ldflags "-s -w $ldflags" -o "$out/$name.partial" "$pkg") >"$log" 2>&1; then
+        kill "$tick" 2>/dev/null || true
+        say "building $name failed after $(elapsed "$start"); last lines:"
+        tail -n 30 "$log" >&2
+        die "full log: $log"
+    fi
+    kill "$tick" 2>/dev/null || true
+    mv -f "$out/$name.partial" "$out/$name"
+    say "built $name in $(elapsed "$start")"
+}
