@@ -18,9 +18,11 @@
  *
  * State is in memory. Tests rotate the key with a real `PUT`.
  */
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 
 export const CONNECT_VERSION = "1.7.3";
 
@@ -335,5 +337,46 @@ export function apiCredential(
                 section: { id: "rotation" },
             },
         ],
+    };
+}
+
+/** The emulator in a child process (see connect-emulator-main.ts). */
+export interface EmulatorProcess {
+    url: string;
+    stop(): Promise<void>;
+}
+
+/** Starts the emulator in its own Node.js process, seeded from `seed` (sent on stdin). */
+export async function spawnEmulator(seed: {
+    token: string;
+    key: string;
+    expires: Date;
+    extraItems?: { title: string; username: string; credential: string }[];
+}): Promise<EmulatorProcess> {
+    const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", join(__dirname, "connect-emulator-main.ts")], {
+        stdio: ["pipe", "pipe", "inherit"],
+        env: { ...process.env, TS_NODE_PROJECT: join(__dirname, "..", "tsconfig.json") },
+    });
+    child.stdin.end(JSON.stringify({ ...seed, expires: seed.expires.toISOString() }));
+    const url = await new Promise<string>((resolve, reject) => {
+        let out = "";
+        child.stdout.on("data", (d: Buffer) => {
+            out += d.toString();
+            const m = /listening (\S+)/.exec(out);
+            if (m?.[1]) resolve(m[1]);
+        });
+        child.once("exit", (code) => {
+            reject(new Error(`the Connect emulator exited (${String(code)}) before listening`));
+        });
+    });
+    return {
+        url,
+        stop: async () => {
+            if (child.exitCode === null) {
+                const exited = new Promise((resolve) => child.once("exit", resolve));
+                child.kill("SIGTERM");
+                await exited;
+            }
+        },
     };
 }

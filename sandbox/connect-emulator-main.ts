@@ -1,0 +1,38 @@
+/**
+ * Runs the Connect emulator as its own process, so a test that blocks its
+ * event loop (spawnSync of kubectl, ssh) cannot stall ESO's calls to it.
+ * Reads `{"token", "port", "key", "expires", "extraItems"?}` as JSON on stdin
+ * (never argv), seeds vault `blumeops`, prints `listening <url>` and serves
+ * until killed. Tests rotate the key through the Connect API itself (PUT).
+ */
+import { apiCredential, ConnectEmulator, seedBlumeops } from "./connect-emulator";
+
+interface Seed {
+    token: string;
+    port?: number;
+    key: string;
+    expires: string;
+    extraItems?: { title: string; username: string; credential: string }[];
+}
+
+async function main(): Promise<void> {
+    let input = "";
+    for await (const chunk of process.stdin) {
+        input += String(chunk);
+    }
+    const seed = JSON.parse(input) as Seed;
+    const emulator = new ConnectEmulator(seed.token);
+    const url = await emulator.listen(seed.port ?? 0);
+    const { vault } = seedBlumeops(emulator, seed.key, new Date(seed.expires));
+    for (const extra of seed.extraItems ?? []) {
+        emulator.addItem(vault.id, apiCredential(extra.title, extra.username, extra.credential, new Date(seed.expires)));
+    }
+    process.stdout.write(`listening ${url}\n`);
+    const stop = (): void => {
+        void emulator.close().then(() => process.exit(0));
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+}
+
+void main();

@@ -1,0 +1,74 @@
+/**
+ * Runs Pulumi programs for the sandbox tests through the Automation API:
+ * the real engine (the toolchain's `pulumi` on PATH), real providers from the
+ * project's PULUMI_HOME, a `file://` backend in a temp dir, passphrase
+ * secrets. Captures every line of output and every engine event so tests
+ * can scan them for the key.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { LocalWorkspace, type EngineEvent, type PulumiFn, type Stack } from "@pulumi/pulumi/automation";
+
+export interface Run {
+    stack: Stack;
+    /** The `file://` backend's directory: state, its backups and history. */
+    backend: string;
+    /** Everything the engine printed and every event, in order. */
+    transcript: string[];
+    /** Removes the stack's backend directory. */
+    dispose(): void;
+}
+
+/** A fresh stack for an inline program, with its own file backend. */
+export async function inlineStack(projectName: string, stackName: string, program: PulumiFn): Promise<Run> {
+    const backend = mkdtempSync(join(tmpdir(), "cra-backend-"));
+    const stack = await LocalWorkspace.createOrSelectStack(
+        { projectName, stackName, program },
+        {
+            projectSettings: { name: projectName, runtime: "nodejs", backend: { url: `file://${backend}` } },
+            envVars: { PULUMI_CONFIG_PASSPHRASE: "sandbox-passphrase", PULUMI_BACKEND_URL: `file://${backend}` },
+            secretsProvider: "passphrase",
+        },
+    );
+    return {
+        stack,
+        backend,
+        transcript: [],
+        dispose: () => {
+            rmSync(backend, { recursive: true, force: true });
+        },
+    };
+}
+
+/** Options that record output and events into `run.transcript`. */
+export function recording(run: Run): { onOutput: (s: string) => void; onEvent: (e: EngineEvent) => void } {
+    return {
+        onOutput: (s: string) => run.transcript.push(s),
+        onEvent: (e: EngineEvent) => run.transcript.push(JSON.stringify(e)),
+    };
+}
+
+/**
+ * Everything the backend has persisted for the stack (checkpoint, backups,
+ * history), decompressed: what an operator's state really holds. (The
+ * Automation API's exportStack shows secrets decrypted, so it is no test.)
+ */
+export function persistedState(run: Run): string {
+    const texts: string[] = [];
+    const walk = (dir: string): void => {
+        for (const entry of readdirSync(dir, { withFileTypes: true })) {
+            const path = join(dir, entry.name);
+            if (entry.isDirectory()) {
+                walk(path);
+            } else {
+                const data = readFileSync(path);
+                texts.push((path.endsWith(".gz") ? gunzipSync(data) : data).toString("utf8"));
+            }
+        }
+    };
+    walk(run.backend);
+    return texts.join("\n");
+}
