@@ -74,6 +74,50 @@ export class Ringtail {
     }
 }
 
+/** Where the probe image lives on the host, readable by the job's dynamic user. */
+export const IMAGE_DIR = "/srv/ci-probe/img";
+
+/** Copies an OCI layout from this machine to IMAGE_DIR on the host. */
+export function uploadImage(host: Ringtail, layout: string): void {
+    const tar = spawnSync("tar", ["-C", layout, "-cf", "-", "."]);
+    const r = host.ssh(`mkdir -p ${IMAGE_DIR} && tar -C ${IMAGE_DIR} -xf - && chmod -R a+rX /srv/ci-probe`, tar.stdout.toString("latin1"));
+    if (r.code !== 0) {
+        throw new Error(`uploading the probe image failed: ${r.stderr}`);
+    }
+}
+
+/**
+ * A CI job on the runner: a transient systemd unit with the runner's
+ * EnvironmentFile= and a dynamic user, pushing IMAGE_DIR with skopeo. The
+ * credentials go into an auth file written from the environment (printf is
+ * a shell builtin, so the key is on no command line); `withCredentials:
+ * false` pushes anonymously. Prints the host's process list mid-push so
+ * callers can check what any user could see.
+ */
+export function pushAsJob(host: Ringtail, registry: string, tag: string, withCredentials: boolean): SshResult {
+    const auth = withCredentials
+        ? `printf '{"auths":{"%s":{"auth":"%s"}}}' "$REGISTRY" "$(printf 'zot-ci:%s' "$ZOT_CI_API_KEY" | base64 -w0)" > "$auth"`
+        : `printf '{"auths":{}}' > "$auth"`;
+    const job = [
+        "set -eu",
+        "umask 077",
+        'auth="$RUNTIME_DIRECTORY/auth.json"',
+        auth,
+        `skopeo copy --quiet --dest-tls-verify=false --authfile "$auth" oci:${IMAGE_DIR}:latest "docker://$REGISTRY/blumeops/ci-probe:$TAG" &`,
+        "pid=$!",
+        "sleep 0.3; echo '--- ps'; ps -eo args; echo '--- end ps'",
+        'wait "$pid"',
+    ].join("\n");
+    return host.ssh(
+        [
+            "systemd-run --quiet --wait --pipe --collect",
+            `-p EnvironmentFile=${host.facts.envFile} -p DynamicUser=yes -p RuntimeDirectory=ci-probe -p PrivateTmp=yes`,
+            `-E REGISTRY=${registry} -E TAG=${tag}`,
+            `/bin/sh -c '${job.replace(/'/g, `'\\''`)}'`,
+        ].join(" "),
+    );
+}
+
 function hostScript(...args: string[]): void {
     const r = spawnSync("bash", [HOST_SCRIPT, ...args], { encoding: "utf8", timeout: 600_000 });
     if (r.status !== 0) {

@@ -12,7 +12,6 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawnSync } from "node:child_process";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -20,44 +19,17 @@ import { renderEnvFile } from "../../components/envfile";
 import { deliverScript, parseReport } from "../../components/remote-scripts";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { startRegistry, type Registry } from "../../sandbox/registry";
-import { Ringtail } from "../../sandbox/ringtail";
+import { pushAsJob as pushJob, Ringtail, uploadImage } from "../../sandbox/ringtail";
 
 const VAR = "ZOT_CI_API_KEY";
 const KEY = "zak_push_1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a";
 const ROTATED = "zak_push_rotated_9f8e7d6c5b4a3f2e1d0c9b8a";
-const IMAGE_DIR = "/srv/ci-probe/img";
 
 let host: Ringtail;
 let registry: Registry;
 let work: string;
 
-/** A CI job on the runner: the runner's env file, a dynamic user, a push. */
-function pushAsJob(tag: string, withCredentials: boolean): { code: number; stdout: string; stderr: string } {
-    const auth = withCredentials
-        ? `printf '{"auths":{"%s":{"auth":"%s"}}}' "$REGISTRY" "$(printf 'zot-ci:%s' "$${VAR}" | base64 -w0)" > "$auth"`
-        : `printf '{"auths":{}}' > "$auth"`;
-    const job = [
-        "set -eu",
-        "umask 077",
-        'auth="$RUNTIME_DIRECTORY/auth.json"',
-        auth,
-        `skopeo copy --quiet --dest-tls-verify=false --authfile "$auth" oci:${IMAGE_DIR}:latest "docker://$REGISTRY/blumeops/ci-probe:$TAG" &`,
-        "pid=$!",
-        // What any user on the host could see while the push runs.
-        "sleep 0.3; echo '--- ps'; ps -eo args; echo '--- end ps'",
-        'wait "$pid"',
-    ].join("\n");
-    const unit = host.facts.unit;
-    return host.ssh(
-        [
-            "systemd-run --quiet --wait --pipe --collect",
-            `-p EnvironmentFile=${host.facts.envFile} -p DynamicUser=yes -p RuntimeDirectory=ci-probe -p PrivateTmp=yes`,
-            `-E REGISTRY=${registry.address} -E TAG=${tag}`,
-            `/bin/sh -c '${job.replace(/'/g, `'\\''`)}'`,
-            `# ${unit}`,
-        ].join(" "),
-    );
-}
+const pushAsJob = (tag: string, withCredentials: boolean) => pushJob(host, registry.address, tag, withCredentials);
 
 async function tags(key: string): Promise<string[]> {
     const res = await fetch(`http://${registry.address}/v2/blumeops/ci-probe/tags/list`, {
@@ -78,9 +50,7 @@ beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), "cra-registry-"));
     registry = await startRegistry(work, host.facts.registryAddress, 5000, "zot-ci", KEY);
     writeOciImage(join(work, "image"), "pushed by the ci-registry-auth sandbox\n");
-    const tar = spawnSync("tar", ["-C", join(work, "image"), "-cf", "-", "."]);
-    const r = host.ssh(`mkdir -p ${IMAGE_DIR} && tar -C ${IMAGE_DIR} -xf - && chmod -R a+rX /srv/ci-probe`, tar.stdout.toString("latin1"));
-    expect(r.code, r.stderr).toBe(0);
+    uploadImage(host, join(work, "image"));
 }, 600_000);
 
 afterAll(async () => {

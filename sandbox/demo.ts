@@ -1,0 +1,201 @@
+/**
+ * `npm run demo`: the mission on the local sandbox. Starts the 1Password
+ * Connect emulator, ringtail (systemd over SSH), the registry and the indri
+ * cluster with ESO; delivers the key to both runners; prints what each holds
+ * (fingerprints only); pushes from a CI job on ringtail; rotates the key in
+ * 1Password and does it all again; stops everything.
+ *
+ * Two stand-ins, said on screen too: the key is read through the official
+ * Connect JS SDK instead of the onepassword provider, and ringtail's delivery
+ * runs the program's own host scripts over OpenSSH instead of through the
+ * command provider, because neither provider plugin can be built here.
+ * Everything else is the program's code on real parts.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { OnePasswordConnect } from "@1password/connect";
+
+import type { KubernetesRunnerConfig } from "../components/config";
+import { renderEnvFile } from "../components/envfile";
+import { fingerprint } from "../components/fingerprint";
+import { KubernetesRunner } from "../components/kubernetes-runner";
+import { deliverScript, parseReport, verifyScript } from "../components/remote-scripts";
+import { ARGO_MANAGER, Cluster, indriWorld } from "./cluster";
+import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
+import { writeOciImage } from "./oci-image";
+import { startRegistry, type Registry } from "./registry";
+import { pushAsJob, Ringtail, uploadImage } from "./ringtail";
+import { inlineStack, type Run } from "./stack";
+
+const TOKEN = randomBytes(16).toString("hex");
+const newKey = (): string => `zak_${randomBytes(20).toString("hex")}`;
+
+interface Row {
+    runner: string;
+    onePassword: string;
+    delivered: string;
+    consumer: string;
+    hasKey: boolean;
+}
+
+function table(title: string, rows: Row[]): void {
+    console.log(`\n${title}`);
+    const head = ["runner", "1Password", "delivered", "consumer", "hasKey"];
+    const cells = rows.map((r) => [r.runner, r.onePassword, r.delivered, r.consumer, String(r.hasKey)]);
+    const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+    const line = (c: string[]): string => c.map((v, i) => v.padEnd(widths[i]!)).join("  ");
+    console.log(line(head));
+    console.log(widths.map((w) => "-".repeat(w)).join("  "));
+    cells.forEach((c) => {
+        console.log(line(c));
+    });
+}
+
+/** Reads the key the way the program does: vault blumeops, item zot-ci-apikey, field credential. */
+async function readKey(url: string): Promise<string> {
+    const op = OnePasswordConnect({ serverURL: url, token: TOKEN, keepAlive: false });
+    const vault = await op.getVaultByTitle("blumeops");
+    const item = await op.getItemByTitle(vault.id!, "zot-ci-apikey");
+    const value = item.fields?.find((f) => f.id === "credential")?.value;
+    if (!value) throw new Error("the item has no credential");
+    return value;
+}
+
+async function rotateKey(url: string, value: string): Promise<void> {
+    const op = OnePasswordConnect({ serverURL: url, token: TOKEN, keepAlive: false });
+    const vault = await op.getVaultByTitle("blumeops");
+    const item = await op.getItemByTitle(vault.id!, "zot-ci-apikey");
+    item.fields!.find((f) => f.id === "credential")!.value = value;
+    await op.updateItem(vault.id!, item);
+}
+
+function deliverToRingtail(host: Ringtail, key: string): Row {
+    const target = { envFile: host.facts.envFile, unit: host.facts.unit, envVar: "ZOT_CI_API_KEY" };
+    const delivered = host.ssh(deliverScript(target), renderEnvFile("ZOT_CI_API_KEY", key));
+    if (delivered.code !== 0) throw new Error(`delivery to ringtail failed: ${delivered.stderr}`);
+    const v = parseReport(host.ssh(verifyScript(target)).stdout);
+    const fp = fingerprint(key);
+    return {
+        runner: "ringtail (ssh)",
+        onePassword: fp,
+        delivered: v["file_fp"] ?? "none",
+        consumer: v["process_fp"] ?? "none",
+        hasKey: v["file_fp"] === fp && v["process_fp"] === fp && v["unit_active"] === "active" && v["unit_reads_file"] === "true",
+    };
+}
+
+async function deliverToIndri(run: Run, runner: KubernetesRunnerConfig, key: string): Promise<Row> {
+    const fp = fingerprint(key);
+    run.stack.workspace.program = () => {
+        const r = new KubernetesRunner("indri", {
+            runner,
+            item: "zot-ci-apikey",
+            field: "credential",
+            envVar: "ZOT_CI_API_KEY",
+            keyFingerprint: fp,
+        });
+        return Promise.resolve({ hasKey: r.hasKey, secretFingerprint: r.secretFingerprint, templateFingerprint: r.templateFingerprint });
+    };
+    const up = await run.stack.up();
+    const out = (k: string): string => String(up.outputs[k]?.value);
+    return {
+        runner: "indri (kubernetes)",
+        onePassword: fp,
+        delivered: out("secretFingerprint"),
+        consumer: out("templateFingerprint"),
+        hasKey: out("hasKey") === "true",
+    };
+}
+
+async function main(): Promise<void> {
+    const started: (() => Promise<void> | void)[] = [];
+    const work = mkdtempSync(join(tmpdir(), "cra-demo-"));
+    started.push(() => {
+        rmSync(work, { recursive: true, force: true });
+    });
+    try {
+        console.log("Starting the sandbox: 1Password Connect emulator, ringtail, registry, indri with ESO …");
+        const first = newKey();
+        const emulator: EmulatorProcess = await spawnEmulator({
+            token: TOKEN,
+            key: first,
+            expires: new Date(Date.now() + 90 * 86_400_000),
+            extraItems: [{ title: "forgejo-runner-registration", username: "runner", credential: randomBytes(12).toString("hex") }],
+        });
+        started.push(() => emulator.stop());
+        const host = Ringtail.start();
+        started.push(() => {
+            host.stop();
+        });
+        const registry: Registry = await startRegistry(work, host.facts.registryAddress, 5000, "zot-ci", first);
+        started.push(() => registry.stop());
+        const cluster = Cluster.start();
+        started.push(() => {
+            cluster.stop();
+            cluster.remove();
+        });
+        cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN }), ARGO_MANAGER);
+        cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
+        cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
+        writeOciImage(join(work, "image"), "pushed by the ci-registry-auth demo\n");
+        uploadImage(host, join(work, "image"));
+        console.log("Stand-ins: the key is read with the Connect JS SDK (not the onepassword provider) and ringtail's");
+        console.log("delivery runs the program's host scripts over OpenSSH (not the command provider): see README.");
+
+        const runner: KubernetesRunnerConfig = {
+            kind: "kubernetes",
+            context: "minikube",
+            kubeconfig: cluster.kubeconfig,
+            namespace: "forgejo-runner",
+            deployment: "forgejo-runner",
+            container: "runner",
+            clusterSecretStore: "onepassword-blumeops",
+            secretName: "zot-ci-api-key",
+            fieldManager: "ci-registry-auth",
+            syncTimeoutSeconds: 120,
+            rolloutTimeoutSeconds: 600,
+        };
+        const run = await inlineStack("ci-registry-auth", "indri", () => Promise.resolve({}));
+        started.push(async () => {
+            await run.stack.destroy().catch(() => undefined);
+            run.dispose();
+        });
+
+        for (const [round, label] of [
+            [1, "Both runners after the first run"],
+            [2, "After rotating the key in 1Password and running again"],
+        ] as const) {
+            if (round === 2) {
+                const next = newKey();
+                await rotateKey(emulator.url, next);
+                registry.setKey(next);
+            }
+            const key = await readKey(emulator.url);
+            const t0 = Date.now();
+            const rows = [deliverToRingtail(host, key), await deliverToIndri(run, runner, key)];
+            table(`${label} (${((Date.now() - t0) / 1000).toFixed(1)} s):`, rows);
+            const push = pushAsJob(host, registry.address, `round-${round}`, true);
+            console.log(
+                `CI job on ringtail pushes blumeops/ci-probe:round-${round}: ${push.code === 0 ? "ok" : `FAILED (${push.stderr.trim()})`}`,
+            );
+            if (rows.some((r) => !r.hasKey) || push.code !== 0) process.exitCode = 1;
+        }
+    } finally {
+        console.log("\nStopping the sandbox …");
+        for (const stop of started.reverse()) {
+            try {
+                await stop();
+            } catch (err) {
+                console.error(`cleanup: ${(err as Error).message}`);
+            }
+        }
+    }
+}
+
+main().catch((err: unknown) => {
+    console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+});
