@@ -24,6 +24,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 
+import { stopChild } from "./child";
+
 export const CONNECT_VERSION = "1.7.3";
 
 export interface Field {
@@ -371,12 +373,6 @@ export async function spawnEmulator(seed: {
     });
     return {
         url,
-        stop: async () => {
-            if (child.exitCode === null) {
-                const exited = new Promise((resolve) => child.once("exit", resolve));
-                child.kill("SIGTERM");
-                await exited;
-            }
-        },
+        stop: () => stopChild(child),
     };
 }

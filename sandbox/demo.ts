@@ -18,12 +18,13 @@ import { join } from "node:path";
 
 import { OnePasswordConnect } from "@1password/connect";
 
-import type { KubernetesRunnerConfig } from "../components/config";
+import { parseConfig, type KubernetesRunnerConfig } from "../components/config";
 import { renderEnvFile } from "../components/envfile";
 import { fingerprint } from "../components/fingerprint";
 import { KubernetesRunner } from "../components/kubernetes-runner";
 import { deliverScript, parseReport, verifyScript } from "../components/remote-scripts";
 import { ARGO_MANAGER, Cluster, indriWorld } from "./cluster";
+import { committedRunner, rawConfig } from "./committed-config";
 import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
 import { writeOciImage } from "./oci-image";
 import { startRegistry, type Registry } from "./registry";
@@ -145,19 +146,10 @@ async function main(): Promise<void> {
         console.log("Stand-ins: the key is read with the Connect JS SDK (not the onepassword provider) and ringtail's");
         console.log("delivery runs the program's host scripts over OpenSSH (not the command provider): see README.");
 
-        const runner: KubernetesRunnerConfig = {
-            kind: "kubernetes",
-            context: "minikube",
-            kubeconfig: cluster.kubeconfig,
-            namespace: "forgejo-runner",
-            deployment: "forgejo-runner",
-            container: "runner",
-            clusterSecretStore: "onepassword-blumeops",
-            secretName: "zot-ci-api-key",
-            fieldManager: "ci-registry-auth",
-            syncTimeoutSeconds: 120,
-            rolloutTimeoutSeconds: 600,
-        };
+        // indri's committed settings; only the kubeconfig points at the sandbox.
+        const committed = committedRunner("indri");
+        const runner = parseConfig(rawConfig("indri", { runner: { ...committed, kubeconfig: cluster.kubeconfig } }))
+            .runner as KubernetesRunnerConfig;
         const run = await inlineStack("ci-registry-auth", "indri", () => Promise.resolve({}));
         started.push(async () => {
             await run.stack.destroy().catch(() => undefined);

@@ -7,8 +7,10 @@
  * so a rotation also rotates what the registry accepts.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, openSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+
+import { stopChild } from "./child";
 
 export interface Registry {
     /** `host:port` to push to. */
@@ -49,7 +51,6 @@ export async function startRegistry(dir: string, host: string, port: number, use
         ].join("\n"),
     );
     const logFile = join(dir, "registry.log");
-    const { openSync } = await import("node:fs");
     const out = openSync(logFile, "a");
     const child: ChildProcess = spawn("docker-registry", ["serve", config], { stdio: ["ignore", out, out] });
     const address = `${host}:${port}`;
@@ -71,12 +72,6 @@ export async function startRegistry(dir: string, host: string, port: number, use
         address,
         setKey,
         logFile,
-        stop: async () => {
-            if (child.exitCode === null) {
-                const exited = new Promise((resolve) => child.once("exit", resolve));
-                child.kill("SIGTERM");
-                await exited;
-            }
-        },
+        stop: () => stopChild(child),
     };
 }
