@@ -172,7 +172,15 @@ export interface DeploymentFacts {
     replicas: number;
     readyReplicas: number;
     updatedReplicas: number;
-    /** The controller has seen the latest spec and every replica runs it and is ready. */
+    /** Replicas of older templates still running (scale-down under way). */
+    oldReplicas: number;
+    /**
+     * The controller has seen the latest spec and as many replicas run it as
+     * wanted, with at least that many ready. Read from the patch's awaited
+     * result: the Kubernetes provider returns once the new ReplicaSet is
+     * available, possibly while old pods are still being scaled down
+     * (counted in oldReplicas).
+     */
     rolledOut: boolean;
 }
 
@@ -190,7 +198,8 @@ export function deploymentFacts(d: DeploymentView, container: string, envVar: st
         replicas,
         readyReplicas,
         updatedReplicas,
-        rolledOut: observed && updatedReplicas === replicas && readyReplicas === replicas && (d.status?.replicas ?? 0) === replicas,
+        oldReplicas: Math.max(0, (d.status?.replicas ?? 0) - updatedReplicas),
+        rolledOut: observed && updatedReplicas === replicas && readyReplicas >= replicas,
     };
 }
 

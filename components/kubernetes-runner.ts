@@ -47,6 +47,8 @@ export class KubernetesRunner extends pulumi.ComponentResource {
     public readonly replicas: pulumi.Output<number>;
     public readonly readyReplicas: pulumi.Output<number>;
     public readonly updatedReplicas: pulumi.Output<number>;
+    /** Replicas of older templates still being scaled down when the patch returned. */
+    public readonly oldReplicas: pulumi.Output<number>;
     /** Every replica runs the current template and is ready. */
     public readonly rolledOut: pulumi.Output<boolean>;
     /** Secret and template carry the key's fingerprint, the env is wired and the rollout finished. */
@@ -165,6 +167,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         this.replicas = facts.replicas;
         this.readyReplicas = facts.readyReplicas;
         this.updatedReplicas = facts.updatedReplicas;
+        this.oldReplicas = facts.oldReplicas;
         this.rolledOut = facts.rolledOut;
         this.hasKey = pulumi
             .all([args.keyFingerprint, this.secretFingerprint, facts])

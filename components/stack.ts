@@ -54,6 +54,7 @@ export function defineStack(config: StackConfig): StackOutputs {
                 replicas: runner.replicas,
                 readyReplicas: runner.readyReplicas,
                 updatedReplicas: runner.updatedReplicas,
+                oldReplicas: runner.oldReplicas,
                 rolledOut: runner.rolledOut,
             },
         };

@@ -9,6 +9,9 @@
  * through the onepassword provider needs a plugin that cannot be built here
  * (README, "Offline toolchain"). Everything after that read is real.
  */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
 import { OnePasswordConnect } from "@1password/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -277,5 +280,29 @@ describe("bad input leaves the cluster as it was", () => {
     it("a missing Deployment fails with its name", async () => {
         const message = await attempt({ ...runner, deployment: "no-such-runner" }, "bad-deployment");
         expect(message).toMatch(/no-such-runner/);
+    });
+    it("a missing namespace fails with the Deployment it looked for", async () => {
+        const message = await attempt({ ...runner, namespace: "no-such-namespace" }, "bad-namespace");
+        expect(message).toMatch(/no-such-namespace\/forgejo-runner|not found/);
+    });
+
+    it("an unreachable API server fails clearly and changes nothing", async () => {
+        const kubeconfig = join(cluster.state, "unreachable.kubeconfig");
+        writeFileSync(kubeconfig, readFileSync(cluster.kubeconfig, "utf8").replace(/server: .*/, "server: https://127.0.0.1:1"));
+        const rs = replicaSets();
+        const message = await attempt({ ...runner, kubeconfig }, "unreachable");
+        expect(message).toMatch(/unreachable|connection refused/i);
+        expect(replicaSets()).toBe(rs);
+    });
+
+    it("with ESO not running, the bounded wait for the sync fails and the Deployment is left alone", async () => {
+        const pid = Number(readFileSync(join(cluster.state, "external-secrets.pid"), "utf8"));
+        process.kill(pid, "SIGTERM");
+        const before = deployment().spec.template;
+        const rs = replicaSets();
+        const message = await attempt({ ...runner, syncTimeoutSeconds: 10 }, "no-eso");
+        expect(message).toMatch(/ExternalSecret|Ready|timed out/i);
+        expect(deployment().spec.template).toEqual(before);
+        expect(replicaSets()).toBe(rs);
     });
 });

@@ -123,8 +123,13 @@ describe("names and facts", () => {
             replicas: 1,
             readyReplicas: 1,
             updatedReplicas: 1,
+            oldReplicas: 0,
             rolledOut: true,
         });
+        // An old pod still being scaled down is reported, not hidden.
+        const scalingDown = live({ annotation: FP });
+        scalingDown.status.replicas = 2;
+        expect(deploymentFacts(scalingDown, "runner", "ZOT_CI_API_KEY", "s")).toMatchObject({ oldReplicas: 1, rolledOut: true });
         expect(deploymentFacts(live({ observed: 3 }), "runner", "ZOT_CI_API_KEY", "s").rolledOut).toBe(false);
         expect(deploymentFacts(live({ ready: 0 }), "runner", "ZOT_CI_API_KEY", "s").rolledOut).toBe(false);
         expect(deploymentFacts(live({ updated: 0 }), "runner", "ZOT_CI_API_KEY", "s").rolledOut).toBe(false);
