@@ -294,10 +294,11 @@ export class Harness implements pulumi.runtime.Mocks {
     }
 }
 
-/** A fresh world where everything exists and works. */
+/** A fresh world where everything exists and works; the key expires in 60 days. */
 export function healthyWorld(key: string): World {
+    const expires = String(Math.floor(Date.now() / 1000) + 60 * 86_400);
     return {
-        item: { credential: key },
+        item: { credential: key, sections: [{ id: "rotation", label: "rotation", fields: [{ label: "expires", value: expires }] }] },
         containers: ["runner", "dind"],
         storeReady: true,
         files: new Map(),
