@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 
+import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
 import { defineStack } from "../../components/stack";
@@ -88,26 +89,26 @@ describe("ringtail (ssh)", () => {
         expect(await valueOf(outputs.hasKey)).toBe(false);
     });
 
-    it("says hasKey false when the running process still has an older key", async () => {
+    it("restarts the unit when the file changes, so the process picks up the new key", async () => {
         const world = healthyWorld(KEY);
-        world.files.set("/etc/forgejo-runner/zot-api-key.env", `ZOT_CI_API_KEY=${KEY}\n`);
+        world.files.set("/etc/forgejo-runner/zot-api-key.env", renderEnvFile("ZOT_CI_API_KEY", ROTATED));
         world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
-        world.files.set("/etc/forgejo-runner/zot-api-key.env", "stale");
         const { outputs } = run("ringtail", world);
-        // The delivery changes the file, so the fake unit restarts and picks the key up.
-        expect(await valueOf(outputs.hasKey)).toBe(true);
+        expect(await valueOf(outputs.delivered["changed"]!)).toBe(true);
         expect(world.restarts).toBe(1);
+        expect(await valueOf(outputs.delivered["processFingerprint"]!)).toBe(fingerprint(KEY));
+        expect(await valueOf(outputs.hasKey)).toBe(true);
+    });
 
-        const unchanged = healthyWorld(KEY);
-        const content = (await import("../../components/envfile")).renderEnvFile("ZOT_CI_API_KEY", KEY);
-        unchanged.files.set("/etc/forgejo-runner/zot-api-key.env", content);
-        unchanged.processEnv.set("ZOT_CI_API_KEY", ROTATED);
-        const again = run("ringtail", unchanged);
-        // Same bytes: no restart, and the stale process is reported, not hidden.
-        expect(await valueOf(again.outputs.delivered["changed"]!)).toBe(false);
-        expect(unchanged.restarts).toBe(0);
-        expect(await valueOf(again.outputs.delivered["processFingerprint"]!)).toBe(fingerprint(ROTATED));
-        expect(await valueOf(again.outputs.hasKey)).toBe(false);
+    it("leaves the unit alone when the bytes are the same, and reports a stale process instead of hiding it", async () => {
+        const world = healthyWorld(KEY);
+        world.files.set("/etc/forgejo-runner/zot-api-key.env", renderEnvFile("ZOT_CI_API_KEY", KEY));
+        world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
+        const { outputs } = run("ringtail", world);
+        expect(await valueOf(outputs.delivered["changed"]!)).toBe(false);
+        expect(world.restarts).toBe(0);
+        expect(await valueOf(outputs.delivered["processFingerprint"]!)).toBe(fingerprint(ROTATED));
+        expect(await valueOf(outputs.hasKey)).toBe(false);
     });
 });
 
