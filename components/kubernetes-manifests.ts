@@ -14,10 +14,10 @@ export const MANAGED_BY = { "app.kubernetes.io/managed-by": "ci-registry-auth" }
 const NAME_SUFFIX_DIGITS = 10;
 
 /**
- * Name of the ExternalSecret and its Secret for one key: the configured base
- * name and the fingerprint's first hex digits. A rotation therefore creates
- * a new pair, which ESO syncs at once and whose readiness is never stale; the
- * Deployment switches to it in one rollout and the old pair is then deleted.
+ * Name of the ExternalSecret for one key: the configured base name and the
+ * fingerprint's first hex digits. A rotation therefore creates a new
+ * ExternalSecret, which ESO syncs at once and whose readiness is never
+ * stale; the old one is deleted afterwards.
  */
 export function secretObjectName(base: string, keyFingerprint: string): string {
     if (!keyFingerprint.startsWith(FINGERPRINT_PREFIX)) {
@@ -27,9 +27,27 @@ export function secretObjectName(base: string, keyFingerprint: string): string {
     return `${base}-${suffix}`;
 }
 
+/**
+ * The Secret the runner reads, made (empty) by this program under a stable
+ * name so the Deployment's env entry never changes; every ExternalSecret
+ * merges the key into it.
+ */
+export function targetSecretManifest(
+    name: string,
+    namespace: string,
+): {
+    metadata: { name: string; namespace: string; labels: Record<string, string> };
+    type: string;
+} {
+    return { metadata: { name, namespace, labels: { ...MANAGED_BY } }, type: "Opaque" };
+}
+
 /** Inputs of {@link externalSecretManifest}. */
 export interface ExternalSecretInput {
+    /** The ExternalSecret's own (fingerprint-named) name. */
     name: string;
+    /** The stable Secret it merges the key into. */
+    targetSecret: string;
     namespace: string;
     clusterSecretStore: string;
     /** 1Password item title (ESO's remoteRef.key). */
@@ -43,8 +61,8 @@ export interface ExternalSecretInput {
 }
 
 /**
- * The ExternalSecret. ESO creates and owns the Secret; a template annotation
- * stamps the fingerprint of what ESO actually read onto that Secret, so the
+ * The ExternalSecret. ESO merges the key into the stable Secret; a template
+ * annotation stamps the fingerprint of what ESO actually read onto it, so the
  * program can confirm ESO delivered the same key it read itself. Pulumi waits
  * (bounded) for the Ready condition, which on a freshly named object cannot
  * be left over from an earlier sync.
@@ -74,8 +92,9 @@ export function externalSecretManifest(input: ExternalSecretInput): {
             refreshPolicy: "CreatedOnce",
             secretStoreRef: { kind: "ClusterSecretStore", name: input.clusterSecretStore },
             target: {
-                name: input.name,
-                creationPolicy: "Owner",
+                name: input.targetSecret,
+                // The Secret is this program's (stable name); ESO only fills it.
+                creationPolicy: "Merge",
                 deletionPolicy: "Retain",
                 template: {
                     engineVersion: "v2",

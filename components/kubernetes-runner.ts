@@ -9,6 +9,7 @@ import {
     deploymentPatchManifest,
     externalSecretManifest,
     secretObjectName,
+    targetSecretManifest,
 } from "./kubernetes-manifests";
 
 /** Arguments of {@link KubernetesRunner}. */
@@ -36,8 +37,10 @@ export interface KubernetesRunnerArgs {
  * the container) and the ClusterSecretStore (it must exist and be Ready).
  */
 export class KubernetesRunner extends pulumi.ComponentResource {
-    /** Name of the ExternalSecret and of the Secret ESO made from it. */
+    /** Name of the Secret the runner reads (stable across rotations). */
     public readonly secretName: pulumi.Output<string>;
+    /** Name of the ExternalSecret that synced the current key (changes with the key). */
+    public readonly externalSecretName: pulumi.Output<string>;
     /** Fingerprint stamped on the Secret by ESO from the value it read, or "none". */
     public readonly secretFingerprint: pulumi.Output<string>;
     /** Fingerprint annotation on the Deployment's pod template, or "none". */
@@ -99,12 +102,25 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             return r.clusterSecretStore;
         });
 
-        this.secretName = pulumi.output(args.keyFingerprint).apply((fp) => secretObjectName(r.secretName, fp));
+        // The Secret the runner reads: made empty under a stable name, after
+        // the preconditions passed; ESO merges the key into it.
+        const target = targetSecretManifest(r.secretName, r.namespace);
+        const targetSecret = new k8s.core.v1.Secret(
+            `${name}-secret`,
+            {
+                metadata: pulumi.all([storeReady, containerChecked]).apply(() => target.metadata),
+                type: target.type,
+            },
+            child,
+        );
+        this.secretName = targetSecret.metadata.name;
+        this.externalSecretName = pulumi.output(args.keyFingerprint).apply((fp) => secretObjectName(r.secretName, fp));
         const manifest = pulumi
-            .all([this.secretName, args.keyFingerprint, storeReady, containerChecked])
-            .apply(([secretName, keyFingerprint, clusterSecretStore]) =>
+            .all([this.externalSecretName, args.keyFingerprint, storeReady, this.secretName])
+            .apply(([esName, keyFingerprint, clusterSecretStore, secretName]) =>
                 externalSecretManifest({
-                    name: secretName,
+                    name: esName,
+                    targetSecret: secretName,
                     namespace: r.namespace,
                     clusterSecretStore,
                     item: args.item,
@@ -122,12 +138,12 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                 metadata: manifest.metadata,
                 spec: manifest.spec,
             },
-            // Keep the old Secret until the Deployment points at the new one.
-            { ...child, deleteBeforeReplace: false },
+            // Create the new one (and wait for its sync) before deleting the old.
+            { ...child, deleteBeforeReplace: false, dependsOn: [targetSecret] },
         );
 
-        // The synced Secret, read once ESO reports Ready. Its id depends on the
-        // ExternalSecret's, so a preview that would create it does not read it.
+        // The Secret as ESO left it, read once ESO reports Ready. Its id depends
+        // on the ExternalSecret's, so a preview that would create one does not read it.
         const synced = k8s.core.v1.Secret.get(
             `${name}-synced-secret`,
             pulumi.all([externalSecret.id, this.secretName]).apply(([, secretName]) => `${r.namespace}/${secretName}`),
@@ -153,8 +169,16 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         const patch = new k8s.apps.v1.DeploymentPatch(
             `${name}-deployment-patch`,
             { metadata: patchManifest.metadata, spec: patchManifest.spec },
-            // Roll the pods only once ESO confirmed the Secret exists.
-            { ...child, dependsOn: [synced] },
+            {
+                ...child,
+                // Roll the pods only once ESO confirmed the Secret holds the key.
+                dependsOn: [synced],
+                // The env entry never changes (stable Secret name). The provider
+                // diffs patches against the live list by index, where our entry
+                // sits after Argo CD's, so without this every run would show a
+                // (no-op) update. The annotation still rolls the pods.
+                ignoreChanges: ["spec.template.spec.containers"],
+            },
         );
 
         const facts = pulumi
@@ -175,6 +199,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
 
         this.registerOutputs({
             secretName: this.secretName,
+            externalSecretName: this.externalSecretName,
             secretFingerprint: this.secretFingerprint,
             templateFingerprint: this.templateFingerprint,
             envWired: this.envWired,

@@ -48,6 +48,7 @@ export function defineStack(config: StackConfig): StackOutputs {
             hasKey: runner.hasKey,
             delivered: {
                 secretName: runner.secretName,
+                externalSecretName: runner.externalSecretName,
                 secretFingerprint: runner.secretFingerprint,
                 templateFingerprint: runner.templateFingerprint,
                 envWired: runner.envWired,

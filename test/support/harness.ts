@@ -148,7 +148,8 @@ export class Harness implements pulumi.runtime.Mocks {
             type: args.type,
             name: args.name,
             inputs,
-            ...(args.id !== undefined ? { id: args.id } : {}),
+            // A create arrives with an empty import id; only reads carry one.
+            ...(args.id ? { id: args.id } : {}),
             ...(args.provider !== undefined ? { provider: args.provider } : {}),
         });
         if (args.type.startsWith("ci-registry-auth:") && args.custom !== true) {
@@ -172,8 +173,13 @@ export class Harness implements pulumi.runtime.Mocks {
                     state: { ...inputs, status: { conditions: [{ type: "Ready", status: "True" }] } },
                 };
             }
-            case "kubernetes:core/v1:Secret":
-                return this.readSecret(args.id);
+            case "kubernetes:core/v1:Secret": {
+                if (args.id) {
+                    return this.readSecret(args.id);
+                }
+                const meta = inputs["metadata"] as { namespace: string; name: string };
+                return { id: `${meta.namespace}/${meta.name}`, state: inputs };
+            }
             case "kubernetes:apps/v1:DeploymentPatch":
                 return this.applyPatch(inputs);
             default:

@@ -60,6 +60,7 @@ describe("deployment patch", () => {
 describe("external secret", () => {
     const es = externalSecretManifest({
         name: "zot-ci-api-key-abc",
+        targetSecret: "zot-ci-api-key",
         namespace: "forgejo-runner",
         clusterSecretStore: "onepassword-blumeops",
         item: "zot-ci-apikey",
@@ -75,6 +76,10 @@ describe("external secret", () => {
             annotations: { "pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "90", [FINGERPRINT_ANNOTATION]: FP },
         });
         expect(es.spec).toMatchObject({ secretStoreRef: { kind: "ClusterSecretStore", name: "onepassword-blumeops" } });
+    });
+
+    it("merges into the stable Secret this program made, keeping it on deletion", () => {
+        expect(es.spec).toMatchObject({ target: { name: "zot-ci-api-key", creationPolicy: "Merge", deletionPolicy: "Retain" } });
     });
 
     it("has ESO stamp the fingerprint of what it read with sprig's sha256sum", () => {

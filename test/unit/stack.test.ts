@@ -113,9 +113,18 @@ describe("ringtail (ssh)", () => {
 });
 
 describe("indri (kubernetes)", () => {
-    it("creates an ExternalSecret named after the key that ESO syncs from the ClusterSecretStore", async () => {
+    it("creates an ExternalSecret named after the key that ESO merges into a stable Secret", async () => {
         const { harness, outputs } = run("indri");
         await valueOf(outputs.hasKey);
+        const secret = harness.byType("kubernetes:core/v1:Secret").filter((r) => r.id === undefined);
+        expect(secret.map((r) => r.inputs)).toEqual([
+            expect.objectContaining({
+                metadata: expect.objectContaining({ name: "zot-ci-api-key", namespace: "forgejo-runner" }) as unknown,
+                type: "Opaque",
+            }),
+        ]);
+        expect(secret[0]!.inputs).not.toHaveProperty("data");
+        expect(secret[0]!.inputs).not.toHaveProperty("stringData");
         const es = harness.one("kubernetes:external-secrets.io/v1:ExternalSecret");
         const suffix = fingerprint(KEY).slice("sha256:".length, "sha256:".length + 10);
         expect(es.inputs["metadata"]).toMatchObject({
@@ -126,7 +135,7 @@ describe("indri (kubernetes)", () => {
         expect(es.inputs["spec"]).toMatchObject({
             refreshPolicy: "CreatedOnce",
             secretStoreRef: { kind: "ClusterSecretStore", name: "onepassword-blumeops" },
-            target: { name: `zot-ci-api-key-${suffix}`, creationPolicy: "Owner" },
+            target: { name: "zot-ci-api-key", creationPolicy: "Merge" },
             data: [{ secretKey: "ZOT_CI_API_KEY", remoteRef: { key: "zot-ci-apikey", property: "credential" } }],
         });
         expectNoPlainKey(harness.resources, KEY);
@@ -142,7 +151,6 @@ describe("indri (kubernetes)", () => {
             annotations: { "pulumi.com/patchFieldManager": "ci-registry-auth" },
         });
         expect(patch.inputs["metadata"]).not.toHaveProperty(["annotations", "pulumi.com/patchForce"]);
-        const suffix = fingerprint(KEY).slice(7, 17);
         expect(patch.inputs["spec"]).toEqual({
             template: {
                 metadata: { annotations: { [FINGERPRINT_ANNOTATION]: fingerprint(KEY) } },
@@ -153,7 +161,7 @@ describe("indri (kubernetes)", () => {
                             env: [
                                 {
                                     name: "ZOT_CI_API_KEY",
-                                    valueFrom: { secretKeyRef: { name: `zot-ci-api-key-${suffix}`, key: "ZOT_CI_API_KEY" } },
+                                    valueFrom: { secretKeyRef: { name: "zot-ci-api-key", key: "ZOT_CI_API_KEY" } },
                                 },
                             ],
                         },
