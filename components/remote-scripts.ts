@@ -151,3 +151,19 @@ export function parseReport(stdout: string): Record<string, string> {
     }
     return report;
 }
+
+/**
+ * Whether a verify report proves the host holds the key with fingerprint
+ * `fp`: in the file (root-owned, 0600) and in the running unit, which is
+ * active and reads the file.
+ */
+export function reportHasKey(report: Record<string, string>, fp: string): boolean {
+    return (
+        report["file_fp"] === fp &&
+        report["process_fp"] === fp &&
+        report["file_owner"] === "0:0" &&
+        report["file_mode"] === "600" &&
+        report["unit_reads_file"] === "true" &&
+        report["unit_active"] === "active"
+    );
+}

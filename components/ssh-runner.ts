@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import type { SshRunnerConfig } from "./config";
 import { renderEnvFile } from "./envfile";
-import { deliverScript, parseReport, removeScript, verifyScript, type RemoteTarget } from "./remote-scripts";
+import { deliverScript, parseReport, removeScript, reportHasKey, verifyScript, type RemoteTarget } from "./remote-scripts";
 
 /** Arguments of {@link SshRunner}. */
 export interface SshRunnerArgs {
@@ -109,17 +109,7 @@ export class SshRunner extends pulumi.ComponentResource {
         this.unitReadsFile = report.apply((v) => v["unit_reads_file"] === "true");
         this.unitActive = report.apply((v) => v["unit_active"] ?? "unknown");
         this.processFingerprint = report.apply((v) => v["process_fp"] ?? "none");
-        this.hasKey = pulumi
-            .all([args.keyFingerprint, report])
-            .apply(
-                ([fp, v]) =>
-                    v["file_fp"] === fp &&
-                    v["process_fp"] === fp &&
-                    v["file_owner"] === "0:0" &&
-                    v["file_mode"] === "600" &&
-                    v["unit_reads_file"] === "true" &&
-                    v["unit_active"] === "active",
-            );
+        this.hasKey = pulumi.all([report, args.keyFingerprint]).apply(([v, fp]) => reportHasKey(v, fp));
 
         this.registerOutputs({
             changed: this.changed,

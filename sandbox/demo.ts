@@ -22,7 +22,7 @@ import { parseConfig, type KubernetesRunnerConfig } from "../components/config";
 import { renderEnvFile } from "../components/envfile";
 import { fingerprint } from "../components/fingerprint";
 import { KubernetesRunner } from "../components/kubernetes-runner";
-import { deliverScript, parseReport, verifyScript } from "../components/remote-scripts";
+import { deliverScript, parseReport, reportHasKey, verifyScript } from "../components/remote-scripts";
 import { ARGO_MANAGER, Cluster, indriWorld } from "./cluster";
 import { committedRunner, rawConfig } from "./committed-config";
 import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
@@ -84,7 +84,7 @@ function deliverToRingtail(host: Ringtail, key: string): Row {
         onePassword: fp,
         delivered: v["file_fp"] ?? "none",
         consumer: v["process_fp"] ?? "none",
-        hasKey: v["file_fp"] === fp && v["process_fp"] === fp && v["unit_active"] === "active" && v["unit_reads_file"] === "true",
+        hasKey: reportHasKey(v, fp),
     };
 }
 

@@ -20,6 +20,7 @@ import {
     EXIT_RESTART_FAILED,
     parseReport,
     removeScript,
+    reportHasKey,
     verifyScript,
 } from "../../components/remote-scripts";
 
@@ -200,5 +201,32 @@ describe("verify", () => {
         const r = sh(verifyScript(target()), "", { FAKE_PID: String(child.pid) });
         expect(parseReport(r.stdout)["process_fp"]).toBe("none");
         child.kill();
+    });
+});
+
+describe("reportHasKey", () => {
+    const good = {
+        file: "present",
+        file_owner: "0:0",
+        file_mode: "600",
+        file_fp: fingerprint(KEY),
+        unit_active: "active",
+        unit_reads_file: "true",
+        process_fp: fingerprint(KEY),
+    };
+
+    it("holds only when every fact agrees", () => {
+        expect(reportHasKey(good, fingerprint(KEY))).toBe(true);
+        expect(reportHasKey(good, fingerprint("other"))).toBe(false);
+        for (const [k, bad] of Object.entries({
+            file_owner: "1000:0",
+            file_mode: "644",
+            unit_active: "failed",
+            unit_reads_file: "false",
+            process_fp: "none",
+            file_fp: "none",
+        })) {
+            expect(reportHasKey({ ...good, [k]: bad }, fingerprint(KEY)), k).toBe(false);
+        }
     });
 });
