@@ -16,12 +16,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { OnePasswordConnect } from "@1password/connect";
-
 import { parseConfig, type KubernetesRunnerConfig } from "../components/config";
 import { renderEnvFile } from "../components/envfile";
 import { fingerprint } from "../components/fingerprint";
-import { KubernetesRunner } from "../components/kubernetes-runner";
 import { deliverScript, parseReport, reportHasKey, verifyScript } from "../components/remote-scripts";
 import { ARGO_MANAGER, Cluster, indriWorld } from "./cluster";
 import { committedRunner, rawConfig } from "./committed-config";
@@ -29,7 +26,8 @@ import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
 import { writeOciImage } from "./oci-image";
 import { startRegistry, type Registry } from "./registry";
 import { pushAsJob, Ringtail, uploadImage } from "./ringtail";
-import { inlineStack, type Run } from "./stack";
+import { readKey, rotateKey } from "./onepassword";
+import { indriProgram, inlineStack, type Run } from "./stack";
 
 const TOKEN = randomBytes(16).toString("hex");
 const newKey = (): string => `zak_${randomBytes(20).toString("hex")}`;
@@ -55,24 +53,6 @@ function table(title: string, rows: Row[]): void {
     });
 }
 
-/** Reads the key the way the program does: vault blumeops, item zot-ci-apikey, field credential. */
-async function readKey(url: string): Promise<string> {
-    const op = OnePasswordConnect({ serverURL: url, token: TOKEN, keepAlive: false });
-    const vault = await op.getVaultByTitle("blumeops");
-    const item = await op.getItemByTitle(vault.id!, "zot-ci-apikey");
-    const value = item.fields?.find((f) => f.id === "credential")?.value;
-    if (!value) throw new Error("the item has no credential");
-    return value;
-}
-
-async function rotateKey(url: string, value: string): Promise<void> {
-    const op = OnePasswordConnect({ serverURL: url, token: TOKEN, keepAlive: false });
-    const vault = await op.getVaultByTitle("blumeops");
-    const item = await op.getItemByTitle(vault.id!, "zot-ci-apikey");
-    item.fields!.find((f) => f.id === "credential")!.value = value;
-    await op.updateItem(vault.id!, item);
-}
-
 function deliverToRingtail(host: Ringtail, key: string): Row {
     const target = { envFile: host.facts.envFile, unit: host.facts.unit, envVar: "ZOT_CI_API_KEY" };
     const delivered = host.ssh(deliverScript(target), renderEnvFile("ZOT_CI_API_KEY", key));
@@ -90,16 +70,7 @@ function deliverToRingtail(host: Ringtail, key: string): Row {
 
 async function deliverToIndri(run: Run, runner: KubernetesRunnerConfig, key: string): Promise<Row> {
     const fp = fingerprint(key);
-    run.stack.workspace.program = () => {
-        const r = new KubernetesRunner("indri", {
-            runner,
-            item: "zot-ci-apikey",
-            field: "credential",
-            envVar: "ZOT_CI_API_KEY",
-            keyFingerprint: fp,
-        });
-        return Promise.resolve({ hasKey: r.hasKey, secretFingerprint: r.secretFingerprint, templateFingerprint: r.templateFingerprint });
-    };
+    run.stack.workspace.program = indriProgram(fp, runner);
     const up = await run.stack.up();
     const out = (k: string): string => String(up.outputs[k]?.value);
     return {
@@ -162,10 +133,10 @@ async function main(): Promise<void> {
         ] as const) {
             if (round === 2) {
                 const next = newKey();
-                await rotateKey(emulator.url, next);
+                await rotateKey(emulator.url, TOKEN, next);
                 registry.setKey(next);
             }
-            const key = await readKey(emulator.url);
+            const key = await readKey(emulator.url, TOKEN);
             const t0 = Date.now();
             const rows = [deliverToRingtail(host, key), await deliverToIndri(run, runner, key)];
             table(`${label} (${((Date.now() - t0) / 1000).toFixed(1)} s):`, rows);

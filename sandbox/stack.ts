@@ -12,6 +12,9 @@ import { join } from "node:path";
 
 import { LocalWorkspace, type EngineEvent, type PulumiFn, type Stack } from "@pulumi/pulumi/automation";
 
+import type { KubernetesRunnerConfig } from "../components/config";
+import { KubernetesRunner } from "../components/kubernetes-runner";
+
 export interface Run {
     stack: Stack;
     /** The `file://` backend's directory: state, its backups and history. */
@@ -71,4 +74,30 @@ export function persistedState(run: Run): string {
     };
     walk(run.backend);
     return texts.join("\n");
+}
+
+/**
+ * An inline program of the indri runner alone, given the key's fingerprint
+ * (what the onepassword provider would read), exporting its facts.
+ */
+export function indriProgram(keyFingerprint: string, runner: KubernetesRunnerConfig): PulumiFn {
+    return () => {
+        const r = new KubernetesRunner("indri", {
+            runner,
+            item: "zot-ci-apikey",
+            field: "credential",
+            envVar: "ZOT_CI_API_KEY",
+            keyFingerprint,
+        });
+        return Promise.resolve({
+            hasKey: r.hasKey,
+            secretName: r.secretName,
+            externalSecretName: r.externalSecretName,
+            secretFingerprint: r.secretFingerprint,
+            templateFingerprint: r.templateFingerprint,
+            envWired: r.envWired,
+            rolledOut: r.rolledOut,
+            readyReplicas: r.readyReplicas,
+        });
+    };
 }

@@ -12,16 +12,15 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-import { OnePasswordConnect } from "@1password/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { parseConfig, type KubernetesRunnerConfig } from "../../components/config";
 import { fingerprint } from "../../components/fingerprint";
 import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
-import { KubernetesRunner } from "../../components/kubernetes-runner";
 import { ARGO_MANAGER, Cluster, indriWorld, runnerDeployment } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
-import { inlineStack, persistedState, recording, type Run } from "../../sandbox/stack";
+import { rotateKey } from "../../sandbox/onepassword";
+import { indriProgram, inlineStack, persistedState, recording, type Run } from "../../sandbox/stack";
 import { committedRunner, rawConfig } from "../support/stack-config";
 
 const TOKEN = "sandbox-connect-token";
@@ -59,36 +58,6 @@ const replicaSets = (): number =>
         .length;
 const container = (d: Deployment, name: string): Container => d.spec.template.spec.containers.find((c) => c.name === name)!;
 
-/** Rotates the key as an operator would: a PUT of the item through Connect. */
-async function rotate(value: string): Promise<void> {
-    const op = OnePasswordConnect({ serverURL: emulator.url, token: TOKEN, keepAlive: false });
-    const vault = await op.getVaultByTitle("blumeops");
-    const item = await op.getItemByTitle(vault.id!, "zot-ci-apikey");
-    const credential = item.fields?.find((f) => f.id === "credential");
-    credential!.value = value;
-    await op.updateItem(vault.id!, item);
-}
-
-const program = (keyFingerprint: string, config: KubernetesRunnerConfig) => () => {
-    const r = new KubernetesRunner("indri", {
-        runner: config,
-        item: "zot-ci-apikey",
-        field: "credential",
-        envVar: "ZOT_CI_API_KEY",
-        keyFingerprint,
-    });
-    return Promise.resolve({
-        hasKey: r.hasKey,
-        secretName: r.secretName,
-        externalSecretName: r.externalSecretName,
-        secretFingerprint: r.secretFingerprint,
-        templateFingerprint: r.templateFingerprint,
-        envWired: r.envWired,
-        rolledOut: r.rolledOut,
-        readyReplicas: r.readyReplicas,
-    });
-};
-
 beforeAll(async () => {
     emulator = await spawnEmulator({
         token: TOKEN,
@@ -104,7 +73,7 @@ beforeAll(async () => {
     before = deployment();
     runner = parseConfig(rawConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig: cluster.kubeconfig } }))
         .runner as KubernetesRunnerConfig;
-    run = await inlineStack("ci-registry-auth", "indri", program(fingerprint(KEY), runner));
+    run = await inlineStack("ci-registry-auth", "indri", indriProgram(fingerprint(KEY), runner));
 }, 900_000);
 
 afterAll(async () => {
@@ -185,8 +154,8 @@ describe("indri on a real API server with the real External Secrets Operator", (
     });
 
     it("rotation: ESO syncs the new key at once and the runner rolls exactly once", async () => {
-        await rotate(ROTATED);
-        run.stack.workspace.program = program(fingerprint(ROTATED), runner);
+        await rotateKey(emulator.url, TOKEN, ROTATED);
+        run.stack.workspace.program = indriProgram(fingerprint(ROTATED), runner);
         const t0 = Date.now();
         const up = await run.stack.up(recording(run));
         const seconds = (Date.now() - t0) / 1000;
@@ -250,7 +219,7 @@ describe("indri on a real API server with the real External Secrets Operator", (
 
 describe("bad input leaves the cluster as it was", () => {
     const attempt = async (config: KubernetesRunnerConfig, stackName: string) => {
-        const bad = await inlineStack("ci-registry-auth", stackName, program(fingerprint(KEY), config));
+        const bad = await inlineStack("ci-registry-auth", stackName, indriProgram(fingerprint(KEY), config));
         try {
             await bad.stack.up(recording(bad));
             return "";
