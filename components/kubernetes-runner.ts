@@ -52,7 +52,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
     public readonly updatedReplicas: pulumi.Output<number>;
     /** Replicas of older templates still being scaled down when the patch returned. */
     public readonly oldReplicas: pulumi.Output<number>;
-    /** Every replica runs the current template and is ready. */
+    /** The wanted replicas run the current template and are ready (see DeploymentFacts.rolledOut). */
     public readonly rolledOut: pulumi.Output<boolean>;
     /** Secret and template carry the key's fingerprint, the env is wired and the rollout finished. */
     public readonly hasKey: pulumi.Output<boolean>;
