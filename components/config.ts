@@ -100,7 +100,7 @@ export interface ConfigIssue {
 }
 
 /** Thrown with every problem found, so one run shows all of them. */
-export class ConfigError extends Error {
+export class ConfigError extends pulumi.RunError {
     constructor(readonly issues: ConfigIssue[]) {
         super(
             `${PROJECT}: the stack configuration is invalid:\n` +

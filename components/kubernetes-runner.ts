@@ -77,7 +77,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         const containerChecked = existing.spec.apply((spec) => {
             const names = containerNames({ spec });
             if (!names.includes(r.container)) {
-                throw new Error(
+                throw new pulumi.RunError(
                     `Deployment ${r.namespace}/${r.deployment} has no container "${r.container}" (it has: ${names.join(", ") || "none"}). ` +
                         "Fix: pulumi config set --path runner.container <name>",
                 );
@@ -94,7 +94,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         const storeReady = storeStatus.apply((status) => {
             const ready = status?.conditions?.find((c) => c.type === "Ready");
             if (ready?.status !== "True") {
-                throw new Error(
+                throw new pulumi.RunError(
                     `ClusterSecretStore ${r.clusterSecretStore} is not Ready (${ready?.reason ?? "no status"}: ${ready?.message ?? "ESO has not validated it"}). ` +
                         "Fix: check the store's 1Password Connect host and token secret (kubectl describe clustersecretstore), or set runner.clusterSecretStore.",
                 );

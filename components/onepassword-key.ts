@@ -49,12 +49,15 @@ export class OnePasswordKey extends pulumi.ComponentResource {
             { parent: this },
         );
         const where = `item "${args.item}" in vault "${args.vault}"`;
+        // One error naming the setting and the fix, without a JavaScript stack
+        // trace (RunError; a ResourceError would carry this whole component).
+        const fail = (message: string): pulumi.RunError => new pulumi.RunError(`1Password: ${message}`);
         // The provider's invoke drops secretness, so the whole item stays
         // inside this chain and only the chosen field leaves it, as a secret.
         const item: pulumi.Output<ItemView> = pulumi.output(
             onepassword.getItem({ vault: args.vault, title: args.item }, { provider, parent: this }).catch((err: unknown) => {
-                throw new Error(
-                    `1Password: could not read ${where}: ${describe(err)}. ` +
+                throw fail(
+                    `could not read ${where}: ${describe(err)}. ` +
                         "Fix: check ci-registry-auth:vault and ci-registry-auth:item name an existing item " +
                         "(titles must be unique in the vault), and that onepassword:url and onepassword:token reach a Connect server that can read the vault.",
                 );
@@ -63,12 +66,20 @@ export class OnePasswordKey extends pulumi.ComponentResource {
 
         const now = args.now ?? ((): Date => new Date());
         const verdict = item.apply((i) => {
-            const expires = findExpiry(i, args.expiryField);
+            let expires: Date | undefined;
+            try {
+                expires = findExpiry(i, args.expiryField);
+            } catch (err) {
+                throw fail(
+                    `${where}: ${describe(err)}. ` +
+                        `Fix: store the expiry as a date in the section field "${args.expiryField}", or set ci-registry-auth:expiryField to the label of the field that holds it.`,
+                );
+            }
             const judged = judgeExpiry(expires, now(), args.expiryWarningDays);
             switch (judged.state) {
                 case "expired":
-                    throw new Error(
-                        `1Password: the key in ${where} expired on ${expires?.toISOString().slice(0, 10)}. ` +
+                    throw fail(
+                        `the key in ${where} expired on ${expires?.toISOString().slice(0, 10)}. ` +
                             "Fix: create a new API key for the registry user, store it in the item with a new expiry date, then run `pulumi up` again.",
                     );
                 case "soon":
@@ -92,10 +103,15 @@ export class OnePasswordKey extends pulumi.ComponentResource {
         // key never reaches a runner.
         this.value = pulumi.secret(
             pulumi.all([item, verdict]).apply(([i]) => {
-                const value = selectField(i, args.field);
+                let value: string | undefined;
+                try {
+                    value = selectField(i, args.field);
+                } catch (err) {
+                    throw fail(`${where}: ${describe(err)}. Fix: set ci-registry-auth:field to the id of the field that holds the key.`);
+                }
                 if (value === undefined) {
-                    throw new Error(
-                        `1Password: ${where} has no value in field "${args.field}". ` +
+                    throw fail(
+                        `${where} has no value in field "${args.field}". ` +
                             "Fix: set ci-registry-auth:field to the field's id or label (an API Credential keeps its key in 'credential').",
                     );
                 }
