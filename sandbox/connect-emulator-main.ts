@@ -12,7 +12,8 @@ interface Seed {
     port?: number;
     key: string;
     expires: string;
-    extraItems?: { title: string; username: string; credential: string }[];
+    /** Each with its own expiry (ISO 8601). */
+    extraItems?: { title: string; username: string; credential: string; expires: string }[];
 }
 
 async function main(): Promise<void> {
@@ -25,7 +26,7 @@ async function main(): Promise<void> {
     const url = await emulator.listen(seed.port ?? 0);
     const { vault } = seedBlumeops(emulator, seed.key, new Date(seed.expires));
     for (const extra of seed.extraItems ?? []) {
-        emulator.addItem(vault.id, apiCredential(extra.title, extra.username, extra.credential, new Date(seed.expires)));
+        emulator.addItem(vault.id, apiCredential(extra.title, extra.username, extra.credential, new Date(extra.expires)));
     }
     process.stdout.write(`listening ${url}\n`);
     const stop = (): void => {

@@ -353,13 +353,19 @@ export async function spawnEmulator(seed: {
     token: string;
     key: string;
     expires: Date;
-    extraItems?: { title: string; username: string; credential: string }[];
+    extraItems?: { title: string; username: string; credential: string; expires?: Date }[];
 }): Promise<EmulatorProcess> {
     const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", join(__dirname, "connect-emulator-main.ts")], {
         stdio: ["pipe", "pipe", "inherit"],
         env: { ...process.env, TS_NODE_PROJECT: join(__dirname, "..", "tsconfig.json") },
     });
-    child.stdin.end(JSON.stringify({ ...seed, expires: seed.expires.toISOString() }));
+    child.stdin.end(
+        JSON.stringify({
+            ...seed,
+            expires: seed.expires.toISOString(),
+            extraItems: seed.extraItems?.map((i) => ({ ...i, expires: (i.expires ?? seed.expires).toISOString() })),
+        }),
+    );
     const url = await new Promise<string>((resolve, reject) => {
         let out = "";
         child.stdout.on("data", (d: Buffer) => {

@@ -1,0 +1,173 @@
+/**
+ * The whole program as an operator runs it: `index.ts` with the committed
+ * `Pulumi.yaml` and `Pulumi.<stack>.yaml`, through the Automation API's
+ * LocalWorkspace (the `pulumi` CLI of the toolchain), with a `file://`
+ * backend in a temp dir. Only what the sandbox changes is set on top of the
+ * committed stack file, with `pulumi config set` as an operator would.
+ *
+ * The command and onepassword provider plugins cannot be built by this
+ * project (README, "Offline toolchain"). These stacks take them from the
+ * directory named by CI_REGISTRY_AUTH_PROVIDER_PLUGINS and refuse to run
+ * without it; a temp PULUMI_HOME holds them beside the toolchain's
+ * kubernetes plugin, at exactly the versions the npm packages request.
+ */
+import { spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { LocalWorkspace } from "@pulumi/pulumi/automation";
+
+import type { HostFacts } from "./ringtail";
+import { persistedState, recording, type Run } from "./stack";
+
+/** A stack setting as `pulumi config set --path` takes it. */
+export type Settings = Record<string, { value: string; secret?: boolean }>;
+
+/** Where the sandbox differs from the committed Pulumi.ringtail.yaml. */
+export function ringtailSettings(connectUrl: string, connectToken: string, host: HostFacts): Settings {
+    return {
+        "onepassword:url": { value: connectUrl },
+        "onepassword:token": { value: connectToken, secret: true },
+        "ci-registry-auth:runner.host": { value: host.host },
+        "ci-registry-auth:runner.port": { value: String(host.port) },
+        "ci-registry-auth:runner.hostKey": { value: host.hostKey },
+        "ci-registry-auth:sshPrivateKey": { value: readFileSync(host.privateKeyFile, "utf8"), secret: true },
+    };
+}
+
+/** Where the sandbox differs from the committed Pulumi.indri.yaml. */
+export function indriSettings(connectUrl: string, connectToken: string, kubeconfig: string): Settings {
+    return {
+        "onepassword:url": { value: connectUrl },
+        "onepassword:token": { value: connectToken, secret: true },
+        "ci-registry-auth:runner.kubeconfig": { value: kubeconfig },
+    };
+}
+
+const ROOT = join(__dirname, "..");
+const PASSPHRASE = "sandbox-passphrase";
+
+/** The directory of the command and onepassword provider binaries, or a clear error. */
+export function providerPluginDir(): string {
+    const dir = process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? "";
+    const missing = ["pulumi-resource-command", "pulumi-resource-onepassword"].filter((b) => dir === "" || !existsSync(join(dir, b)));
+    if (missing.length > 0) {
+        throw new Error(
+            `the whole-stack tests need the ${missing.join(" and ")} provider plugin(s), which this project cannot build ` +
+                '(their Go modules are not served here; README, "Offline toolchain"). ' +
+                "Fix: build them, put both binaries in one directory and set CI_REGISTRY_AUTH_PROVIDER_PLUGINS to it.",
+        );
+    }
+    return dir;
+}
+
+function npmVersion(pkg: string): string {
+    return (JSON.parse(readFileSync(join(ROOT, "node_modules", pkg, "package.json"), "utf8")) as { version: string }).version;
+}
+
+/**
+ * A PULUMI_HOME whose plugins are the toolchain's kubernetes provider and
+ * the given command and onepassword binaries, each at the version its npm
+ * package asks the engine for.
+ */
+function pluginHome(into: string, pluginDir: string): string {
+    const toolchainHome = process.env["PULUMI_HOME"];
+    if (toolchainHome === undefined) {
+        throw new Error('PULUMI_HOME is not set. Fix: run through `npm test` or eval "$(bash toolchain/build --env)" first.');
+    }
+    const home = join(into, "pulumi-home");
+    const plugins: [string, string, string][] = [
+        [
+            "kubernetes",
+            npmVersion("@pulumi/kubernetes"),
+            join(toolchainHome, "plugins", `resource-kubernetes-v${npmVersion("@pulumi/kubernetes")}`),
+        ],
+        ["command", npmVersion("@pulumi/command"), pluginDir],
+        ["onepassword", npmVersion("@1password/pulumi-onepassword"), pluginDir],
+    ];
+    for (const [name, version, from] of plugins) {
+        const dir = join(home, "plugins", `resource-${name}-v${version}`);
+        mkdirSync(dir, { recursive: true });
+        symlinkSync(join(from, `pulumi-resource-${name}`), join(dir, `pulumi-resource-${name}`));
+    }
+    return home;
+}
+
+export interface ProjectRun extends Run {
+    /** The copy of the project the stack runs in (its Pulumi.<stack>.yaml holds the overrides). */
+    project: string;
+    /** Every file a leak scan must read: persisted state and the stack's config file. */
+    persisted(): string;
+}
+
+/**
+ * A stack of the real program in a copy of the project, its committed
+ * stack file with `config` set on top (keys as `pulumi config set --path`
+ * takes them; `secret` ones encrypted).
+ */
+export async function projectStack(
+    stackName: "indri" | "ringtail",
+    config: Settings,
+    env: Record<string, string> = {},
+): Promise<ProjectRun> {
+    const pluginDir = providerPluginDir();
+    const work = mkdtempSync(join(tmpdir(), "cra-project-"));
+    const project = join(work, "project");
+    mkdirSync(project);
+    for (const entry of ["Pulumi.yaml", `Pulumi.${stackName}.yaml`, "index.ts", "package.json", "tsconfig.json", "components"]) {
+        cpSync(join(ROOT, entry), join(project, entry), { recursive: true });
+    }
+    symlinkSync(join(ROOT, "node_modules"), join(project, "node_modules"));
+    const backend = join(work, "backend");
+    mkdirSync(backend);
+
+    const envVars = {
+        ...env,
+        PULUMI_HOME: pluginHome(work, pluginDir),
+        PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
+        PULUMI_BACKEND_URL: `file://${backend}`,
+    };
+    const stack = await LocalWorkspace.createOrSelectStack({ stackName, workDir: project }, { envVars, secretsProvider: "passphrase" });
+    // As the README tells operators: values on stdin, never on a command line
+    // (the Automation API's setConfig passes them as arguments).
+    for (const [key, { value, secret }] of Object.entries(config)) {
+        const r = spawnSync(
+            "pulumi",
+            ["config", "set", "--path", key, "--stack", stackName, secret === true ? "--secret" : "--plaintext"],
+            {
+                cwd: project,
+                env: { ...process.env, ...envVars },
+                input: value,
+                encoding: "utf8",
+            },
+        );
+        if (r.status !== 0) {
+            throw new Error(`pulumi config set ${key} failed: ${r.stderr}`);
+        }
+    }
+
+    const run: ProjectRun = {
+        stack,
+        backend,
+        project,
+        transcript: [],
+        persisted: () => [persistedState(run), readFileSync(join(project, `Pulumi.${stackName}.yaml`), "utf8")].join("\n"),
+        dispose: () => {
+            rmSync(work, { recursive: true, force: true });
+        },
+    };
+    return run;
+}
+
+/** What an operation printed or threw, for assertions and leak scans. */
+export async function attempt(run: Run, op: "up" | "preview" | "destroy"): Promise<{ ok: boolean; message: string }> {
+    try {
+        await run.stack[op](recording(run));
+        return { ok: true, message: "" };
+    } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        run.transcript.push(message);
+        return { ok: false, message };
+    }
+}

@@ -1,0 +1,136 @@
+/**
+ * The indri stack whole: `index.ts` with the committed Pulumi.indri.yaml
+ * (only the kubeconfig path and the Connect settings changed), run by the
+ * pulumi CLI with the real onepassword and kubernetes providers, against the
+ * Connect emulator and the sandbox control plane with the real External
+ * Secrets Operator. Needs CI_REGISTRY_AUTH_PROVIDER_PLUGINS (see
+ * sandbox/project-stack.ts). The component's finer behaviour (field
+ * ownership, Argo CD re-apply, bad cluster input) is tested in
+ * test/sandbox/indri.test.ts; this file proves the stack as operators run it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { fingerprint } from "../../components/fingerprint";
+import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
+import { ARGO_MANAGER, Cluster, indriWorld } from "../../sandbox/cluster";
+import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
+import { rotateKey } from "../../sandbox/onepassword";
+import { attempt, indriSettings, projectStack, type ProjectRun, type Settings } from "../../sandbox/project-stack";
+import { findLeaks } from "../support/leaks";
+
+const TOKEN = "sandbox-connect-token-indri";
+const KEY = "zak_indri_full_3b2a1f0e9d8c7b6a5f4e3d2c1b0a";
+const ROTATED = "zak_indri_full_rotated_6f5e4d3c2b1a0f9e8d7c";
+const NS = "forgejo-runner";
+
+let emulator: EmulatorProcess;
+let cluster: Cluster;
+let run: ProjectRun;
+const runs: ProjectRun[] = [];
+
+async function stack(overrides: Settings = {}): Promise<ProjectRun> {
+    const r = await projectStack("indri", { ...indriSettings(emulator.url, TOKEN, cluster.kubeconfig), ...overrides });
+    runs.push(r);
+    return r;
+}
+
+interface Deployment {
+    metadata: { generation: number; resourceVersion: string };
+    spec: {
+        template: {
+            metadata: { annotations?: Record<string, string> };
+            spec: { containers: { name: string; env?: { name: string }[] }[] };
+        };
+    };
+}
+const deployment = (): Deployment => cluster.get<Deployment>("deployment", "forgejo-runner", NS)!;
+const replicaSets = (): number =>
+    (JSON.parse(cluster.kubectl(["get", "rs", "-n", NS, "-l", "app=forgejo-runner", "-o", "json"]).stdout) as { items: unknown[] }).items
+        .length;
+const outputs = (o: Record<string, { value: unknown }>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v.value]));
+
+beforeAll(async () => {
+    emulator = await spawnEmulator({ token: TOKEN, key: KEY, expires: new Date(Date.now() + 80 * 86_400_000) });
+    cluster = Cluster.start();
+    cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN }), ARGO_MANAGER);
+    cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
+    cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", NS]);
+    run = await stack();
+}, 900_000);
+
+afterAll(async () => {
+    for (const r of runs) r.dispose();
+    (cluster as Cluster | undefined)?.stop();
+    await (emulator as EmulatorProcess | undefined)?.stop();
+    (cluster as Cluster | undefined)?.remove();
+}, 120_000);
+
+describe("the indri stack through pulumi, the real onepassword and kubernetes providers", () => {
+    it("previews before anything exists", async () => {
+        const r = await attempt(run, "preview");
+        expect(r.message).toBe("");
+        expect(replicaSets()).toBe(1);
+    });
+
+    it("up: 1Password, ESO's Secret and the pod template agree on the fingerprint; hasKey", async () => {
+        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s), onEvent: (e) => run.transcript.push(JSON.stringify(e)) });
+        const out = outputs(up.outputs);
+        const fp = fingerprint(KEY);
+        expect(out).toMatchObject({ runnerKind: "kubernetes", keyFingerprint: fp, hasKey: true });
+        expect(out["delivered"]).toMatchObject({ secretFingerprint: fp, templateFingerprint: fp, envWired: true, rolledOut: true });
+        expect(Number(out["keyDaysUntilExpiry"])).toBeGreaterThan(70);
+        const d = deployment();
+        expect(d.spec.template.metadata.annotations?.[FINGERPRINT_ANNOTATION]).toBe(fp);
+        expect(d.spec.template.spec.containers.find((c) => c.name === "runner")?.env?.map((e) => e.name)).toContain("ZOT_CI_API_KEY");
+        expect(replicaSets()).toBe(2);
+    });
+
+    it("a second up changes nothing and rolls nothing", async () => {
+        const before = deployment().metadata;
+        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s) });
+        expect(Object.entries(up.summary.resourceChanges ?? {}).filter(([op]) => op !== "same" && op !== "read")).toEqual([]);
+        expect(deployment().metadata).toMatchObject({ generation: before.generation, resourceVersion: before.resourceVersion });
+    });
+
+    it("rotation: a new item value in 1Password and `pulumi up` alone bring the runner the new key, in one rollout", async () => {
+        await rotateKey(emulator.url, TOKEN, ROTATED);
+        const t0 = Date.now();
+        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s) });
+        const seconds = (Date.now() - t0) / 1000;
+        const out = outputs(up.outputs);
+        const fp = fingerprint(ROTATED);
+        expect(out).toMatchObject({ keyFingerprint: fp, hasKey: true });
+        expect(out["delivered"]).toMatchObject({ secretFingerprint: fp, templateFingerprint: fp });
+        expect(replicaSets()).toBe(3);
+        console.log(`indri rotation through the whole stack: pulumi up to hasKey in ${seconds.toFixed(1)} s`);
+    });
+
+    it("a wrong Connect token fails naming onepassword:token, and the cluster is left as it was", async () => {
+        const before = deployment().metadata;
+        const bad = await stack({ "onepassword:token": { value: "not-the-token", secret: true } });
+        const r = await attempt(bad, "up");
+        expect(r.ok).toBe(false);
+        expect(r.message).toMatch(/onepassword:token/);
+        expect(r.message).not.toMatch(/^\s+at /m);
+        expect(deployment().metadata).toMatchObject({ generation: before.generation, resourceVersion: before.resourceVersion });
+    });
+
+    it("destroy: our objects, env entry and annotation go", async () => {
+        const r = await attempt(run, "destroy");
+        expect(r.message).toBe("");
+        const d = deployment();
+        expect(d.spec.template.metadata.annotations?.[FINGERPRINT_ANNOTATION]).toBeUndefined();
+        expect(d.spec.template.spec.containers.find((c) => c.name === "runner")?.env?.map((e) => e.name)).not.toContain("ZOT_CI_API_KEY");
+        expect(cluster.get("secret", "zot-ci-api-key", NS)).toBeUndefined();
+    });
+
+    it("no key in any state, config file, pulumi output, non-debug engine event or error", () => {
+        const sources: Record<string, string> = {};
+        runs.forEach((r, i) => {
+            sources[`stack ${i} state+config`] = r.persisted();
+            sources[`stack ${i} output+events+errors`] = r.transcript.filter((line) => !line.includes('"prefix":"debug: "')).join("\n");
+        });
+        expect(sources["stack 0 state+config"]).toContain('"ciphertext"');
+        expect(findLeaks(sources, { KEY, ROTATED })).toEqual([]);
+    });
+});

@@ -1,0 +1,239 @@
+/**
+ * The ringtail stack whole: `index.ts` with the committed Pulumi.ringtail.yaml
+ * (only host, port, host key, SSH key and Connect settings changed), run by
+ * the pulumi CLI with the real command and onepassword providers, against
+ * the Connect emulator, the sandbox ringtail (real systemd and sshd) and the
+ * sandbox registry. Needs CI_REGISTRY_AUTH_PROVIDER_PLUGINS (see
+ * sandbox/project-stack.ts).
+ */
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { renderEnvFile } from "../../components/envfile";
+import { fingerprint } from "../../components/fingerprint";
+import { parseReport, verifyScript } from "../../components/remote-scripts";
+import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
+import { writeOciImage } from "../../sandbox/oci-image";
+import { rotateKey } from "../../sandbox/onepassword";
+import { attempt, projectStack, ringtailSettings, type ProjectRun, type Settings } from "../../sandbox/project-stack";
+import { startRegistry, type Registry } from "../../sandbox/registry";
+import { pushAsJob, Ringtail, uploadImage } from "../../sandbox/ringtail";
+import { findLeaks } from "../support/leaks";
+
+const TOKEN = "sandbox-connect-token-ringtail";
+const KEY = "zak_ringtail_8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f";
+const ROTATED = "zak_ringtail_rotated_1f2e3d4c5b6a7f8e9d0c1b2a";
+const EXPIRED = "zak_ringtail_expired_0e9d8c7b6a5f4e3d2c1b0a9f";
+const VAR = "ZOT_CI_API_KEY";
+const IMPOSTOR_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+let emulator: EmulatorProcess;
+let host: Ringtail;
+let registry: Registry;
+let work: string;
+let run: ProjectRun;
+/** Every stack made, for the leak scan at the end. */
+const runs: ProjectRun[] = [];
+
+/** The sandbox's differences from the committed ringtail stack. */
+const sandboxConfig = (): Settings => ringtailSettings(emulator.url, TOKEN, host.facts);
+
+async function stack(overrides: Settings = {}): Promise<ProjectRun> {
+    const r = await projectStack("ringtail", { ...sandboxConfig(), ...overrides }, { SSH_AUTH_SOCK: "" });
+    runs.push(r);
+    return r;
+}
+
+const report = () => parseReport(host.ssh(verifyScript({ envFile: host.facts.envFile, unit: host.facts.unit, envVar: VAR })).stdout);
+const mainPid = () => host.ssh(`systemctl show -p MainPID --value ${host.facts.unit}`).stdout.trim();
+/** SHA-256 of the env file on the host, compared without printing the file. */
+const fileDigest = () => host.ssh(`sha256sum < ${host.facts.envFile}`).stdout.split(" ")[0];
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+/** How many times systemd has started the unit since boot. */
+const starts = () => Number(host.ssh(`journalctl -u ${host.facts.unit} -o cat --no-pager | grep -c '^Started '`).stdout.trim());
+const outputs = (o: Record<string, { value: unknown }>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v.value]));
+
+beforeAll(async () => {
+    emulator = await spawnEmulator({
+        token: TOKEN,
+        key: KEY,
+        expires: new Date(Date.now() + 80 * 86_400_000),
+        extraItems: [
+            { title: "zot-ci-apikey-expired", username: "zot-ci", credential: EXPIRED, expires: new Date(Date.now() - 86_400_000) },
+        ],
+    });
+    host = Ringtail.start();
+    work = mkdtempSync(join(tmpdir(), "cra-full-ringtail-"));
+    registry = await startRegistry(work, host.facts.registryAddress, 5000, "zot-ci", KEY);
+    writeOciImage(join(work, "image"), "pushed after a real pulumi up\n");
+    uploadImage(host, join(work, "image"));
+    // Something else of the operator's beside our file, which destroy must leave.
+    host.ssh("mkdir -p /etc/forgejo-runner && echo keep > /etc/forgejo-runner/runner.yaml");
+    run = await stack();
+}, 900_000);
+
+afterAll(async () => {
+    for (const r of runs) r.dispose();
+    await (registry as Registry | undefined)?.stop();
+    (host as Ringtail | undefined)?.stop();
+    await (emulator as EmulatorProcess | undefined)?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+}, 120_000);
+
+describe("the ringtail stack through pulumi, the real command and onepassword providers", () => {
+    it("previews before anything exists, with fingerprints only", async () => {
+        const r = await attempt(run, "preview");
+        expect(r.message).toBe("");
+        expect(report()["file"]).toBe("absent");
+    });
+
+    it("up: root-only env file with the key, unit restarted, outputs prove it by fingerprint", async () => {
+        const startsBefore = starts();
+        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s), onEvent: (e) => run.transcript.push(JSON.stringify(e)) });
+        const out = outputs(up.outputs);
+        const fp = fingerprint(KEY);
+        expect(out).toMatchObject({ runnerKind: "ssh", keyFingerprint: fp, hasKey: true });
+        expect(out["delivered"]).toMatchObject({
+            changed: true,
+            fileFingerprint: fp,
+            fileOwner: "0:0",
+            fileMode: "600",
+            unitActive: "active",
+            unitReadsFile: true,
+            processFingerprint: fp,
+        });
+        expect(fileDigest()).toBe(sha256(renderEnvFile(VAR, KEY)));
+        expect(starts()).toBe(startsBefore + 1);
+    });
+
+    it("a second up changes nothing and restarts nothing", async () => {
+        const pid = mainPid();
+        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s) });
+        const changes = Object.entries(up.summary.resourceChanges ?? {}).filter(([op]) => op !== "same");
+        expect(changes).toEqual([]);
+        expect(mainPid()).toBe(pid);
+    });
+
+    it("a CI job on the runner pushes to the registry with the delivered key, and not without it", () => {
+        const anonymous = pushAsJob(host, registry.address, "anonymous", false);
+        expect(anonymous.code).not.toBe(0);
+        expect(anonymous.stderr).toMatch(/unauthorized|authentication required|401/i);
+        const r = pushAsJob(host, registry.address, "v1", true);
+        expect(r.code, r.stderr).toBe(0);
+    });
+
+    it("rotation: update the item through Connect, up; new fingerprint everywhere, one restart, old key gone", async () => {
+        await rotateKey(emulator.url, TOKEN, ROTATED);
+        registry.setKey(ROTATED);
+        const startsBefore = starts();
+        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s) });
+        const out = outputs(up.outputs);
+        const fp = fingerprint(ROTATED);
+        expect(out).toMatchObject({ keyFingerprint: fp, hasKey: true });
+        expect(out["delivered"]).toMatchObject({ changed: true, fileFingerprint: fp, processFingerprint: fp });
+        expect(starts()).toBe(startsBefore + 1);
+        // Exactly the rendered file with the new key: the old one is gone.
+        expect(fileDigest()).toBe(sha256(renderEnvFile(VAR, ROTATED)));
+        const push = pushAsJob(host, registry.address, "v2", true);
+        expect(push.code, push.stderr).toBe(0);
+    });
+});
+
+describe("bad input: one clear error, the runner as it was", () => {
+    const unchanged = () => ({ report: report(), pid: mainPid() });
+
+    it("a host key that does not match fails before any byte of the key is sent", async () => {
+        const before = unchanged();
+        const bad = await stack({ "ci-registry-auth:runner.hostKey": { value: IMPOSTOR_KEY } });
+        const r = await attempt(bad, "up");
+        expect(r.ok).toBe(false);
+        expect(r.message).toMatch(/host key|knownhosts|mismatch/i);
+        expect(unchanged()).toEqual(before);
+    });
+
+    it("nothing listening at the host's address fails with the address", async () => {
+        const before = unchanged();
+        const bad = await stack({ "ci-registry-auth:runner.port": { value: "2" } });
+        const r = await attempt(bad, "up");
+        expect(r.ok).toBe(false);
+        expect(r.message).toMatch(new RegExp(`${host.facts.host.replace(/\./g, "\\.")}:2|connection refused`, "i"));
+        expect(unchanged()).toEqual(before);
+    });
+
+    it("a private key the host does not accept fails with an authentication error", async () => {
+        const dir = mkdtempSync(join(tmpdir(), "cra-badkey-"));
+        try {
+            spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "id")]);
+            const before = unchanged();
+            const bad = await stack({ "ci-registry-auth:sshPrivateKey": { value: readFileSync(join(dir, "id"), "utf8"), secret: true } });
+            const r = await attempt(bad, "up");
+            expect(r.ok).toBe(false);
+            expect(r.message).toMatch(/unable to authenticate|handshake failed|permission denied/i);
+            expect(unchanged()).toEqual(before);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it.each([
+        ["an unknown item", { "ci-registry-auth:item": { value: "no-such-item" } }, /no-such-item[\s\S]*ci-registry-auth:item/],
+        ["an unknown field", { "ci-registry-auth:field": { value: "no-such-field" } }, /no-such-field[\s\S]*ci-registry-auth:field/],
+        ["a wrong Connect token", { "onepassword:token": { value: "not-the-token", secret: true } }, /onepassword:token/],
+        ["an expired key", { "ci-registry-auth:item": { value: "zot-ci-apikey-expired" } }, /expired on \d{4}-\d{2}-\d{2}[\s\S]*Fix:/],
+    ] as [string, Settings, RegExp][])("%s fails naming the setting, and nothing reaches the host", async (_what, overrides, pattern) => {
+        const before = unchanged();
+        const bad = await stack(overrides);
+        const r = await attempt(bad, "up");
+        expect(r.ok).toBe(false);
+        expect(r.message).toMatch(pattern);
+        // One error, not a JavaScript stack trace.
+        expect(r.message).not.toMatch(/^\s+at /m);
+        expect(unchanged()).toEqual(before);
+    });
+
+    it("missing settings fail before anything runs, each named with its fix", async () => {
+        const before = unchanged();
+        const config = sandboxConfig();
+        delete config["onepassword:url"];
+        delete config["ci-registry-auth:runner.hostKey"];
+        const bad = await projectStack("ringtail", config, { SSH_AUTH_SOCK: "" });
+        runs.push(bad);
+        const r = await attempt(bad, "up");
+        expect(r.ok).toBe(false);
+        expect(r.message).toMatch(/onepassword:url[\s\S]*Fix: pulumi config set onepassword:url/);
+        expect(r.message).toMatch(/runner\.hostKey[\s\S]*Fix:/);
+        expect(r.message).not.toMatch(/^\s+at /m);
+        expect(unchanged()).toEqual(before);
+    });
+});
+
+describe("destroy and the leak scan", () => {
+    it("destroy removes our file and restarts the unit; the operator's other files stay", async () => {
+        const startsBefore = starts();
+        const r = await attempt(run, "destroy");
+        expect(r.message).toBe("");
+        expect(report()).toMatchObject({ file: "absent", unit_active: "active", process_fp: "none" });
+        expect(starts()).toBe(startsBefore + 1);
+        expect(host.ssh("cat /etc/forgejo-runner/runner.yaml").stdout).toBe("keep\n");
+    });
+
+    it("no key in any state, config file, pulumi output, engine event, error, process list or registry log", () => {
+        const sources: Record<string, string> = {
+            "ssh transcript": host.transcript.join("\n"),
+            "registry log": readFileSync(registry.logFile, "utf8"),
+        };
+        runs.forEach((r, i) => {
+            sources[`stack ${i} state+config`] = r.persisted();
+            sources[`stack ${i} output+events+errors`] = r.transcript.filter((line) => !line.includes('"prefix":"debug: "')).join("\n");
+        });
+        // The scan reads real material: encrypted secrets in state, the push's process list.
+        expect(sources["stack 0 state+config"]).toContain('"ciphertext"');
+        expect(sources["ssh transcript"]).toContain("--- ps");
+        expect(findLeaks(sources, { KEY, ROTATED, EXPIRED })).toEqual([]);
+    });
+});
