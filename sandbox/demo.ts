@@ -5,11 +5,13 @@
  * (fingerprints only); pushes from a CI job on ringtail; rotates the key in
  * 1Password and does it all again; stops everything.
  *
- * Two stand-ins, said on screen too: the key is read through the official
+ * With CI_REGISTRY_AUTH_PROVIDER_PLUGINS naming a directory that holds the
+ * command and onepassword provider plugins, each round is `pulumi up` of
+ * both whole stacks (index.ts with the committed stack files). Without it,
+ * two stand-ins, said on screen too: the key is read through the official
  * Connect JS SDK instead of the onepassword provider, and ringtail's delivery
  * runs the program's own host scripts over OpenSSH instead of through the
  * command provider, because neither provider plugin can be built here.
- * Everything else is the program's code on real parts.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -27,6 +29,7 @@ import { writeOciImage } from "./oci-image";
 import { startRegistry, type Registry } from "./registry";
 import { pushAsJob, Ringtail, uploadImage } from "./ringtail";
 import { readKey, rotateKey } from "./onepassword";
+import { indriSettings, projectStack, ringtailSettings, type ProjectRun } from "./project-stack";
 import { indriProgram, inlineStack, type Run } from "./stack";
 
 const TOKEN = randomBytes(16).toString("hex");
@@ -82,6 +85,41 @@ async function deliverToIndri(run: Run, runner: KubernetesRunnerConfig, key: str
     };
 }
 
+/** One round of the whole ringtail or indri stack: `pulumi up`, then its outputs. */
+async function upStack(run: ProjectRun, runner: string): Promise<Row> {
+    const up = await run.stack.up();
+    const delivered = (up.outputs["delivered"]?.value ?? {}) as Record<string, unknown>;
+    const ssh = up.outputs["runnerKind"]?.value === "ssh";
+    return {
+        runner,
+        onePassword: String(up.outputs["keyFingerprint"]?.value),
+        delivered: String(ssh ? delivered["fileFingerprint"] : delivered["secretFingerprint"]),
+        consumer: String(ssh ? delivered["processFingerprint"] : delivered["templateFingerprint"]),
+        hasKey: up.outputs["hasKey"]?.value === true,
+    };
+}
+
+/**
+ * The stand-in round: ringtail through the host scripts over OpenSSH, indri
+ * through the KubernetesRunner component given the key's fingerprint.
+ */
+async function standIns(
+    cluster: Cluster,
+    host: Ringtail,
+    cleanup: (() => Promise<void> | void)[],
+): Promise<(key: string) => Promise<Row[]>> {
+    // indri's committed settings; only the kubeconfig points at the sandbox.
+    const committed = committedRunner("indri");
+    const runner = parseConfig(rawConfig("indri", { runner: { ...committed, kubeconfig: cluster.kubeconfig } }))
+        .runner as KubernetesRunnerConfig;
+    const run = await inlineStack("ci-registry-auth", "indri", () => Promise.resolve({}));
+    cleanup.push(async () => {
+        await run.stack.destroy().catch(() => undefined);
+        run.dispose();
+    });
+    return async (key: string) => [deliverToRingtail(host, key), await deliverToIndri(run, runner, key)];
+}
+
 async function main(): Promise<void> {
     const started: (() => Promise<void> | void)[] = [];
     const work = mkdtempSync(join(tmpdir(), "cra-demo-"));
@@ -114,18 +152,25 @@ async function main(): Promise<void> {
         cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
         writeOciImage(join(work, "image"), "pushed by the ci-registry-auth demo\n");
         uploadImage(host, join(work, "image"));
-        console.log("Stand-ins: the key is read with the Connect JS SDK (not the onepassword provider) and ringtail's");
-        console.log("delivery runs the program's host scripts over OpenSSH (not the command provider): see README.");
-
-        // indri's committed settings; only the kubeconfig points at the sandbox.
-        const committed = committedRunner("indri");
-        const runner = parseConfig(rawConfig("indri", { runner: { ...committed, kubeconfig: cluster.kubeconfig } }))
-            .runner as KubernetesRunnerConfig;
-        const run = await inlineStack("ci-registry-auth", "indri", () => Promise.resolve({}));
-        started.push(async () => {
-            await run.stack.destroy().catch(() => undefined);
-            run.dispose();
-        });
+        const whole = (process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? "") !== "";
+        let deliver: (key: string) => Promise<Row[]>;
+        if (whole) {
+            console.log("Whole stacks: `pulumi up` of index.ts with the committed Pulumi.ringtail.yaml and Pulumi.indri.yaml,");
+            console.log(`the command and onepassword plugins from ${process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? ""}.`);
+            const ringtail = await projectStack("ringtail", ringtailSettings(emulator.url, TOKEN, host.facts), { SSH_AUTH_SOCK: "" });
+            const indri = await projectStack("indri", indriSettings(emulator.url, TOKEN, cluster.kubeconfig));
+            started.push(() => {
+                ringtail.dispose();
+                indri.dispose();
+            });
+            // The key is read by the program itself; both stacks run at once.
+            deliver = () => Promise.all([upStack(ringtail, "ringtail (ssh)"), upStack(indri, "indri (kubernetes)")]);
+        } else {
+            console.log("Stand-ins: the key is read with the Connect JS SDK (not the onepassword provider) and ringtail's");
+            console.log("delivery runs the program's host scripts over OpenSSH (not the command provider): see README.");
+            console.log("Set CI_REGISTRY_AUTH_PROVIDER_PLUGINS to a directory with both plugins to run the whole stacks.");
+            deliver = await standIns(cluster, host, started);
+        }
 
         for (const [round, label] of [
             [1, "Both runners after the first run"],
@@ -138,13 +183,16 @@ async function main(): Promise<void> {
             }
             const key = await readKey(emulator.url, TOKEN);
             const t0 = Date.now();
-            const rows = [deliverToRingtail(host, key), await deliverToIndri(run, runner, key)];
+            const rows = await deliver(key);
             table(`${label} (${((Date.now() - t0) / 1000).toFixed(1)} s):`, rows);
             const push = pushAsJob(host, registry.address, `round-${round}`, true);
             console.log(
                 `CI job on ringtail pushes blumeops/ci-probe:round-${round}: ${push.code === 0 ? "ok" : `FAILED (${push.stderr.trim()})`}`,
             );
-            if (rows.some((r) => !r.hasKey) || push.code !== 0) process.exitCode = 1;
+            // The demo's own read of 1Password must agree with what the program read.
+            const stale = rows.filter((r) => r.onePassword !== fingerprint(key)).map((r) => r.runner);
+            if (stale.length > 0) console.log(`1Password fingerprint differs from the demo's own read for: ${stale.join(", ")}`);
+            if (rows.some((r) => !r.hasKey) || push.code !== 0 || stale.length > 0) process.exitCode = 1;
         }
     } finally {
         console.log("\nStopping the sandbox …");
