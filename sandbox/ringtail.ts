@@ -21,6 +21,8 @@ export interface HostFacts {
     envFile: string;
     /** The host side of the machine's network link, where sandbox services listen. */
     registryAddress: string;
+    /** An address on the link that no machine answers: an unreachable host. */
+    absentAddress: string;
 }
 
 export interface SshResult {

@@ -165,6 +165,18 @@ describe("bad input: one clear error, the runner as it was", () => {
         expect(unchanged()).toEqual(before);
     });
 
+    it("an address where no host answers fails with the address, after the bounded dial attempts", async () => {
+        const before = unchanged();
+        // On ringtail's link, but no machine has this address.
+        const bad = await stack({ "ci-registry-auth:runner.host": { value: host.facts.absentAddress } });
+        const r = await attempt(bad, "up");
+        expect(r.ok).toBe(false);
+        expect(r.message).toMatch(
+            new RegExp(`${host.facts.absentAddress.replace(/\./g, "\\.")}:22: .*(no route to host|i/o timeout)`, "i"),
+        );
+        expect(unchanged()).toEqual(before);
+    });
+
     it("a private key the host does not accept fails with an authentication error", async () => {
         const dir = mkdtempSync(join(tmpdir(), "cra-badkey-"));
         try {
