@@ -195,8 +195,8 @@ export interface DeploymentFacts {
     oldReplicas: number;
     /**
      * The controller has seen the latest spec and as many replicas run it as
-     * wanted, with at least that many ready. Read from the patch's awaited
-     * result: the Kubernetes provider returns once the new ReplicaSet is
+     * wanted, with at least that many ready. Read after the patch's awaited
+     * rollout: the Kubernetes provider returns once the new ReplicaSet is
      * available, possibly while old pods are still being scaled down
      * (counted in oldReplicas).
      */

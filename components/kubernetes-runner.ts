@@ -178,11 +178,23 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                 // sits after Argo CD's, so without this every run would show a
                 // (no-op) update. The annotation still rolls the pods.
                 ignoreChanges: ["spec.template.spec.containers"],
+                // A replace (`pulumi up --replace`, the repair after a sync
+                // replaced the whole Deployment) must give our fields back
+                // before applying them again: the other order would remove
+                // what it had just applied.
+                deleteBeforeReplace: true,
             },
         );
 
+        // The Deployment as it is now, read after the patch on every run (a
+        // read, not a change): the outputs report the cluster, not our last
+        // write, so a sync that replaced the whole object shows as hasKey false.
+        const live = k8s.apps.v1.Deployment.get(`${name}-deployment-after`, `${r.namespace}/${r.deployment}`, {
+            ...child,
+            dependsOn: [patch],
+        });
         const facts = pulumi
-            .all([patch.metadata, patch.spec, patch.status, this.secretName])
+            .all([live.metadata, live.spec, live.status, this.secretName])
             .apply(([metadata, spec, status, secretName]) =>
                 deploymentFacts({ metadata, spec, status }, r.container, args.envVar, secretName),
             );

@@ -183,6 +183,34 @@ describe("indri on a real API server with the real External Secrets Operator", (
         expect(replicaSets()).toBe(rsBefore);
     });
 
+    it("a sync that replaces the whole Deployment: the next up reports hasKey false; replacing our patch puts our fields back", async () => {
+        // As an Argo CD sync with Replace=true would: the manifest alone, our fields gone.
+        const current = deployment() as unknown as { metadata: Record<string, unknown> };
+        const manifest = runnerDeployment() as { metadata: Record<string, unknown> };
+        cluster.kubectl(
+            ["replace", "-f", "-"],
+            JSON.stringify({ ...manifest, metadata: { ...manifest.metadata, resourceVersion: current.metadata["resourceVersion"] } }),
+        );
+        expect(container(deployment(), "runner").env?.map((e) => e.name)).not.toContain("ZOT_CI_API_KEY");
+
+        const stale = await run.stack.up(recording(run));
+        expect(stale.outputs["envWired"]?.value).toBe(false);
+        expect(stale.outputs["hasKey"]?.value).toBe(false);
+
+        const state = (await run.stack.exportStack()).deployment as { resources: { urn: string; type: string }[] };
+        const patchUrn = state.resources.find((r) => r.type === "kubernetes:apps/v1:DeploymentPatch")!.urn;
+        const rs = replicaSets();
+        const repaired = await run.stack.up({ ...recording(run), replace: [patchUrn] });
+        expect(repaired.outputs["envWired"]?.value).toBe(true);
+        expect(repaired.outputs["hasKey"]?.value).toBe(true);
+        const d = deployment();
+        expect(container(d, "runner").env?.map((e) => e.name)).toContain("ZOT_CI_API_KEY");
+        expect(d.spec.template.metadata.annotations?.[FINGERPRINT_ANNOTATION]).toBe(fingerprint(ROTATED));
+        // Both templates existed before (the manifest's own, ours after the
+        // rotation): Kubernetes scales their ReplicaSets back up, making none.
+        expect(replicaSets()).toBe(rs);
+    });
+
     it("never puts either key in state, in what pulumi prints, or in non-debug events", () => {
         const state = persistedState(run);
         expect(state).toContain('"ciphertext"');

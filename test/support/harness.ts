@@ -32,6 +32,8 @@ export interface World {
     itemError?: string;
     /** Containers of the runner Deployment; undefined means it does not exist. */
     containers?: string[];
+    /** The Deployment as our patch left it; later reads return it. */
+    patched?: Record<string, unknown>;
     /** Ready condition of the ClusterSecretStore. */
     storeReady?: boolean;
     /** What ESO read when it synced; defaults to the item's credential. */
@@ -240,7 +242,7 @@ export class Harness implements pulumi.runtime.Mocks {
         if (this.world.containers === undefined) {
             throw new Error(`deployments.apps "${id ?? ""}" not found`);
         }
-        return { id, state: this.deploymentObject() };
+        return { id, state: this.world.patched ?? this.deploymentObject() };
     }
 
     private readStore(id: string | undefined): { id: string | undefined; state: Record<string, unknown> } {
@@ -293,10 +295,9 @@ export class Harness implements pulumi.runtime.Mocks {
             const p = patchTemplate.spec.containers.find((x) => x.name === c.name);
             return p ? { ...c, env: p.env } : c;
         });
-        return {
-            id: "forgejo-runner/forgejo-runner",
-            state: { ...live, metadata: { ...(live["metadata"] as object), ...patch.metadata } },
-        };
+        const state = { ...live, metadata: { ...(live["metadata"] as object), ...patch.metadata } };
+        this.world.patched = state;
+        return { id: "forgejo-runner/forgejo-runner", state };
     }
 }
 
