@@ -224,6 +224,27 @@ describe("bad input: one clear error, the runner as it was", () => {
     });
 });
 
+describe("drift on the host", () => {
+    const urn = async (name: string): Promise<string> => {
+        const state = (await run.stack.exportStack()).deployment as { resources: { urn: string }[] };
+        return state.resources.find((r) => r.urn.endsWith(`::${name}`))!.urn;
+    };
+
+    it("replacing the check finds a removed file; replacing delivery and check restores it", async () => {
+        host.ssh(`rm ${host.facts.envFile} && systemctl restart ${host.facts.unit}`);
+        const checked = await run.stack.up({ onOutput: (s) => run.transcript.push(s), replace: [await urn("ringtail-verify")] });
+        expect(checked.outputs["hasKey"]?.value).toBe(false);
+        expect(checked.outputs["delivered"]?.value).toMatchObject({ fileFingerprint: "none", processFingerprint: "none" });
+
+        const repaired = await run.stack.up({
+            onOutput: (s) => run.transcript.push(s),
+            replace: [await urn("ringtail-env-file"), await urn("ringtail-verify")],
+        });
+        expect(repaired.outputs["hasKey"]?.value).toBe(true);
+        expect(fileDigest()).toBe(sha256(renderEnvFile(VAR, ROTATED)));
+    });
+});
+
 describe("destroy and the leak scan", () => {
     it("destroy removes our file and restarts the unit; the operator's other files stay", async () => {
         const startsBefore = starts();
