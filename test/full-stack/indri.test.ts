@@ -15,6 +15,7 @@ import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
 import { ARGO_MANAGER, Cluster, indriWorld } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
+import { recording } from "../../sandbox/stack";
 import { attempt, indriSettings, projectStack, type ProjectRun, type Settings } from "../../sandbox/project-stack";
 import { findLeaks } from "../support/leaks";
 
@@ -73,7 +74,7 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
     });
 
     it("up: 1Password, ESO's Secret and the pod template agree on the fingerprint; hasKey", async () => {
-        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s), onEvent: (e) => run.transcript.push(JSON.stringify(e)) });
+        const up = await run.stack.up(recording(run));
         const out = outputs(up.outputs);
         const fp = fingerprint(KEY);
         expect(out).toMatchObject({ runnerKind: "kubernetes", keyFingerprint: fp, hasKey: true });
@@ -87,7 +88,7 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
 
     it("a second up changes nothing and rolls nothing", async () => {
         const before = deployment().metadata;
-        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s) });
+        const up = await run.stack.up(recording(run));
         expect(Object.entries(up.summary.resourceChanges ?? {}).filter(([op]) => op !== "same" && op !== "read")).toEqual([]);
         expect(deployment().metadata).toMatchObject({ generation: before.generation, resourceVersion: before.resourceVersion });
     });
@@ -95,7 +96,7 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
     it("rotation: a new item value in 1Password and `pulumi up` alone bring the runner the new key, in one rollout", async () => {
         await rotateKey(emulator.url, TOKEN, ROTATED);
         const t0 = Date.now();
-        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s) });
+        const up = await run.stack.up(recording(run));
         const seconds = (Date.now() - t0) / 1000;
         const out = outputs(up.outputs);
         const fp = fingerprint(ROTATED);

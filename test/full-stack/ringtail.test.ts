@@ -20,6 +20,7 @@ import { parseReport, verifyScript } from "../../components/remote-scripts";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { rotateKey } from "../../sandbox/onepassword";
+import { recording } from "../../sandbox/stack";
 import { attempt, projectStack, ringtailSettings, type ProjectRun, type Settings } from "../../sandbox/project-stack";
 import { startRegistry, type Registry } from "../../sandbox/registry";
 import { pushAsJob, Ringtail, uploadImage } from "../../sandbox/ringtail";
@@ -94,7 +95,7 @@ describe("the ringtail stack through pulumi, the real command and onepassword pr
 
     it("up: root-only env file with the key, unit restarted, outputs prove it by fingerprint", async () => {
         const startsBefore = starts();
-        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s), onEvent: (e) => run.transcript.push(JSON.stringify(e)) });
+        const up = await run.stack.up(recording(run));
         const out = outputs(up.outputs);
         const fp = fingerprint(KEY);
         expect(out).toMatchObject({ runnerKind: "ssh", keyFingerprint: fp, hasKey: true });
@@ -113,7 +114,7 @@ describe("the ringtail stack through pulumi, the real command and onepassword pr
 
     it("a second up changes nothing and restarts nothing", async () => {
         const pid = mainPid();
-        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s) });
+        const up = await run.stack.up(recording(run));
         const changes = Object.entries(up.summary.resourceChanges ?? {}).filter(([op]) => op !== "same");
         expect(changes).toEqual([]);
         expect(mainPid()).toBe(pid);
@@ -131,7 +132,7 @@ describe("the ringtail stack through pulumi, the real command and onepassword pr
         await rotateKey(emulator.url, TOKEN, ROTATED);
         registry.setKey(ROTATED);
         const startsBefore = starts();
-        const up = await run.stack.up({ onOutput: (s) => run.transcript.push(s) });
+        const up = await run.stack.up(recording(run));
         const out = outputs(up.outputs);
         const fp = fingerprint(ROTATED);
         expect(out).toMatchObject({ keyFingerprint: fp, hasKey: true });
@@ -232,12 +233,12 @@ describe("drift on the host", () => {
 
     it("replacing the check finds a removed file; replacing delivery and check restores it", async () => {
         host.ssh(`rm ${host.facts.envFile} && systemctl restart ${host.facts.unit}`);
-        const checked = await run.stack.up({ onOutput: (s) => run.transcript.push(s), replace: [await urn("ringtail-verify")] });
+        const checked = await run.stack.up({ ...recording(run), replace: [await urn("ringtail-verify")] });
         expect(checked.outputs["hasKey"]?.value).toBe(false);
         expect(checked.outputs["delivered"]?.value).toMatchObject({ fileFingerprint: "none", processFingerprint: "none" });
 
         const repaired = await run.stack.up({
-            onOutput: (s) => run.transcript.push(s),
+            ...recording(run),
             replace: [await urn("ringtail-env-file"), await urn("ringtail-verify")],
         });
         expect(repaired.outputs["hasKey"]?.value).toBe(true);
