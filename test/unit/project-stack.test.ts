@@ -1,0 +1,63 @@
+/**
+ * The whole-stack harness refuses to run without the two provider plugins
+ * this project cannot build, naming what is missing and the fix, both from
+ * code (providerPluginDir) and from `npm run test:full-stack`, before any
+ * toolchain work.
+ */
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { afterEach, describe, expect, it } from "vitest";
+
+import { providerPluginDir } from "../../sandbox/project-stack";
+
+const saved = process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"];
+const dirs: string[] = [];
+
+function pluginDir(...binaries: string[]): string {
+    const dir = mkdtempSync(join(tmpdir(), "cra-plugins-"));
+    dirs.push(dir);
+    for (const b of binaries) {
+        writeFileSync(join(dir, b), "#!/bin/sh\n");
+        chmodSync(join(dir, b), 0o755);
+    }
+    return dir;
+}
+
+afterEach(() => {
+    if (saved === undefined) delete process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"];
+    else process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] = saved;
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe("providerPluginDir", () => {
+    it("without the variable names both plugins, the variable and the fix", () => {
+        delete process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"];
+        expect(() => providerPluginDir()).toThrow(
+            /pulumi-resource-command and pulumi-resource-onepassword[\s\S]*Fix:[\s\S]*CI_REGISTRY_AUTH_PROVIDER_PLUGINS/,
+        );
+    });
+
+    it("names only the plugin that is missing", () => {
+        process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] = pluginDir("pulumi-resource-command");
+        expect(() => providerPluginDir()).toThrow(/the pulumi-resource-onepassword provider plugin/);
+    });
+
+    it("returns the directory when both are there", () => {
+        const dir = pluginDir("pulumi-resource-command", "pulumi-resource-onepassword");
+        process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] = dir;
+        expect(providerPluginDir()).toBe(dir);
+    });
+});
+
+describe("npm run test:full-stack without the plugins", () => {
+    it("exits 2 at once with the fix, and runs nothing", () => {
+        const env = { ...process.env, CI_REGISTRY_AUTH_PROVIDER_PLUGINS: pluginDir("pulumi-resource-onepassword") };
+        const r = spawnSync("bash", [join(__dirname, "..", "..", "scripts", "test"), "--full-stack"], { env, encoding: "utf8" });
+        expect(r.status).toBe(2);
+        expect(r.stderr).toMatch(/no pulumi-resource-command in CI_REGISTRY_AUTH_PROVIDER_PLUGINS[\s\S]*Fix:/);
+        expect(r.stdout).not.toContain("== tests");
+    });
+});
