@@ -197,6 +197,7 @@ describe("bad input: one clear error, the runner as it was", () => {
         ["an unknown item", { "ci-registry-auth:item": { value: "no-such-item" } }, /no-such-item[\s\S]*ci-registry-auth:item/],
         ["an unknown field", { "ci-registry-auth:field": { value: "no-such-field" } }, /no-such-field[\s\S]*ci-registry-auth:field/],
         ["a wrong Connect token", { "onepassword:token": { value: "not-the-token", secret: true } }, /onepassword:token/],
+        ["an unreachable Connect server", { "onepassword:url": { value: "http://127.0.0.1:1" } }, /127\.0\.0\.1:1[\s\S]*onepassword:url/],
         ["an expired key", { "ci-registry-auth:item": { value: "zot-ci-apikey-expired" } }, /expired on \d{4}-\d{2}-\d{2}[\s\S]*Fix:/],
     ] as [string, Settings, RegExp][])("%s fails naming the setting, and nothing reaches the host", async (_what, overrides, pattern) => {
         const before = unchanged();
