@@ -74,15 +74,14 @@ function npmVersion(pkg: string): string {
 function pluginHome(into: string, pluginDir: string): string {
     const toolchainHome = process.env["PULUMI_HOME"];
     if (toolchainHome === undefined) {
-        throw new Error('PULUMI_HOME is not set. Fix: run through `npm test` or eval "$(bash toolchain/build --env)" first.');
+        throw new Error(
+            'PULUMI_HOME is not set. Fix: run through `npm run test:full-stack` or eval "$(bash toolchain/build --env)" first.',
+        );
     }
     const home = join(into, "pulumi-home");
+    const kubernetes = npmVersion("@pulumi/kubernetes");
     const plugins: [string, string, string][] = [
-        [
-            "kubernetes",
-            npmVersion("@pulumi/kubernetes"),
-            join(toolchainHome, "plugins", `resource-kubernetes-v${npmVersion("@pulumi/kubernetes")}`),
-        ],
+        ["kubernetes", kubernetes, join(toolchainHome, "plugins", `resource-kubernetes-v${kubernetes}`)],
         ["command", npmVersion("@pulumi/command"), pluginDir],
         ["onepassword", npmVersion("@1password/pulumi-onepassword"), pluginDir],
     ];
