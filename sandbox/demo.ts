@@ -29,7 +29,7 @@ import { writeOciImage } from "./oci-image";
 import { startRegistry, type Registry } from "./registry";
 import { pushAsJob, Ringtail, uploadImage } from "./ringtail";
 import { readKey, rotateKey } from "./onepassword";
-import { indriSettings, projectStack, ringtailSettings, type ProjectRun } from "./project-stack";
+import { indriSettings, projectStack, providerPluginDir, ringtailSettings, type ProjectRun } from "./project-stack";
 import { indriProgram, inlineStack, type Run } from "./stack";
 
 const TOKEN = randomBytes(16).toString("hex");
@@ -127,6 +127,9 @@ async function main(): Promise<void> {
         rmSync(work, { recursive: true, force: true });
     });
     try {
+        const whole = (process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? "") !== "";
+        // A wrong plugin directory fails now, not after the sandbox started.
+        if (whole) providerPluginDir();
         console.log("Starting the sandbox: 1Password Connect emulator, ringtail, registry, indri with ESO …");
         const first = newKey();
         const emulator: EmulatorProcess = await spawnEmulator({
@@ -152,7 +155,6 @@ async function main(): Promise<void> {
         cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
         writeOciImage(join(work, "image"), "pushed by the ci-registry-auth demo\n");
         uploadImage(host, join(work, "image"));
-        const whole = (process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? "") !== "";
         let deliver: (key: string) => Promise<Row[]>;
         if (whole) {
             console.log("Whole stacks: `pulumi up` of index.ts with the committed Pulumi.ringtail.yaml and Pulumi.indri.yaml,");

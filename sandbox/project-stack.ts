@@ -54,7 +54,7 @@ export function providerPluginDir(): string {
     const missing = ["pulumi-resource-command", "pulumi-resource-onepassword"].filter((b) => dir === "" || !existsSync(join(dir, b)));
     if (missing.length > 0) {
         throw new Error(
-            `the whole-stack tests need the ${missing.join(" and ")} provider plugin(s), which this project cannot build ` +
+            `running the whole stacks needs the ${missing.join(" and ")} provider plugin(s), which this project cannot build ` +
                 '(their Go modules are not served here; README, "Offline toolchain"). ' +
                 "Fix: build them, put both binaries in one directory and set CI_REGISTRY_AUTH_PROVIDER_PLUGINS to it.",
         );
