@@ -87,9 +87,10 @@ afterAll(async () => {
 }, 120_000);
 
 describe("the ringtail stack through pulumi, the real command and onepassword providers", () => {
-    it("previews before anything exists, with fingerprints only", async () => {
-        const r = await attempt(run, "preview");
-        expect(r.message).toBe("");
+    it("previews before anything exists, with the fingerprint", async () => {
+        const preview = await run.stack.preview(recording(run));
+        // What a PR reviewer sees: the key's fingerprint, read through the provider.
+        expect(preview.stdout).toContain(fingerprint(KEY));
         expect(report()["file"]).toBe("absent");
     });
 
