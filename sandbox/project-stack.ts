@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { LocalWorkspace } from "@pulumi/pulumi/automation";
 
 import type { HostFacts } from "./ringtail";
-import { persistedState, recording, type Run } from "./stack";
+import { nonDebug, persistedState, recording, type Run } from "./stack";
 
 /** A stack setting as `pulumi config set --path` takes it. */
 export type Settings = Record<string, { value: string; secret?: boolean }>;
@@ -169,4 +169,19 @@ export async function attempt(run: Run, op: "up" | "preview" | "destroy"): Promi
         run.transcript.push(message);
         return { ok: false, message };
     }
+}
+
+/** What each stack kept and printed, named for a leak scan: `stack <i> state+config` and `stack <i> output+events+errors`. */
+export function leakSources(runs: ProjectRun[]): Record<string, string> {
+    return Object.fromEntries(
+        runs.flatMap((r, i) => [
+            [`stack ${i} state+config`, r.persisted()],
+            [`stack ${i} output+events+errors`, nonDebug(r)],
+        ]),
+    );
+}
+
+/** A stack's outputs as plain values. */
+export function outputValues(outputs: Record<string, { value: unknown }>): Record<string, unknown> {
+    return Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, v.value]));
 }

@@ -55,6 +55,15 @@ export function recording(run: Run): { onOutput: (s: string) => void; onEvent: (
 }
 
 /**
+ * The transcript without debug diagnostics: Pulumi's Node.js runtime sends
+ * every RPC response, secrets included, as debug events (README, "Security
+ * notes"), which are shown only with --debug.
+ */
+export function nonDebug(run: Run): string {
+    return run.transcript.filter((line) => !line.includes('"prefix":"debug: "')).join("\n");
+}
+
+/**
  * Everything the backend has persisted for the stack (checkpoint, backups,
  * history), decompressed: what an operator's state really holds. (The
  * Automation API's exportStack shows secrets decrypted, so it is no test.)

@@ -16,7 +16,15 @@ import { ARGO_MANAGER, Cluster, indriWorld } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
 import { recording } from "../../sandbox/stack";
-import { attempt, indriSettings, projectStack, type ProjectRun, type Settings } from "../../sandbox/project-stack";
+import {
+    attempt,
+    leakSources,
+    outputValues,
+    indriSettings,
+    projectStack,
+    type ProjectRun,
+    type Settings,
+} from "../../sandbox/project-stack";
 import { findLeaks } from "../support/leaks";
 
 const TOKEN = "sandbox-connect-token-indri";
@@ -48,7 +56,6 @@ const deployment = (): Deployment => cluster.get<Deployment>("deployment", "forg
 const replicaSets = (): number =>
     (JSON.parse(cluster.kubectl(["get", "rs", "-n", NS, "-l", "app=forgejo-runner", "-o", "json"]).stdout) as { items: unknown[] }).items
         .length;
-const outputs = (o: Record<string, { value: unknown }>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v.value]));
 
 beforeAll(async () => {
     emulator = await spawnEmulator({ token: TOKEN, key: KEY, expires: new Date(Date.now() + 80 * 86_400_000) });
@@ -76,7 +83,7 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
 
     it("up: 1Password, ESO's Secret and the pod template agree on the fingerprint; hasKey", async () => {
         const up = await run.stack.up(recording(run));
-        const out = outputs(up.outputs);
+        const out = outputValues(up.outputs);
         const fp = fingerprint(KEY);
         expect(out).toMatchObject({ runnerKind: "kubernetes", keyFingerprint: fp, hasKey: true });
         expect(out["delivered"]).toMatchObject({ secretFingerprint: fp, templateFingerprint: fp, envWired: true, rolledOut: true });
@@ -99,7 +106,7 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
         const t0 = Date.now();
         const up = await run.stack.up(recording(run));
         const seconds = (Date.now() - t0) / 1000;
-        const out = outputs(up.outputs);
+        const out = outputValues(up.outputs);
         const fp = fingerprint(ROTATED);
         expect(out).toMatchObject({ keyFingerprint: fp, hasKey: true });
         expect(out["delivered"]).toMatchObject({ secretFingerprint: fp, templateFingerprint: fp });
@@ -127,11 +134,7 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
     });
 
     it("no key in any state, config file, pulumi output, non-debug engine event or error", () => {
-        const sources: Record<string, string> = {};
-        runs.forEach((r, i) => {
-            sources[`stack ${i} state+config`] = r.persisted();
-            sources[`stack ${i} output+events+errors`] = r.transcript.filter((line) => !line.includes('"prefix":"debug: "')).join("\n");
-        });
+        const sources = leakSources(runs);
         expect(sources["stack 0 state+config"]).toContain('"ciphertext"');
         expect(findLeaks(sources, { KEY, ROTATED })).toEqual([]);
     });

@@ -21,7 +21,15 @@ import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emula
 import { writeOciImage } from "../../sandbox/oci-image";
 import { rotateKey } from "../../sandbox/onepassword";
 import { recording } from "../../sandbox/stack";
-import { attempt, projectStack, ringtailSettings, type ProjectRun, type Settings } from "../../sandbox/project-stack";
+import {
+    attempt,
+    leakSources,
+    outputValues,
+    projectStack,
+    ringtailSettings,
+    type ProjectRun,
+    type Settings,
+} from "../../sandbox/project-stack";
 import { startRegistry, type Registry } from "../../sandbox/registry";
 import { pushAsJob, Ringtail, uploadImage } from "../../sandbox/ringtail";
 import { findLeaks } from "../support/leaks";
@@ -57,7 +65,6 @@ const fileDigest = () => host.ssh(`sha256sum < ${host.facts.envFile}`).stdout.sp
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 /** How many times systemd has started the unit since boot. */
 const starts = () => Number(host.ssh(`journalctl -u ${host.facts.unit} -o cat --no-pager | grep -c '^Started '`).stdout.trim());
-const outputs = (o: Record<string, { value: unknown }>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v.value]));
 
 beforeAll(async () => {
     emulator = await spawnEmulator({
@@ -97,7 +104,7 @@ describe("the ringtail stack through pulumi, the real command and onepassword pr
     it("up: root-only env file with the key, unit restarted, outputs prove it by fingerprint", async () => {
         const startsBefore = starts();
         const up = await run.stack.up(recording(run));
-        const out = outputs(up.outputs);
+        const out = outputValues(up.outputs);
         const fp = fingerprint(KEY);
         expect(out).toMatchObject({ runnerKind: "ssh", keyFingerprint: fp, hasKey: true });
         expect(out["delivered"]).toMatchObject({
@@ -134,7 +141,7 @@ describe("the ringtail stack through pulumi, the real command and onepassword pr
         registry.setKey(ROTATED);
         const startsBefore = starts();
         const up = await run.stack.up(recording(run));
-        const out = outputs(up.outputs);
+        const out = outputValues(up.outputs);
         const fp = fingerprint(ROTATED);
         expect(out).toMatchObject({ keyFingerprint: fp, hasKey: true });
         expect(out["delivered"]).toMatchObject({ changed: true, fileFingerprint: fp, processFingerprint: fp });
@@ -260,13 +267,10 @@ describe("destroy and the leak scan", () => {
 
     it("no key in any state, config file, pulumi output, engine event, error, process list or registry log", () => {
         const sources: Record<string, string> = {
+            ...leakSources(runs),
             "ssh transcript": host.transcript.join("\n"),
             "registry log": readFileSync(registry.logFile, "utf8"),
         };
-        runs.forEach((r, i) => {
-            sources[`stack ${i} state+config`] = r.persisted();
-            sources[`stack ${i} output+events+errors`] = r.transcript.filter((line) => !line.includes('"prefix":"debug: "')).join("\n");
-        });
         // The scan reads real material: encrypted secrets in state, the push's process list.
         expect(sources["stack 0 state+config"]).toContain('"ciphertext"');
         expect(sources["ssh transcript"]).toContain("--- ps");

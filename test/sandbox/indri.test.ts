@@ -20,7 +20,7 @@ import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
 import { ARGO_MANAGER, Cluster, indriWorld, runnerDeployment } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
-import { indriProgram, inlineStack, persistedState, recording, type Run } from "../../sandbox/stack";
+import { indriProgram, inlineStack, nonDebug, persistedState, recording, type Run } from "../../sandbox/stack";
 import { findLeaks } from "../support/leaks";
 import { committedRunner, rawConfig } from "../support/stack-config";
 
@@ -219,7 +219,7 @@ describe("indri on a real API server with the real External Secrets Operator", (
         // debug diagnostics (shown only with --debug / -v, but present in the
         // event log). The program reads the synced Secret to confirm ESO's
         // fingerprint, so its data is there; see README, "Security notes".
-        const seen = run.transcript.filter((line) => !line.includes('"prefix":"debug: "')).join("\n");
+        const seen = nonDebug(run);
         expect(findLeaks({ state, "output+events": seen }, { KEY, ROTATED })).toEqual([]);
     });
 
