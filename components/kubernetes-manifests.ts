@@ -4,6 +4,7 @@
  * No Pulumi here: they take plain values and are tested directly.
  */
 import { FINGERPRINT_PREFIX } from "./fingerprint";
+import { shellSplit } from "./runner-config";
 
 /** Annotation carrying the key's fingerprint (ExternalSecret, Secret, pod template). */
 export const FINGERPRINT_ANNOTATION = "ci-registry-auth.eblu.me/key-fingerprint";
@@ -174,7 +175,14 @@ export interface DeploymentView {
             spec?: {
                 containers?: {
                     name?: string;
+                    command?: string[];
+                    args?: string[];
                     env?: { name?: string; valueFrom?: { secretKeyRef?: { name?: string; key?: string } } }[];
+                    volumeMounts?: { name?: string; mountPath?: string; subPath?: string }[];
+                }[];
+                volumes?: {
+                    name?: string;
+                    configMap?: { name?: string; items?: { key?: string; path?: string }[] };
                 }[];
             };
         };
@@ -225,4 +233,92 @@ export function deploymentFacts(d: DeploymentView, container: string, envVar: st
 /** Names of the containers of a Deployment's pod template. */
 export function containerNames(d: DeploymentView): string[] {
     return (d.spec?.template?.spec?.containers ?? []).map((c) => c.name ?? "");
+}
+
+/** Where the runner container reads forgejo-runner's `config.yaml` from. */
+export type RunnerConfigSource =
+    | { kind: "configMap"; name: string; key: string; path: string }
+    /** The daemon runs without --config: forgejo-runner's defaults apply. */
+    | { kind: "defaults"; why: string }
+    | { kind: "problem"; problem: string };
+
+const RUNNER_BINARIES = /^(forgejo-runner|act_runner|act-runner|gitea-runner)$/;
+
+/**
+ * The `--config` of the forgejo-runner daemon in an argv, also when the
+ * daemon is started from a shell script (`sh -c "... exec forgejo-runner
+ * daemon --config /config/config.yaml"`, as blumeops does). `undefined`
+ * when no daemon command is found; `{ path: undefined }` when it has no
+ * --config.
+ */
+export function daemonConfigPath(argv: string[]): { path: string | undefined } | undefined {
+    const candidates: string[][] = [argv];
+    for (const element of argv) {
+        if (/\s/.test(element)) {
+            for (const line of element.split(/\n|;|&&|\|\|/)) {
+                const words = shellSplit(line);
+                if (words !== undefined) candidates.push(words);
+            }
+        }
+    }
+    for (const words of candidates) {
+        const at = words.findIndex((w) => RUNNER_BINARIES.test(w.split("/").pop() ?? ""));
+        if (at < 0 || !words.slice(at + 1).includes("daemon")) continue;
+        const flags = words.slice(at + 1);
+        for (let i = 0; i < flags.length; i++) {
+            const w = flags[i] ?? "";
+            if (w === "--config" || w === "-c") return { path: flags[i + 1] };
+            const attached = /^(?:--config=|-c=?)(.+)$/.exec(w);
+            if (attached?.[1] !== undefined) return { path: attached[1] };
+        }
+        return { path: undefined };
+    }
+    return undefined;
+}
+
+/**
+ * Follows the runner container's `--config` path to the ConfigMap volume
+ * that mounts it and the key that holds the file.
+ */
+export function runnerConfigSource(d: DeploymentView, container: string): RunnerConfigSource {
+    const c = d.spec?.template?.spec?.containers?.find((x) => x.name === container);
+    const command = c?.command ?? [];
+    const args = c?.args ?? [];
+    // Without a command the image's entrypoint (the runner) gets the args.
+    const argv = command.length > 0 ? [...command, ...args] : args.length > 0 ? ["forgejo-runner", ...args] : [];
+    const daemon = daemonConfigPath(argv);
+    if (daemon === undefined) {
+        return {
+            kind: "problem",
+            problem: `container "${container}" does not start "forgejo-runner daemon" in its command or args, so its config cannot be found`,
+        };
+    }
+    if (daemon.path === undefined) {
+        return { kind: "defaults", why: `container "${container}" starts forgejo-runner daemon without --config` };
+    }
+    const path = daemon.path;
+    const mount = (c?.volumeMounts ?? [])
+        .filter((m) => m.mountPath !== undefined && (path === m.mountPath || path.startsWith(`${m.mountPath.replace(/\/$/, "")}/`)))
+        .sort((a, b) => (b.mountPath?.length ?? 0) - (a.mountPath?.length ?? 0))[0];
+    if (mount?.mountPath === undefined) {
+        return { kind: "problem", problem: `the daemon's --config ${path} is on no volume of container "${container}"` };
+    }
+    const volume = d.spec?.template?.spec?.volumes?.find((v) => v.name === mount.name);
+    if (volume?.configMap?.name === undefined) {
+        return {
+            kind: "problem",
+            problem: `the daemon's --config ${path} is on volume "${mount.name ?? ""}", which is not a ConfigMap (only a ConfigMap can be read here)`,
+        };
+    }
+    const rest = path === mount.mountPath ? "" : path.slice(mount.mountPath.replace(/\/$/, "").length + 1);
+    const rel = [mount.subPath ?? "", rest].filter((p) => p !== "").join("/");
+    const items = volume.configMap.items;
+    const key = items !== undefined ? items.find((i) => i.path === rel)?.key : rel.includes("/") || rel === "" ? undefined : rel;
+    if (key === undefined) {
+        return {
+            kind: "problem",
+            problem: `the daemon's --config ${path} is not a file of ConfigMap ${volume.configMap.name} as volume "${mount.name ?? ""}" mounts it`,
+        };
+    }
+    return { kind: "configMap", name: volume.configMap.name, key, path };
 }

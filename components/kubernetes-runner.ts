@@ -8,9 +8,11 @@ import {
     deploymentFacts,
     deploymentPatchManifest,
     externalSecretManifest,
+    runnerConfigSource,
     secretObjectName,
     targetSecretManifest,
 } from "./kubernetes-manifests";
+import { judgeJobs, parseRunnerConfig, type JobsVerdict, type RunnerConfigRead } from "./runner-config";
 
 /** Arguments of {@link KubernetesRunner}. */
 export interface KubernetesRunnerArgs {
@@ -54,7 +56,11 @@ export class KubernetesRunner extends pulumi.ComponentResource {
     public readonly oldReplicas: pulumi.Output<number>;
     /** The wanted replicas run the current template and are ready (see DeploymentFacts.rolledOut). */
     public readonly rolledOut: pulumi.Output<boolean>;
-    /** Secret and template carry the key's fingerprint, the env is wired and the rollout finished. */
+    /** Job containers get the variable: the runner's config.yaml forwards it (`container.options: -e NAME`). */
+    public readonly jobsSeeKey: pulumi.Output<boolean>;
+    /** How jobs get the variable, or why they don't: settings and names, never values. */
+    public readonly jobRoute: pulumi.Output<string>;
+    /** Secret and template carry the key's fingerprint, the env is wired, the rollout finished and jobs see it. */
     public readonly hasKey: pulumi.Output<boolean>;
 
     constructor(name: string, args: KubernetesRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -84,6 +90,10 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             }
             return r.container;
         });
+        const jobs = this.readJobRoute(name, existing, args, child);
+        this.jobsSeeKey = jobs.jobsSeeKey;
+        this.jobRoute = jobs.jobRoute;
+
         const store = new k8s.apiextensions.CustomResource(
             `${name}-store`,
             { apiVersion: "external-secrets.io/v1", kind: "ClusterSecretStore", spec: undefined, status: undefined },
@@ -208,6 +218,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         this.hasKey = pulumi
             .all([args.keyFingerprint, this.secretFingerprint, facts])
             .apply(([fp, secretFp, f]) => secretFp === fp && f.templateFingerprint === fp && f.envWired && f.rolledOut);
+        this.hasKey = pulumi.all([this.hasKey, this.jobsSeeKey]).apply(([runnerHasKey, jobsSeeKey]) => runnerHasKey && jobsSeeKey);
 
         this.registerOutputs({
             secretName: this.secretName,
@@ -217,8 +228,74 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             envWired: this.envWired,
             readyReplicas: this.readyReplicas,
             rolledOut: this.rolledOut,
+            jobsSeeKey: this.jobsSeeKey,
+            jobRoute: this.jobRoute,
             hasKey: this.hasKey,
         });
+    }
+
+    /**
+     * Reads the runner's own config.yaml, from the ConfigMap the live
+     * Deployment mounts at the daemon's --config path, and judges whether
+     * job containers get the variable. Warns once with the fix when not.
+     */
+    private readJobRoute(
+        name: string,
+        existing: k8s.apps.v1.Deployment,
+        args: KubernetesRunnerArgs,
+        child: pulumi.CustomResourceOptions,
+    ): pulumi.Output<JobsVerdict> {
+        const r = args.runner;
+        const addConfig =
+            `in a config.yaml that the runner container "${r.container}" reads (forgejo-runner daemon --config <path> ` +
+            "on a ConfigMap volume)";
+        const config: pulumi.Output<RunnerConfigRead> = existing.spec.apply((spec): pulumi.Output<RunnerConfigRead> => {
+            const source = runnerConfigSource({ spec }, r.container);
+            if (source.kind !== "configMap") {
+                return pulumi.output<RunnerConfigRead>(source.kind === "defaults" ? source : { kind: "problem", problem: source.problem });
+            }
+            const origin = {
+                where: `ConfigMap ${r.namespace}/${source.name} (key ${source.key})`,
+                howToEdit: "in Git, for Argo CD; the runner reads it when it starts",
+            };
+            // The ConfigMap's name is known only from the live Deployment
+            // (kustomize suffixes it with a hash), so this read is declared
+            // once that is read: a read, with nothing else depending on it.
+            // Its data may hold secrets of its own: kept encrypted in state.
+            const configMap = k8s.core.v1.ConfigMap.get(`${name}-runner-config`, `${r.namespace}/${source.name}`, {
+                ...child,
+                additionalSecretOutputs: ["data"],
+            });
+            return pulumi.unsecret(
+                configMap.data.apply((data): RunnerConfigRead => {
+                    const text = (data as Record<string, string> | undefined)?.[source.key];
+                    if (text === undefined) {
+                        return { kind: "problem", origin, problem: "does not exist" };
+                    }
+                    const parsed = parseRunnerConfig(text);
+                    return "config" in parsed
+                        ? { kind: "file", origin, config: parsed.config }
+                        : { kind: "problem", origin, problem: parsed.problem };
+                }),
+            );
+        });
+        const verdict = config.apply((c) =>
+            judgeJobs({
+                envVar: args.envVar,
+                config: c,
+                labels: { kind: "assumed", scheme: "docker", why: "the docker executor (dind sidecar)" },
+                addConfig,
+            }),
+        );
+        verdict.apply((v) => {
+            if (v.fix !== undefined) {
+                void pulumi.log.warn(
+                    `${name}: jobs on ${r.namespace}/${r.deployment} do not see ${args.envVar}: ${v.jobRoute}. Fix: ${v.fix}.`,
+                    this,
+                );
+            }
+        });
+        return verdict;
     }
 }
 

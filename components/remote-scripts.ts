@@ -8,6 +8,7 @@
  * They use only POSIX sh, coreutils, awk, and `systemctl`, which the NixOS
  * host and any systemd distribution have.
  */
+import { judgeJobs, parseRegistration, parseRunnerConfig, type JobsVerdict, type LabelsRead, type RunnerConfigRead } from "./runner-config";
 import { shellQuote } from "./shell";
 
 /** What the scripts need to know about the runner. */
@@ -137,14 +138,52 @@ export function verifyScript(t: RemoteTarget): string {
         "else",
         "  echo process_fp=none",
         "fi",
+        ...runnerConfigLines,
     ].join("\n");
 }
+
+/**
+ * What the runner's jobs will see: the daemon's `--config` from the unit's
+ * ExecStart and that file, and the registration file (`runner.file`,
+ * default `.runner`, relative to the unit's working directory) with its
+ * token blanked. Both travel base64-encoded in the (secret) report and are
+ * parsed by the program, never by a shell.
+ */
+const runnerConfigLines = [
+    "argv=$(systemctl show -p ExecStart --value -- \"$unit\" 2>/dev/null | sed -n 's/.*argv\\[\\]=\\([^;]*\\) ;.*/\\1/p' | head -n 1)",
+    "wd=$(systemctl show -p WorkingDirectory --value -- \"$unit\" 2>/dev/null | sed 's/^!//')",
+    'echo "working_directory=$wd"',
+    // --config X, --config=X, -c X, -cX, -c=X (cobra's forms), after the daemon subcommand.
+    'cfg=$(printf \'%s\\n\' "$argv" | awk \'{ for (i = 1; i <= NF; i++) { if (!d) { if ($i == "daemon") d = 1; continue } if ($i == "--config" || $i == "-c") { print $(i + 1); exit } if ($i ~ /^--config=/) { print substr($i, 10); exit } if ($i ~ /^-c./) { s = substr($i, 3); sub(/^=/, "", s); print s; exit } } }\')',
+    'if [ -z "$cfg" ]; then',
+    "  echo config=none",
+    'elif [ -f "$cfg" ] && [ -r "$cfg" ]; then',
+    '  echo "config=$cfg"',
+    '  echo "config_b64=$(base64 -w0 < "$cfg")"',
+    "else",
+    '  echo "config=$cfg"',
+    "  echo config_b64=absent",
+    "fi",
+    // runner.file, read from the config's top-level `runner:` block at its first indentation.
+    "reg=",
+    'if [ -n "$cfg" ] && [ -r "$cfg" ]; then',
+    '  reg=$(awk -v q="\'" \'/^runner:[ \\t]*(#.*)?$/ { r = 1; n = -1; next } r && /^[^ \\t#]/ { exit } r && /^[ \\t]+[^ \\t#]/ { match($0, /^[ \\t]+/); if (n < 0) n = RLENGTH; if (RLENGTH == n && $0 ~ /^[ \\t]+file:/) { v = $0; sub(/^[ \\t]+file:[ \\t]*/, "", v); sub(/[ \\t]+#.*$/, "", v); if (substr(v, 1, 1) == q || substr(v, 1, 1) == "\\"") v = substr(v, 2, length(v) - 2); print v; exit } }\' "$cfg")',
+    "fi",
+    '[ -n "$reg" ] || reg=.runner',
+    'case $reg in /*) ;; *) reg="${wd%/}/$reg" ;; esac',
+    'echo "registration=$reg"',
+    'if [ -f "$reg" ] && [ -r "$reg" ]; then',
+    '  echo "registration_b64=$(sed -E \'s/("token"[[:space:]]*:[[:space:]]*)"[^"]*"/\\1"-"/g\' "$reg" | base64 -w0)"',
+    "else",
+    "  echo registration_b64=absent",
+    "fi",
+];
 
 /** Parses `key=value` lines; later keys win, other lines are ignored. */
 export function parseReport(stdout: string): Record<string, string> {
     const report: Record<string, string> = {};
     for (const line of stdout.split("\n")) {
-        const match = /^([a-z_]+)=(.*)$/.exec(line.trim());
+        const match = /^([a-z][a-z0-9_]*)=(.*)$/.exec(line.trim());
         if (match?.[1] !== undefined && match[2] !== undefined) {
             report[match[1]] = match[2];
         }
@@ -166,4 +205,49 @@ export function reportHasKey(report: Record<string, string>, fp: string): boolea
         report["unit_reads_file"] === "true" &&
         report["unit_active"] === "active"
     );
+}
+
+/**
+ * Whether the runner's jobs see `envVar`, from the config and registration
+ * files a verify report carries (README, "Jobs"). The report may hold
+ * secrets in those files; the verdict names settings and paths only.
+ */
+export function jobsFromReport(report: Record<string, string>, envVar: string, unit: string): JobsVerdict {
+    const instance = /^gitea-runner-(.+)\.service$/.exec(unit)?.[1];
+    const nixos = instance !== undefined ? `services.gitea-actions-runner.instances.${instance}.settings` : "the runner's settings";
+    const howToEdit = `NixOS: ${nixos}, then nixos-rebuild switch`;
+    const path = report["config"];
+    let config: RunnerConfigRead;
+    if (path === undefined) {
+        config = { kind: "problem", problem: "was not reported by the host check" };
+    } else if (path === "none") {
+        config = { kind: "defaults", why: `${unit} starts the runner without --config` };
+    } else {
+        const origin = { where: path, howToEdit };
+        const b64 = report["config_b64"];
+        const parsed = b64 === undefined || b64 === "absent" ? { problem: "is missing or unreadable" } : parseRunnerConfig(decode(b64));
+        config =
+            "config" in parsed ? { kind: "file", origin, config: parsed.config } : { kind: "problem", origin, problem: parsed.problem };
+    }
+
+    const where = report["registration"] ?? "the registration file";
+    let labels: LabelsRead;
+    const wanted = config.kind === "file" ? config.config.registrationFile : undefined;
+    const wd = (report["working_directory"] ?? "").replace(/\/$/, "");
+    const expected = wanted === undefined ? `${wd}/.runner` : wanted.startsWith("/") ? wanted : `${wd}/${wanted}`;
+    const b64 = report["registration_b64"];
+    if (report["registration"] !== expected) {
+        labels = { kind: "problem", where, problem: `is not the config's runner.file (${expected})` };
+    } else if (b64 === undefined || b64 === "absent") {
+        labels = { kind: "problem", where, problem: "is missing or unreadable (the runner writes it when it registers)" };
+    } else {
+        const parsed = parseRegistration(decode(b64));
+        labels =
+            "labels" in parsed ? { kind: "labels", where, labels: parsed.labels } : { kind: "problem", where, problem: parsed.problem };
+    }
+    return judgeJobs({ envVar, config, labels, addConfig: `in ${nixos}` });
+}
+
+function decode(b64: string): string {
+    return Buffer.from(b64, "base64").toString("utf8");
 }

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import type { SshRunnerConfig } from "./config";
 import { renderEnvFile } from "./envfile";
-import { deliverScript, parseReport, removeScript, reportHasKey, verifyScript, type RemoteTarget } from "./remote-scripts";
+import { deliverScript, jobsFromReport, parseReport, removeScript, reportHasKey, verifyScript, type RemoteTarget } from "./remote-scripts";
 
 /** Arguments of {@link SshRunner}. */
 export interface SshRunnerArgs {
@@ -38,7 +38,11 @@ export class SshRunner extends pulumi.ComponentResource {
     public readonly unitActive: pulumi.Output<string>;
     /** Fingerprint of the variable in the unit's running main process, or "none". */
     public readonly processFingerprint: pulumi.Output<string>;
-    /** File and process carry the key's fingerprint, root-only, and the unit is active and reads the file. */
+    /** Every job the runner takes sees the variable (its labels, `runner.envs`, `container.options`). */
+    public readonly jobsSeeKey: pulumi.Output<boolean>;
+    /** How jobs get the variable, or why they don't: settings, paths and labels, never values. */
+    public readonly jobRoute: pulumi.Output<string>;
+    /** File and process carry the key's fingerprint, root-only, the unit is active and reads the file, and jobs see it. */
     public readonly hasKey: pulumi.Output<boolean>;
 
     constructor(name: string, args: SshRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -100,16 +104,45 @@ export class SshRunner extends pulumi.ComponentResource {
                 logging: "none",
                 addPreviousOutputInEnv: false,
             },
-            { parent: this, dependsOn: [deliver], additionalSecretOutputs: ["stderr"] },
+            // The report carries the runner's config and registration files,
+            // which may hold secrets of their own: kept encrypted in state.
+            { parent: this, dependsOn: [deliver], additionalSecretOutputs: ["stdout", "stderr"] },
         );
-        const report = verify.stdout.apply(parseReport);
-        this.fileFingerprint = report.apply((v) => v["file_fp"] ?? "none");
-        this.fileOwner = report.apply((v) => v["file_owner"] ?? "none");
-        this.fileMode = report.apply((v) => v["file_mode"] ?? "none");
-        this.unitReadsFile = report.apply((v) => v["unit_reads_file"] === "true");
-        this.unitActive = report.apply((v) => v["unit_active"] ?? "unknown");
-        this.processFingerprint = report.apply((v) => v["process_fp"] ?? "none");
-        this.hasKey = pulumi.all([report, args.keyFingerprint]).apply(([v, fp]) => reportHasKey(v, fp));
+        // Only these facts leave the report: fingerprints, file metadata,
+        // unit state and the jobs verdict, which names settings, never values.
+        const facts = pulumi.unsecret(
+            pulumi.all([verify.stdout, args.keyFingerprint]).apply(([stdout, fp]) => {
+                const v = parseReport(stdout);
+                return {
+                    fileFingerprint: v["file_fp"] ?? "none",
+                    fileOwner: v["file_owner"] ?? "none",
+                    fileMode: v["file_mode"] ?? "none",
+                    unitReadsFile: v["unit_reads_file"] === "true",
+                    unitActive: v["unit_active"] ?? "unknown",
+                    processFingerprint: v["process_fp"] ?? "none",
+                    holdsKey: reportHasKey(v, fp),
+                    jobs: jobsFromReport(v, args.envVar, r.unit),
+                };
+            }),
+        );
+        this.fileFingerprint = facts.fileFingerprint;
+        this.fileOwner = facts.fileOwner;
+        this.fileMode = facts.fileMode;
+        this.unitReadsFile = facts.unitReadsFile;
+        this.unitActive = facts.unitActive;
+        this.processFingerprint = facts.processFingerprint;
+        this.jobsSeeKey = facts.jobs.jobsSeeKey;
+        this.jobRoute = facts.jobs.jobRoute;
+        this.hasKey = facts.apply((f) => f.holdsKey && f.jobs.jobsSeeKey);
+        facts.jobs.apply((jobs) => {
+            if (jobs.fix !== undefined) {
+                void pulumi.log.warn(
+                    `${name}: jobs on ${r.host} do not see ${args.envVar}: ${jobs.jobRoute}. Fix: ${jobs.fix}; ` +
+                        `then re-check with pulumi up --replace <urn of ${name}-verify> (pulumi stack --show-urns).`,
+                    this,
+                );
+            }
+        });
 
         this.registerOutputs({
             changed: this.changed,
@@ -117,6 +150,8 @@ export class SshRunner extends pulumi.ComponentResource {
             processFingerprint: this.processFingerprint,
             unitActive: this.unitActive,
             unitReadsFile: this.unitReadsFile,
+            jobsSeeKey: this.jobsSeeKey,
+            jobRoute: this.jobRoute,
             hasKey: this.hasKey,
         });
     }

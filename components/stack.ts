@@ -14,7 +14,7 @@ export interface StackOutputs {
     keyFingerprint: pulumi.Output<string>;
     keyExpiresAt: pulumi.Output<string | undefined>;
     keyDaysUntilExpiry: pulumi.Output<number | undefined>;
-    /** True only when every delivered fingerprint equals keyFingerprint and the consumer is wired. */
+    /** True only when every delivered fingerprint equals keyFingerprint, the consumer is wired and its jobs see the key. */
     hasKey: pulumi.Output<boolean>;
     /** Per-runner facts behind hasKey. */
     delivered: Record<string, pulumi.Output<unknown>>;
@@ -57,6 +57,8 @@ export function defineStack(config: StackConfig): StackOutputs {
                 updatedReplicas: runner.updatedReplicas,
                 oldReplicas: runner.oldReplicas,
                 rolledOut: runner.rolledOut,
+                jobsSeeKey: runner.jobsSeeKey,
+                jobRoute: runner.jobRoute,
             },
         };
     }
@@ -77,6 +79,8 @@ export function defineStack(config: StackConfig): StackOutputs {
             unitActive: runner.unitActive,
             unitReadsFile: runner.unitReadsFile,
             processFingerprint: runner.processFingerprint,
+            jobsSeeKey: runner.jobsSeeKey,
+            jobRoute: runner.jobRoute,
         },
     };
 }

@@ -45,7 +45,19 @@ export interface World {
     /** Whether the unit lists the env file in EnvironmentFiles. */
     unitReadsFile: boolean;
     restarts: number;
+    /** indri: config.yaml in the ConfigMap the runner container mounts at --config; undefined: no such key. */
+    runnerConfigMap?: string;
+    /** ringtail: the file the unit's ExecStart names with --config; undefined: absent. */
+    hostConfig?: string;
+    /** ringtail: the runner's registration file (`.runner`); undefined: absent. */
+    hostRegistration?: string;
 }
+
+/** Where the mock Deployment mounts the runner's config, and the ConfigMap behind it (kustomize-suffixed). */
+export const RUNNER_CONFIG_MAP = "forgejo-runner-config-7f2b9c4d8m";
+/** The ringtail unit's config and state directory in the mock host. */
+export const HOST_CONFIG = "/nix/store/0m3w4xv2k6zq-config.yaml";
+export const HOST_STATE = "/var/lib/gitea-runner/nix_container_builder";
 
 const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 const SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -184,6 +196,13 @@ export class Harness implements pulumi.runtime.Mocks {
             }
             case "kubernetes:apps/v1:DeploymentPatch":
                 return this.applyPatch(inputs);
+            case "kubernetes:core/v1:ConfigMap": {
+                if (args.id !== `forgejo-runner/${RUNNER_CONFIG_MAP}`) {
+                    throw new Error(`configmaps "${args.id ?? ""}" not found`);
+                }
+                const text = this.world.runnerConfigMap;
+                return { id: args.id, state: { data: text !== undefined ? { "config.yaml": text } : {} } };
+            }
             default:
                 throw new Error(`unexpected resource type ${args.type}`);
         }
@@ -218,6 +237,11 @@ export class Harness implements pulumi.runtime.Mocks {
                 "unit_active=active",
                 `unit_reads_file=${this.world.unitReadsFile}`,
                 `process_fp=${running !== undefined ? fingerprint(running) : "none"}`,
+                `working_directory=${HOST_STATE}`,
+                `config=${HOST_CONFIG}`,
+                `config_b64=${b64(this.world.hostConfig)}`,
+                `registration=${HOST_STATE}/.runner`,
+                `registration_b64=${b64(this.world.hostRegistration)}`,
             ].join("\n"),
         };
     }
@@ -231,7 +255,23 @@ export class Harness implements pulumi.runtime.Mocks {
                 replicas: 1,
                 template: {
                     metadata: { annotations: {} },
-                    spec: { containers: (this.world.containers ?? []).map((name) => ({ name, env: [] })) },
+                    spec: {
+                        containers: (this.world.containers ?? []).map((name) => ({
+                            name,
+                            env: [],
+                            ...(name === "runner"
+                                ? {
+                                      command: [
+                                          "/bin/sh",
+                                          "-c",
+                                          "test -f /data/.runner || register\nexec forgejo-runner daemon --config /config/config.yaml",
+                                      ],
+                                      volumeMounts: [{ name: "config", mountPath: "/config" }],
+                                  }
+                                : {}),
+                        })),
+                        volumes: [{ name: "config", configMap: { name: RUNNER_CONFIG_MAP } }],
+                    },
                 },
             },
             status: { observedGeneration: 3, replicas: 1, readyReplicas: 1, updatedReplicas: 1 },
@@ -301,6 +341,24 @@ export class Harness implements pulumi.runtime.Mocks {
     }
 }
 
+const b64 = (text: string | undefined): string => (text === undefined ? "absent" : Buffer.from(text).toString("base64"));
+
+/** blumeops's indri config.yaml with the line that forwards the key to job containers. */
+export const INDRI_CONFIG = [
+    "runner:",
+    "  file: /data/.runner",
+    "  envs:",
+    "    DOCKER_HOST: tcp://127.0.0.1:2375",
+    "    TZ: America/Los_Angeles",
+    "container:",
+    "  network: host",
+    '  options: "-e ZOT_CI_API_KEY"',
+    "",
+].join("\n");
+
+/** ringtail's config as NixOS renders its settings. */
+export const RINGTAIL_CONFIG = "log:\n  level: info\nrunner:\n  capacity: 1\n  timeout: 3h\n";
+
 /** A fresh world where everything exists and works; the key expires in 60 days. */
 export function healthyWorld(key: string): World {
     const expires = String(Math.floor(Date.now() / 1000) + 60 * 86_400);
@@ -312,5 +370,12 @@ export function healthyWorld(key: string): World {
         processEnv: new Map(),
         unitReadsFile: true,
         restarts: 0,
+        runnerConfigMap: INDRI_CONFIG,
+        hostConfig: RINGTAIL_CONFIG,
+        hostRegistration: JSON.stringify(
+            { id: 7, name: "ringtail-nix-builder", token: "-", labels: ["nix-container-builder:host"] },
+            null,
+            2,
+        ),
     };
 }

@@ -18,6 +18,7 @@ import {
     EXIT_BAD_INPUT,
     EXIT_NO_UNIT,
     EXIT_RESTART_FAILED,
+    jobsFromReport,
     parseReport,
     removeScript,
     reportHasKey,
@@ -46,7 +47,12 @@ case "$cmd" in
   cat) echo "[Service]";;
   try-restart) exit "\${FAKE_RESTART_EXIT:-0}";;
   is-active) echo active;;
-  show) case "$prop" in EnvironmentFiles) echo "$FAKE_ENVFILES";; MainPID) echo "\${FAKE_PID:-0}";; esac;;
+  show) case "$prop" in
+    EnvironmentFiles) echo "$FAKE_ENVFILES";;
+    MainPID) echo "\${FAKE_PID:-0}";;
+    ExecStart) echo "{ path=/nix/store/r-forgejo-runner/bin/act_runner ; argv[]=/nix/store/r-forgejo-runner/bin/act_runner daemon $FAKE_FLAGS ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }";;
+    WorkingDirectory) echo "$FAKE_WD";;
+  esac;;
 esac
 `;
 
@@ -64,6 +70,9 @@ beforeEach(() => {
         FAKE_LOG: log,
         FAKE_UNIT: UNIT,
         FAKE_ENVFILES: `${envFile} (ignore_errors=no)`,
+        FAKE_FLAGS: `--config ${join(dir, "config.yaml")}`,
+        // systemctl shows WorkingDirectory=-/path as !/path.
+        FAKE_WD: `!${join(dir, "state")}`,
     };
 });
 
@@ -176,7 +185,7 @@ describe("verify", () => {
         await new Promise((resolve) => setTimeout(resolve, 100));
         const r = sh(verifyScript(target()), "", { FAKE_PID: String(child.pid) });
         expect(r.code).toBe(0);
-        expect(parseReport(r.stdout)).toEqual({
+        expect(parseReport(r.stdout)).toMatchObject({
             file: "present",
             file_owner: "0:0",
             file_mode: "600",
@@ -201,6 +210,73 @@ describe("verify", () => {
         const r = sh(verifyScript(target()), "", { FAKE_PID: String(child.pid) });
         expect(parseReport(r.stdout)["process_fp"]).toBe("none");
         child.kill();
+    });
+});
+
+describe("verify: the runner's config and registration, for the jobs check", () => {
+    const TOKEN = "runner-token-0123456789abcdef";
+    const registration = (labels: string[]) =>
+        JSON.stringify(
+            { WARNING: "do not edit", id: 3, uuid: "u-1", name: "ringtail-nix-builder", token: TOKEN, address: "https://forge", labels },
+            null,
+            2,
+        ) + "\n";
+    const decoded = (report: Record<string, string>, key: string) => Buffer.from(report[key] ?? "", "base64").toString("utf8");
+    const write = (rel: string, text: string) => {
+        execFileSync("mkdir", ["-p", join(dir, rel, "..")]);
+        writeFileSync(join(dir, rel), text);
+    };
+    const verify = (extra: NodeJS.ProcessEnv = {}) => {
+        const r = sh(verifyScript(target()), "", extra);
+        expect(r.code, r.stderr).toBe(0);
+        return parseReport(r.stdout);
+    };
+
+    it("reads the --config file of ExecStart and the registration in the working directory, its token blanked", () => {
+        write("config.yaml", "log:\n  level: info\nrunner:\n  capacity: 1\n");
+        write("state/.runner", registration(["nix-container-builder:host"]));
+        const report = verify();
+        expect(report).toMatchObject({
+            working_directory: join(dir, "state"),
+            config: join(dir, "config.yaml"),
+            registration: join(dir, "state", ".runner"),
+        });
+        expect(decoded(report, "config_b64")).toBe("log:\n  level: info\nrunner:\n  capacity: 1\n");
+        const reg = JSON.parse(decoded(report, "registration_b64")) as Record<string, unknown>;
+        expect(reg).toMatchObject({ token: "-", labels: ["nix-container-builder:host"], name: "ringtail-nix-builder" });
+        expect(JSON.stringify(report)).not.toContain(TOKEN);
+        expect(jobsFromReport(report, VAR, UNIT)).toEqual({
+            jobsSeeKey: true,
+            jobRoute: "host executor (labels nix-container-builder): jobs inherit the runner's environment",
+        });
+    });
+
+    it.each([["--config=PATH"], ["-c PATH"], ["-cPATH"], ["-c=PATH"], ["--config PATH --log-level info"]])(
+        "finds the config given as %s",
+        (form) => {
+            write("other.yaml", "runner: {}\n");
+            const report = verify({ FAKE_FLAGS: form.replace("PATH", join(dir, "other.yaml")) });
+            expect(report["config"]).toBe(join(dir, "other.yaml"));
+            expect(decoded(report, "config_b64")).toBe("runner: {}\n");
+        },
+    );
+
+    it("follows runner.file, relative to the working directory or absolute, ignoring deeper `file:` keys", () => {
+        write("config.yaml", "runner:\n  envs:\n    file: not-this\n  file: 'reg/.runner' # registered here\n");
+        write("state/reg/.runner", registration(["a:docker://img"]));
+        expect(verify()["registration"]).toBe(join(dir, "state", "reg", ".runner"));
+        write("config.yaml", `runner:\n  file: "${join(dir, "abs.runner")}"\n`);
+        expect(verify()["registration"]).toBe(join(dir, "abs.runner"));
+    });
+
+    it("says none without --config, and absent for files that are not there", () => {
+        const report = verify({ FAKE_FLAGS: "" });
+        expect(report).toMatchObject({ config: "none", registration: join(dir, "state", ".runner"), registration_b64: "absent" });
+        expect(verify()).toMatchObject({ config: join(dir, "config.yaml"), config_b64: "absent" });
+        expect(jobsFromReport(verify(), VAR, UNIT)).toMatchObject({
+            jobsSeeKey: false,
+            jobRoute: `cannot tell: ${join(dir, "config.yaml")} is missing or unreadable`,
+        });
     });
 });
 

@@ -3,13 +3,23 @@
  * what it must never put in plaintext, what it reports, and how it fails.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
 import { defineStack } from "../../components/stack";
-import { Harness, healthyWorld, isSecretValue, plainStrings, unwrap, type Recorded } from "../support/harness";
+import {
+    Harness,
+    healthyWorld,
+    INDRI_CONFIG,
+    isSecretValue,
+    plainStrings,
+    RUNNER_CONFIG_MAP,
+    unwrap,
+    type Recorded,
+    type World,
+} from "../support/harness";
 import { valueOf, valuesOf } from "../support/outputs";
 import { stackConfig } from "../support/stack-config";
 
@@ -80,6 +90,46 @@ describe("ringtail (ssh)", () => {
         });
         expect(await valueOf(outputs.hasKey)).toBe(true);
         expect(JSON.stringify(delivered)).not.toContain(KEY);
+    });
+
+    it("reports that host jobs inherit the key, from the runner's config and registration labels", async () => {
+        const { outputs } = run("ringtail");
+        expect(await valuesOf(outputs.delivered)).toMatchObject({
+            jobsSeeKey: true,
+            jobRoute: "host executor (labels nix-container-builder): jobs inherit the runner's environment",
+        });
+    });
+
+    it("says hasKey false, warning once with the fix, when runner.envs shadows the key or a docker label has no forwarding", async () => {
+        for (const [change, route] of [
+            [
+                (w: World) => (w.hostConfig = `runner:\n  envs:\n    ZOT_CI_API_KEY: ${KEY}\n`),
+                /^error: runner\.envs in \/nix\/store\/.*defines ZOT_CI_API_KEY/,
+            ],
+            [
+                (w: World) => (w.hostRegistration = JSON.stringify({ labels: ["nix-container-builder:host", "docker:docker://node:22"] })),
+                /^docker executor \(labels docker\)/,
+            ],
+            [(w: World) => delete w.hostRegistration, /^cannot tell which executor runs jobs: .*\.runner is missing/],
+        ] as const) {
+            const world = healthyWorld(KEY);
+            change(world);
+            const warn = vi.spyOn(pulumi.log, "warn");
+            const { outputs } = run("ringtail", world);
+            const delivered = await valuesOf(outputs.delivered);
+            expect(delivered).toMatchObject({
+                jobsSeeKey: false,
+                jobRoute: expect.stringMatching(route) as unknown,
+                processFingerprint: fingerprint(KEY),
+            });
+            expect(await valueOf(outputs.hasKey)).toBe(false);
+            expect(JSON.stringify(delivered)).not.toContain(KEY);
+            const warnings = warn.mock.calls.map(([m]) => m).filter((m) => m.includes("jobs on"));
+            warn.mockRestore();
+            expect(warnings).toHaveLength(1);
+            expect(warnings[0]).toMatch(/Fix: .*services\.gitea-actions-runner\.instances\.nix_container_builder\.settings|Fix: check/);
+            expect(warnings[0]).not.toContain(KEY);
+        }
     });
 
     it("says hasKey false when the unit does not read the file", async () => {
@@ -189,6 +239,46 @@ describe("indri (kubernetes)", () => {
             rolledOut: true,
         });
         expect(await valueOf(outputs.hasKey)).toBe(true);
+    });
+
+    it("reads the runner's config.yaml from the ConfigMap the Deployment mounts at --config, and reports how jobs get the key", async () => {
+        const { harness, outputs } = run("indri");
+        const delivered = await valuesOf(outputs.delivered);
+        expect(delivered).toMatchObject({
+            jobsSeeKey: true,
+            jobRoute: "docker executor: container.options forwards the runner's ZOT_CI_API_KEY into job containers (-e ZOT_CI_API_KEY)",
+        });
+        expect(harness.byType("kubernetes:core/v1:ConfigMap").map((r) => r.id)).toEqual([`forgejo-runner/${RUNNER_CONFIG_MAP}`]);
+    });
+
+    it("says hasKey false, with one warning naming the change, when job containers do not get the key", async () => {
+        const world = healthyWorld(KEY);
+        world.runnerConfigMap = INDRI_CONFIG.replace(/^ {2}options: .*\n/m, "");
+        const warn = vi.spyOn(pulumi.log, "warn");
+        const { outputs } = run("indri", world);
+        expect(await valuesOf(outputs.delivered)).toMatchObject({
+            jobsSeeKey: false,
+            jobRoute: expect.stringMatching(/^docker executor: job containers get none of the runner's environment/) as unknown,
+            envWired: true,
+        });
+        expect(await valueOf(outputs.hasKey)).toBe(false);
+        const warnings = warn.mock.calls.map(([m]) => m).filter((m) => m.includes("jobs on"));
+        warn.mockRestore();
+        expect(warnings).toEqual([
+            expect.stringContaining(
+                `Fix: set container.options: "-e ZOT_CI_API_KEY" in ConfigMap forgejo-runner/${RUNNER_CONFIG_MAP} (key config.yaml) (in Git, for Argo CD;`,
+            ),
+        ]);
+    });
+
+    it("says hasKey false when the config is missing from the ConfigMap, with the reason", async () => {
+        const world = healthyWorld(KEY);
+        delete world.runnerConfigMap;
+        const { outputs } = run("indri", world);
+        expect(await valueOf(outputs.delivered["jobRoute"]!)).toBe(
+            `cannot tell: ConfigMap forgejo-runner/${RUNNER_CONFIG_MAP} (key config.yaml) does not exist`,
+        );
+        expect(await valueOf(outputs.hasKey)).toBe(false);
     });
 
     it("says hasKey false when ESO synced a different value than the program read", async () => {
