@@ -6,6 +6,7 @@
  * ExternalSecret `forgejo-runner-env`.
  */
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -81,10 +82,63 @@ export class Cluster {
 export interface IndriWorldInput {
     connectUrl: string;
     connectToken: string;
+    /** The runner's config.yaml. Default: blumeops's, which forwards nothing to jobs. */
+    runnerConfig?: string;
 }
 
-/** The runner Deployment as Argo CD applies it (before this program adds anything). */
-export function runnerDeployment(): Record<string, unknown> {
+/** blumeops's argocd/manifests/forgejo-runner/config.yaml: no container.options, so no job sees the key. */
+export const BLUMEOPS_RUNNER_CONFIG = [
+    "log:",
+    "  level: info",
+    "",
+    "runner:",
+    "  file: /data/.runner",
+    "  capacity: 2",
+    "  timeout: 3h",
+    "  # Env vars injected into all job containers",
+    "  envs:",
+    "    DOCKER_HOST: tcp://127.0.0.1:2375",
+    "    TZ: America/Los_Angeles",
+    "",
+    "container:",
+    "  # Job execution image is set via RUNNER_LABELS in deployment.yaml",
+    '  network: "host"',
+    "  # Connect to DinD sidecar via TCP (not socket)",
+    "  docker_host: tcp://127.0.0.1:2375",
+    "",
+].join("\n");
+
+/** The same config with the line README "Jobs" asks for: job containers get the runner's key. */
+export const FORWARDING_RUNNER_CONFIG = BLUMEOPS_RUNNER_CONFIG.replace(
+    '  network: "host"\n',
+    '  network: "host"\n  # Hand the runner\'s ZOT_CI_API_KEY (from ci-registry-auth) to every job container.\n  options: "-e ZOT_CI_API_KEY"\n',
+);
+
+/** The runner's label, as blumeops registers it (RUNNER_LABELS). */
+export const RUNNER_LABELS = "k8s:docker://registry.ops.eblu.me/blumeops/runner-job-image:v0.20.1-24f7512";
+
+/**
+ * The runner's ConfigMap as kustomize's configMapGenerator makes it: the
+ * name carries a hash of the content, so every change of config.yaml is a
+ * new ConfigMap and a new volume reference in the Deployment.
+ */
+export function runnerConfigMap(config: string): {
+    apiVersion: string;
+    kind: string;
+    metadata: { name: string; namespace: string };
+    data: Record<string, string>;
+} {
+    const data = { "config.yaml": config, "daemon.json": '{ "features": { "buildkit": true } }\n' };
+    const hash = createHash("sha256").update(JSON.stringify(data)).digest("hex").slice(0, 10);
+    return { apiVersion: "v1", kind: "ConfigMap", metadata: { name: `forgejo-runner-config-${hash}`, namespace: "forgejo-runner" }, data };
+}
+
+/**
+ * The runner Deployment as Argo CD applies it (before this program adds
+ * anything), shaped like blumeops's: the daemon started from a shell script
+ * with --config on the kustomize-named ConfigMap, a dind sidecar.
+ */
+export function runnerDeployment(config = BLUMEOPS_RUNNER_CONFIG): Record<string, unknown> {
     return {
         apiVersion: "apps/v1",
         kind: "Deployment",
@@ -98,30 +152,51 @@ export function runnerDeployment(): Record<string, unknown> {
                     containers: [
                         {
                             name: "runner",
-                            image: "code.forgejo.org/forgejo/runner:6.3.1",
-                            command: ["forgejo-runner", "daemon", "--config", "/etc/runner/config.yaml"],
+                            image: "registry.ops.eblu.me/blumeops/forgejo-runner:v12.7.3-12d83ba",
                             env: [
-                                { name: "DOCKER_HOST", value: "tcp://localhost:2376" },
-                                { name: "DOCKER_TLS_VERIFY", value: "1" },
-                                { name: "DOCKER_CERT_PATH", value: "/certs/client" },
+                                { name: "TZ", value: "America/Los_Angeles" },
+                                { name: "DOCKER_HOST", value: "tcp://localhost:2375" },
+                                { name: "FORGEJO_URL", value: "https://forge.ops.eblu.me" },
+                                { name: "RUNNER_NAME", value: "k8s-runner" },
+                                { name: "RUNNER_LABELS", value: RUNNER_LABELS },
+                            ],
+                            command: [
+                                "/bin/sh",
+                                "-c",
+                                [
+                                    "# Wait for DinD to be ready",
+                                    "while ! wget -q -O /dev/null http://localhost:2375/_ping 2>/dev/null; do sleep 1; done",
+                                    "# Register if not already registered",
+                                    "if [ ! -f /data/.runner ]; then",
+                                    '  forgejo-runner register --instance "$FORGEJO_URL" --token "$RUNNER_TOKEN" \\',
+                                    '    --name "$RUNNER_NAME" --labels "$RUNNER_LABELS" --no-interactive',
+                                    "fi",
+                                    "# Start daemon",
+                                    "exec forgejo-runner daemon --config /config/config.yaml",
+                                    "",
+                                ].join("\n"),
                             ],
                             envFrom: [{ secretRef: { name: "forgejo-runner-env" } }],
                             volumeMounts: [
-                                { name: "docker-certs", mountPath: "/certs" },
-                                { name: "runner-data", mountPath: "/data" },
+                                { name: "data", mountPath: "/data" },
+                                { name: "config", mountPath: "/config" },
                             ],
                         },
                         {
                             name: "dind",
-                            image: "docker:28-dind",
+                            image: "docker:27-dind",
                             securityContext: { privileged: true },
-                            env: [{ name: "DOCKER_TLS_CERTDIR", value: "/certs" }],
-                            volumeMounts: [{ name: "docker-certs", mountPath: "/certs" }],
+                            env: [{ name: "DOCKER_TLS_CERTDIR", value: "" }],
+                            volumeMounts: [
+                                { name: "dind-storage", mountPath: "/var/lib/docker" },
+                                { name: "config", mountPath: "/etc/docker/daemon.json", subPath: "daemon.json", readOnly: true },
+                            ],
                         },
                     ],
                     volumes: [
-                        { name: "docker-certs", emptyDir: {} },
-                        { name: "runner-data", emptyDir: {} },
+                        { name: "data", emptyDir: {} },
+                        { name: "dind-storage", emptyDir: {} },
+                        { name: "config", configMap: { name: runnerConfigMap(config).metadata.name } },
                     ],
                 },
             },
@@ -174,6 +249,7 @@ export function indriWorld(input: IndriWorldInput): Record<string, unknown>[] {
                 ],
             },
         },
-        runnerDeployment(),
+        runnerConfigMap(input.runnerConfig ?? BLUMEOPS_RUNNER_CONFIG),
+        runnerDeployment(input.runnerConfig ?? BLUMEOPS_RUNNER_CONFIG),
     ];
 }

@@ -27,7 +27,8 @@ import { committedRunner, rawConfig } from "./committed-config";
 import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
 import { writeOciImage } from "./oci-image";
 import { startRegistry, type Registry } from "./registry";
-import { pushAsJob, Ringtail, uploadImage } from "./ringtail";
+import { runRingtailJob, WORKFLOWS } from "./jobs";
+import { IMAGE_DIR, Ringtail, uploadImage } from "./ringtail";
 import { readKey, rotateKey } from "./onepassword";
 import { indriSettings, projectStack, providerPluginDir, ringtailSettings, type ProjectRun } from "./project-stack";
 import { indriProgram, inlineStack, type Run } from "./stack";
@@ -187,9 +188,16 @@ async function main(): Promise<void> {
             const t0 = Date.now();
             const rows = await deliver(key);
             table(`${label} (${((Date.now() - t0) / 1000).toFixed(1)} s):`, rows);
-            const push = pushAsJob(host, registry.address, `round-${round}`, true);
+            const push = runRingtailJob(host, join(WORKFLOWS, "push.yaml"), {
+                RUNS_ON: "nix-container-builder",
+                REGISTRY: registry.address,
+                TAG: `round-${round}`,
+                IMAGE_DIR,
+            });
             console.log(
-                `CI job on ringtail pushes blumeops/ci-probe:round-${round}: ${push.code === 0 ? "ok" : `FAILED (${push.stderr.trim()})`}`,
+                `Workflow job on ringtail (act, host executor) pushes blumeops/ci-probe:round-${round}: ${
+                    push.code === 0 ? "ok" : `FAILED\n${push.log.trim()}`
+                }`,
             );
             // The demo's own read of 1Password must agree with what the program read.
             const stale = rows.filter((r) => r.onePassword !== fingerprint(key)).map((r) => r.runner);

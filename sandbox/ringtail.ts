@@ -23,6 +23,10 @@ export interface HostFacts {
     registryAddress: string;
     /** An address on the link that no machine answers: an unreachable host. */
     absentAddress: string;
+    /** The runner's config.yaml, as the unit's ExecStart names it with --config. */
+    runnerConfig: string;
+    /** The runner's registration file (`.runner` in its working directory). */
+    runnerRegistration: string;
 }
 
 export interface SshResult {
@@ -86,38 +90,6 @@ export function uploadImage(host: Ringtail, layout: string): void {
     if (r.code !== 0) {
         throw new Error(`uploading the probe image failed: ${r.stderr}`);
     }
-}
-
-/**
- * A CI job on the runner: a transient systemd unit with the runner's
- * EnvironmentFile= and a dynamic user, pushing IMAGE_DIR with skopeo. The
- * credentials go into an auth file written from the environment (printf is
- * a shell builtin, so the key is on no command line); `withCredentials:
- * false` pushes anonymously. Prints the host's process list mid-push so
- * callers can check what any user could see.
- */
-export function pushAsJob(host: Ringtail, registry: string, tag: string, withCredentials: boolean): SshResult {
-    const auth = withCredentials
-        ? `printf '{"auths":{"%s":{"auth":"%s"}}}' "$REGISTRY" "$(printf 'zot-ci:%s' "$ZOT_CI_API_KEY" | base64 -w0)" > "$auth"`
-        : `printf '{"auths":{}}' > "$auth"`;
-    const job = [
-        "set -eu",
-        "umask 077",
-        'auth="$RUNTIME_DIRECTORY/auth.json"',
-        auth,
-        `skopeo copy --quiet --dest-tls-verify=false --authfile "$auth" oci:${IMAGE_DIR}:latest "docker://$REGISTRY/blumeops/ci-probe:$TAG" &`,
-        "pid=$!",
-        "sleep 0.3; echo '--- ps'; ps -eo args; echo '--- end ps'",
-        'wait "$pid"',
-    ].join("\n");
-    return host.ssh(
-        [
-            "systemd-run --quiet --wait --pipe --collect",
-            `-p EnvironmentFile=${host.facts.envFile} -p DynamicUser=yes -p RuntimeDirectory=ci-probe -p PrivateTmp=yes`,
-            `-E REGISTRY=${registry} -E TAG=${tag}`,
-            `/bin/sh -c '${job.replace(/'/g, `'\\''`)}'`,
-        ].join(" "),
-    );
 }
 
 function hostScript(...args: string[]): void {

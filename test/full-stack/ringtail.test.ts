@@ -31,7 +31,8 @@ import {
     type Settings,
 } from "../../sandbox/project-stack";
 import { startRegistry, type Registry } from "../../sandbox/registry";
-import { pushAsJob, Ringtail, uploadImage } from "../../sandbox/ringtail";
+import { runRingtailJob, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
+import { IMAGE_DIR, Ringtail, uploadImage } from "../../sandbox/ringtail";
 import { findLeaks } from "../support/leaks";
 
 const TOKEN = "sandbox-connect-token-ringtail";
@@ -56,6 +57,19 @@ async function stack(overrides: Settings = {}): Promise<ProjectRun> {
     const r = await projectStack("ringtail", { ...sandboxConfig(), ...overrides }, { SSH_AUTH_SOCK: "" });
     runs.push(r);
     return r;
+}
+
+const jobs: JobRun[] = [];
+/** A workflow job on the runner (act's host executor, as the runner unit starts it). */
+function job(workflow: string, tag: string): JobRun {
+    const run = runRingtailJob(host, join(WORKFLOWS, workflow), {
+        RUNS_ON: "nix-container-builder",
+        REGISTRY: registry.address,
+        TAG: tag,
+        IMAGE_DIR,
+    });
+    jobs.push(run);
+    return run;
 }
 
 const report = () => parseReport(host.ssh(verifyScript({ envFile: host.facts.envFile, unit: host.facts.unit, envVar: VAR })).stdout);
@@ -108,6 +122,8 @@ describe("the ringtail stack through pulumi, the real command and onepassword pr
         const fp = fingerprint(KEY);
         expect(out).toMatchObject({ runnerKind: "ssh", keyFingerprint: fp, hasKey: true });
         expect(out["delivered"]).toMatchObject({
+            jobsSeeKey: true,
+            jobRoute: "host executor (labels nix-container-builder): jobs inherit the runner's environment",
             changed: true,
             fileFingerprint: fp,
             fileOwner: "0:0",
@@ -128,12 +144,12 @@ describe("the ringtail stack through pulumi, the real command and onepassword pr
         expect(mainPid()).toBe(pid);
     });
 
-    it("a CI job on the runner pushes to the registry with the delivered key, and not without it", () => {
-        const anonymous = pushAsJob(host, registry.address, "anonymous", false);
-        expect(anonymous.code).not.toBe(0);
-        expect(anonymous.stderr).toMatch(/unauthorized|authentication required|401/i);
-        const r = pushAsJob(host, registry.address, "v1", true);
-        expect(r.code, r.stderr).toBe(0);
+    it("a workflow job on the runner pushes to the registry with the delivered key; a leftover secret mapping shadows it", () => {
+        const r = job("push.yaml", "v1");
+        expect(r.code, r.log).toBe(0);
+        const shadowed = job("push-secret-env.yaml", "shadowed");
+        expect(shadowed.code).not.toBe(0);
+        expect(shadowed.log).toContain("ZOT_CI_API_KEY is empty in this job");
     });
 
     it("rotation: update the item through Connect, up; new fingerprint everywhere, one restart, old key gone", async () => {
@@ -148,8 +164,8 @@ describe("the ringtail stack through pulumi, the real command and onepassword pr
         expect(starts()).toBe(startsBefore + 1);
         // Exactly the rendered file with the new key: the old one is gone.
         expect(fileDigest()).toBe(sha256(renderEnvFile(VAR, ROTATED)));
-        const push = pushAsJob(host, registry.address, "v2", true);
-        expect(push.code, push.stderr).toBe(0);
+        const push = job("push.yaml", "v2");
+        expect(push.code, push.log).toBe(0);
     });
 });
 
@@ -269,11 +285,12 @@ describe("destroy and the leak scan", () => {
         const sources: Record<string, string> = {
             ...leakSources(runs),
             "ssh transcript": host.transcript.join("\n"),
+            "job logs": jobs.map((j) => j.log).join("\n"),
             "registry log": readFileSync(registry.logFile, "utf8"),
         };
         // The scan reads real material: encrypted secrets in state, the push's process list.
         expect(sources["stack 0 state+config"]).toContain('"ciphertext"');
-        expect(sources["ssh transcript"]).toContain("--- ps");
+        expect(sources["job logs"]).toContain("--- ps (sandbox, during skopeo)");
         expect(findLeaks(sources, { KEY, ROTATED, EXPIRED })).toEqual([]);
     });
 });

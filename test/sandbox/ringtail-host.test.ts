@@ -12,11 +12,11 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import fc from "fast-check";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
-import { deliverScript, EXIT_NO_UNIT, parseReport, removeScript, verifyScript } from "../../components/remote-scripts";
+import { deliverScript, EXIT_NO_UNIT, jobsFromReport, parseReport, removeScript, verifyScript } from "../../components/remote-scripts";
 import { Ringtail } from "../../sandbox/ringtail";
 import { findLeaks } from "../support/leaks";
 
@@ -57,7 +57,8 @@ describe("sandbox ringtail (real systemd over SSH)", () => {
         expect(r.code, r.stderr).toBe(0);
         expect(parseReport(r.stdout)).toEqual({ changed: "true", file_fp: fingerprint(KEY), restarted: "true" });
         expect(mainPid()).not.toBe(before);
-        expect(parseReport(ssh(verifyScript(target())).stdout)).toEqual({
+        const report = parseReport(ssh(verifyScript(target())).stdout);
+        expect(report).toMatchObject({
             file: "present",
             file_owner: "0:0",
             file_mode: "600",
@@ -65,6 +66,12 @@ describe("sandbox ringtail (real systemd over SSH)", () => {
             unit_active: "active",
             unit_reads_file: "true",
             process_fp: fingerprint(KEY),
+            config: host.facts.runnerConfig,
+            registration: host.facts.runnerRegistration,
+        });
+        expect(jobsFromReport(report, VAR, host.facts.unit)).toEqual({
+            jobsSeeKey: true,
+            jobRoute: "host executor (labels nix-container-builder): jobs inherit the runner's environment",
         });
     });
 
@@ -120,6 +127,74 @@ describe("sandbox ringtail (real systemd over SSH)", () => {
             file: "absent",
             unit_active: "active",
             process_fp: "none",
+        });
+    });
+
+    describe("what the check reads of the runner's own config and registration", () => {
+        const config = () => ssh(`cat ${host.facts.runnerConfig}`).stdout;
+        const registration = () => ssh(`cat ${host.facts.runnerRegistration}`).stdout;
+        let saved: { config: string; registration: string };
+        const jobs = () => jobsFromReport(parseReport(ssh(verifyScript(target())).stdout), VAR, host.facts.unit);
+        const write = (path: string, text: string) => {
+            expect(ssh(`cat > ${path}`, text).code).toBe(0);
+        };
+
+        beforeAll(() => {
+            saved = { config: config(), registration: registration() };
+        });
+        afterEach(() => {
+            write(host.facts.runnerConfig, saved.config);
+            write(host.facts.runnerRegistration, saved.registration);
+        });
+
+        it("never reports the runner's registration token", () => {
+            const token = (JSON.parse(saved.registration) as { token: string }).token;
+            expect(token.length).toBeGreaterThan(8);
+            expect(ssh(verifyScript(target())).stdout).not.toContain(token);
+            expect(Buffer.from(parseReport(ssh(verifyScript(target())).stdout)["registration_b64"] ?? "", "base64").toString()).toContain(
+                '"token": "-"',
+            );
+        });
+
+        it("runner.envs defining the variable: an error, without the value", () => {
+            // (The report carries the config itself, encrypted in Pulumi state; the verdict never does.)
+            const inConfig = "zak_written_into_the_config_7c6b5a4f3e2d";
+            write(host.facts.runnerConfig, `${saved.config}  envs:\n    ${VAR}: ${inConfig}\n`);
+            const verdict = jobs();
+            expect(verdict).toMatchObject({
+                jobsSeeKey: false,
+                jobRoute: expect.stringMatching(/^error: runner\.envs in \/etc\/gitea-runner\/.* defines ZOT_CI_API_KEY/) as unknown,
+            });
+            expect(JSON.stringify(verdict)).not.toContain(inConfig);
+        });
+
+        it("a docker label without container.options: false, naming the NixOS setting", () => {
+            write(
+                host.facts.runnerRegistration,
+                saved.registration.replace(
+                    '"nix-container-builder:host"',
+                    '"nix-container-builder:host",\n    "docker:docker://node:22-bookworm"',
+                ),
+            );
+            expect(jobs()).toMatchObject({
+                jobsSeeKey: false,
+                fix: expect.stringContaining(
+                    'set container.options: "-e ZOT_CI_API_KEY" in /etc/gitea-runner/nix_container_builder-config.yaml (NixOS: services.gitea-actions-runner.instances.nix_container_builder.settings',
+                ) as unknown,
+            });
+        });
+
+        it("a missing registration or a config that does not parse: false, with the reason", () => {
+            expect(ssh(`rm ${host.facts.runnerRegistration}`).code).toBe(0);
+            expect(jobs()).toMatchObject({
+                jobsSeeKey: false,
+                jobRoute: `cannot tell which executor runs jobs: ${host.facts.runnerRegistration} is missing or unreadable (the runner writes it when it registers)`,
+            });
+            write(host.facts.runnerConfig, "runner: [\n");
+            expect(jobs()).toMatchObject({
+                jobsSeeKey: false,
+                jobRoute: expect.stringMatching(/^cannot tell: \/etc\/gitea-runner\/.* does not parse as YAML/) as unknown,
+            });
         });
     });
 
