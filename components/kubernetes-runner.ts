@@ -261,10 +261,12 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             // The ConfigMap's name is known only from the live Deployment
             // (kustomize suffixes it with a hash), so this read is declared
             // once that is read: a read, with nothing else depending on it.
-            // Its data may hold secrets of its own: kept encrypted in state.
+            // Its data may hold secrets of its own (a key wrongly put in
+            // runner.envs): kept encrypted in state, also the copy the
+            // provider keeps of it as the read's inputs (`__inputs`).
             const configMap = k8s.core.v1.ConfigMap.get(`${name}-runner-config`, `${r.namespace}/${source.name}`, {
                 ...child,
-                additionalSecretOutputs: ["data"],
+                additionalSecretOutputs: ["data", "__inputs"],
             });
             return pulumi.unsecret(
                 configMap.data.apply((data): RunnerConfigRead => {

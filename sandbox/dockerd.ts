@@ -85,16 +85,17 @@ export class Dockerd {
     }
 
     /**
-     * Imports an image from root filesystem directories, later ones laid
-     * over earlier ones (`docker import` of one tar stream; no pull).
+     * Imports an image from a root filesystem directory, plus `paths` (new
+     * ones, relative) taken from `extra` (`docker import` of one tar
+     * stream; no pull).
      */
-    importImage(tag: string, roots: string[]): void {
-        const parts = roots.flatMap((root) => ["-C", root, "."]);
+    importImage(tag: string, rootfs: string, extra?: { dir: string; paths: string[] }): void {
+        const parts = ["-C", rootfs, ".", ...(extra ? ["-C", extra.dir, ...extra.paths] : [])];
         const tar = spawnSync("tar", ["--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*", "-c", ...parts], {
             maxBuffer: 2 * 1024 * 1024 * 1024,
         });
         if (tar.status !== 0) {
-            throw new Error(`tar of ${roots.join(", ")} failed: ${tar.stderr.toString()}`);
+            throw new Error(`tar of ${rootfs} failed: ${tar.stderr.toString()}`);
         }
         const r = this.docker(["import", "-", tag], tar.stdout);
         if (r.code !== 0) {

@@ -29,7 +29,8 @@ import { shellQuote } from "../components/shell";
 import type { Cluster } from "./cluster";
 import type { Dockerd } from "./dockerd";
 import { resolveContainerEnv, type ContainerEnvSpec } from "./pod-env";
-import type { Ringtail } from "./ringtail";
+import { writeOciImage } from "./oci-image";
+import { IMAGE_DIR, type Ringtail } from "./ringtail";
 
 /** The workflow fixtures (test/fixtures/workflows). */
 export const WORKFLOWS = join(__dirname, "..", "test", "fixtures", "workflows");
@@ -101,8 +102,26 @@ export function runRingtailJob(host: Ringtail, workflow: string, vars: JobVars):
     return { code: r.code, log: r.stdout + r.stderr };
 }
 
-/** The local image, tagged as the runner label names it. */
+/** The local job image; each docker label's image name is made a tag of it. */
 export const JOB_IMAGE = "ci-registry-auth-sandbox/job:latest";
+
+/**
+ * Builds JOB_IMAGE without pulling anything: ringtail's root filesystem
+ * (Debian with skopeo, the sandbox registries and the process-list
+ * sampler), with the probe image to push at IMAGE_DIR.
+ */
+export function importJobImage(dockerd: Dockerd): void {
+    const r = spawnSync("bash", [join(__dirname, "ringtail", "host"), "rootfs"], { encoding: "utf8", timeout: 600_000 });
+    if (r.status !== 0) throw new Error(`sandbox/ringtail/host rootfs failed: ${r.stderr}`);
+    const rootfs = r.stdout.trim();
+    const overlay = mkdtempSync(join(tmpdir(), "cra-job-image-"));
+    try {
+        writeOciImage(join(overlay, IMAGE_DIR), "pushed by a docker job of the ci-registry-auth sandbox\n");
+        dockerd.importImage(JOB_IMAGE, rootfs, { dir: overlay, paths: [IMAGE_DIR.replace(/^\//, "")] });
+    } finally {
+        rmSync(overlay, { recursive: true, force: true });
+    }
+}
 
 /**
  * Runs `workflow` on indri as its runner container would: act with the

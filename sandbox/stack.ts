@@ -107,6 +107,8 @@ export function indriProgram(keyFingerprint: string, runner: KubernetesRunnerCon
             envWired: r.envWired,
             rolledOut: r.rolledOut,
             readyReplicas: r.readyReplicas,
+            jobsSeeKey: r.jobsSeeKey,
+            jobRoute: r.jobRoute,
         });
     };
 }

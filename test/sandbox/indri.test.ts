@@ -9,7 +9,8 @@
  * through the onepassword provider needs a plugin that cannot be built here
  * (README, "Offline toolchain"). Everything after that read is real.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +18,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig, type KubernetesRunnerConfig } from "../../components/config";
 import { fingerprint } from "../../components/fingerprint";
 import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
-import { ARGO_MANAGER, Cluster, indriWorld, runnerDeployment } from "../../sandbox/cluster";
+import {
+    ARGO_MANAGER,
+    BLUMEOPS_RUNNER_CONFIG,
+    Cluster,
+    FORWARDING_RUNNER_CONFIG,
+    indriWorld,
+    runnerConfigMap,
+    runnerDeployment,
+} from "../../sandbox/cluster";
+import { Dockerd } from "../../sandbox/dockerd";
+import { importJobImage, runIndriJob, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
+import { startRegistry, type Registry } from "../../sandbox/registry";
+import { IMAGE_DIR } from "../../sandbox/ringtail";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
 import { indriProgram, inlineStack, nonDebug, persistedState, recording, type Run } from "../../sandbox/stack";
@@ -52,6 +65,39 @@ let cluster: Cluster;
 let before: Deployment;
 let run: Run;
 let runner: KubernetesRunnerConfig;
+let dockerd: Dockerd;
+/** The Deployment as Argo CD left it after syncing the forwarding config (before our next up). */
+let synced: Deployment;
+let registry: Registry;
+let work: string;
+const jobs: JobRun[] = [];
+
+/** A workflow job on indri's runner (act's docker executor, with the runner container's live env and config). */
+function job(workflow: string, tag: string, override: Record<string, string> = {}): JobRun {
+    const t0 = Date.now();
+    const vars = { RUNS_ON: "k8s", REGISTRY: registry.address, TAG: tag, IMAGE_DIR };
+    const r = runIndriJob(cluster, dockerd, join(WORKFLOWS, workflow), vars, override);
+    console.log(`indri job ${workflow} (${tag}): exit ${r.code} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    jobs.push(r);
+    return r;
+}
+
+async function tags(key: string): Promise<string[]> {
+    const res = await fetch(`http://${registry.address}/v2/blumeops/ci-probe/tags/list`, {
+        headers: { Authorization: `Basic ${Buffer.from(`zot-ci:${key}`).toString("base64")}` },
+    });
+    return res.status === 200 ? ((await res.json()) as { tags: string[] }).tags : [];
+}
+
+/** Argo CD syncing a new config.yaml: a new kustomize-named ConfigMap and the Deployment pointing at it. */
+function argoSyncsConfig(config: string): void {
+    cluster.apply([runnerConfigMap(config), runnerDeployment(config)], ARGO_MANAGER);
+    cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", NS]);
+    cluster.kubectl(["rollout", "status", "deployment/forgejo-runner", "-n", NS, "--timeout=120s"]);
+}
+
+const outputsOf = (up: { outputs: Record<string, { value: unknown }> }) =>
+    Object.fromEntries(Object.entries(up.outputs).map(([k, v]) => [k, v.value]));
 
 const deployment = (): Deployment => cluster.get<Deployment>("deployment", "forgejo-runner", NS)!;
 const replicaSets = (): number =>
@@ -75,10 +121,19 @@ beforeAll(async () => {
     runner = parseConfig(rawConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig: cluster.kubeconfig } }))
         .runner as KubernetesRunnerConfig;
     run = await inlineStack("ci-registry-auth", "indri", indriProgram(fingerprint(KEY), runner));
+    dockerd = await Dockerd.start();
+    const t0 = Date.now();
+    importJobImage(dockerd);
+    console.log(`job image imported into the sandbox dockerd in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    work = mkdtempSync(join(tmpdir(), "cra-indri-registry-"));
+    registry = await startRegistry(work, "127.0.0.1", 5000, "zot-ci", KEY);
 }, 900_000);
 
 afterAll(async () => {
     // Whatever beforeAll got to start, stop it.
+    await (registry as Registry | undefined)?.stop();
+    await (dockerd as Dockerd | undefined)?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
     (run as Run | undefined)?.dispose();
     (cluster as Cluster | undefined)?.stop();
     await (emulator as EmulatorProcess | undefined)?.stop();
@@ -93,18 +148,27 @@ describe("indri on a real API server with the real External Secrets Operator", (
         expect(replicaSets()).toBe(1);
     });
 
-    it("up: ESO syncs the key, the runner container gets it, the pods roll, hasKey", async () => {
+    it("up: ESO syncs the key, the runner container gets it, the pods roll; with blumeops's config no job sees it, so hasKey is false", async () => {
         const up = await run.stack.up(recording(run));
-        const out = Object.fromEntries(Object.entries(up.outputs).map(([k, v]) => [k, v.value as unknown]));
+        const out = outputsOf(up);
         const fp = fingerprint(KEY);
         expect(out).toMatchObject({
-            hasKey: true,
+            hasKey: false,
             secretFingerprint: fp,
             templateFingerprint: fp,
             envWired: true,
             rolledOut: true,
             readyReplicas: 1,
+            jobsSeeKey: false,
+            jobRoute:
+                "docker executor: job containers get none of the runner's environment and container.options does not forward ZOT_CI_API_KEY",
         });
+        // One warning, naming the ConfigMap the live Deployment mounts and the line to add.
+        const warnings = nonDebug(run).match(/jobs on forgejo-runner\/forgejo-runner do not see ZOT_CI_API_KEY/g) ?? [];
+        expect(warnings.length).toBeGreaterThan(0);
+        expect(nonDebug(run)).toContain(
+            `Fix: set container.options: \\"-e ZOT_CI_API_KEY\\" in ConfigMap forgejo-runner/${runnerConfigMap(BLUMEOPS_RUNNER_CONFIG).metadata.name} (key config.yaml)`,
+        );
 
         const secret = cluster.get<{ metadata: { annotations: Record<string, string> }; data: Record<string, string> }>(
             "secret",
@@ -135,12 +199,38 @@ describe("indri on a real API server with the real External Secrets Operator", (
         expect(managers).toEqual(expect.arrayContaining([ARGO_MANAGER, "ci-registry-auth"]));
     });
 
+    it("a job on the docker executor then has no variable: nothing is pushed", async () => {
+        const r = job("push.yaml", "unforwarded");
+        expect(r.code).not.toBe(0);
+        expect(r.log).toContain("ZOT_CI_API_KEY is empty in this job");
+        expect(await tags(KEY)).not.toContain("unforwarded");
+    });
+
+    it("Argo CD syncs config.yaml with container.options: the next up reports jobsSeeKey and hasKey, and a job pushes with the key", async () => {
+        argoSyncsConfig(FORWARDING_RUNNER_CONFIG);
+        synced = deployment();
+        const up = await run.stack.up(recording(run));
+        expect(outputsOf(up)).toMatchObject({
+            hasKey: true,
+            jobsSeeKey: true,
+            jobRoute: "docker executor: container.options forwards the runner's ZOT_CI_API_KEY into job containers (-e ZOT_CI_API_KEY)",
+            envWired: true,
+        });
+        const r = job("push.yaml", "v1");
+        expect(r.code, r.log).toBe(0);
+        expect(await tags(KEY)).toContain("v1");
+        const masked = job("mask.yaml", "-");
+        expect(masked.code, masked.log).toBe(0);
+        expect(masked.log).toContain("the key is ***");
+    });
+
     it("a second up changes nothing and rolls nothing", async () => {
         const before = cluster.get<{ metadata: { generation: number; resourceVersion: string } }>(
             "deployment",
             "forgejo-runner",
             NS,
         )!.metadata;
+        const rs = replicaSets();
         const up = await run.stack.up(recording(run));
         const changes = Object.entries(up.summary.resourceChanges ?? {}).filter(([op]) => op !== "same" && op !== "read");
         expect(changes).toEqual([]);
@@ -151,11 +241,13 @@ describe("indri on a real API server with the real External Secrets Operator", (
         )!.metadata;
         expect(after.generation).toBe(before.generation);
         expect(after.resourceVersion).toBe(before.resourceVersion);
-        expect(replicaSets()).toBe(2);
+        expect(replicaSets()).toBe(rs);
     });
 
-    it("rotation: ESO syncs the new key at once and the runner rolls exactly once", async () => {
+    it("rotation: ESO syncs the new key at once, the runner rolls exactly once, and the next job pushes with the new key", async () => {
         await rotateKey(emulator.url, TOKEN, ROTATED);
+        registry.setKey(ROTATED);
+        const rs = replicaSets();
         run.stack.workspace.program = indriProgram(fingerprint(ROTATED), runner);
         const t0 = Date.now();
         const up = await run.stack.up(recording(run));
@@ -164,7 +256,7 @@ describe("indri on a real API server with the real External Secrets Operator", (
         expect(out).toMatchObject({ hasKey: true, secretFingerprint: fingerprint(ROTATED), templateFingerprint: fingerprint(ROTATED) });
         // ESO's refreshInterval is not involved: the new ExternalSecret syncs on creation.
         expect(seconds).toBeLessThan(120);
-        expect(replicaSets()).toBe(3);
+        expect(replicaSets()).toBe(rs + 1);
         const names = (
             JSON.parse(cluster.kubectl(["get", "externalsecret", "-n", NS, "-o", "json"]).stdout) as {
                 items: { metadata: { name: string } }[];
@@ -173,11 +265,18 @@ describe("indri on a real API server with the real External Secrets Operator", (
         expect(names.sort()).toEqual(["forgejo-runner-env", String(out["externalSecretName"])].sort());
         expect(out["secretName"]).toBe("zot-ci-api-key");
         console.log(`rotation: pulumi up to hasKey in ${seconds.toFixed(1)} s`);
+        const r = job("push.yaml", "v2");
+        expect(r.code, r.log).toBe(0);
+        expect(await tags(ROTATED)).toEqual(expect.arrayContaining(["v1", "v2"]));
+        // A runner that still held the old key (a pod of the old template) is refused.
+        const stale = job("push.yaml", "stale", { ZOT_CI_API_KEY: KEY });
+        expect(stale.code).not.toBe(0);
+        expect(stale.log).toMatch(/invalid username\/password|unauthorized|401/i);
     });
 
     it("Argo CD re-applying its manifest leaves our env entry and annotation in place", () => {
         const rsBefore = replicaSets();
-        cluster.apply([runnerDeployment()], ARGO_MANAGER);
+        cluster.apply([runnerDeployment(FORWARDING_RUNNER_CONFIG)], ARGO_MANAGER);
         const d = deployment();
         expect(d.spec.template.metadata.annotations?.[FINGERPRINT_ANNOTATION]).toBe(fingerprint(ROTATED));
         expect(container(d, "runner").env?.map((e) => e.name)).toContain("ZOT_CI_API_KEY");
@@ -187,7 +286,7 @@ describe("indri on a real API server with the real External Secrets Operator", (
     it("a sync that replaces the whole Deployment: the next up reports hasKey false; replacing our patch puts our fields back", async () => {
         // As an Argo CD sync with Replace=true would: the manifest alone, our fields gone.
         const current = deployment() as unknown as { metadata: Record<string, unknown> };
-        const manifest = runnerDeployment() as { metadata: Record<string, unknown> };
+        const manifest = runnerDeployment(FORWARDING_RUNNER_CONFIG) as { metadata: Record<string, unknown> };
         cluster.kubectl(
             ["replace", "-f", "-"],
             JSON.stringify({ ...manifest, metadata: { ...manifest.metadata, resourceVersion: current.metadata["resourceVersion"] } }),
@@ -220,7 +319,17 @@ describe("indri on a real API server with the real External Secrets Operator", (
         // event log). The program reads the synced Secret to confirm ESO's
         // fingerprint, so its data is there; see README, "Security notes".
         const seen = nonDebug(run);
-        expect(findLeaks({ state, "output+events": seen }, { KEY, ROTATED })).toEqual([]);
+        const logs = jobs.map((j) => j.log).join("\n");
+        // The process list inside the job container while skopeo pushed.
+        expect(logs).toContain("--- ps (sandbox, during skopeo)");
+        const sources = {
+            state,
+            "output+events": seen,
+            "job logs (act's output)": logs,
+            "registry log": readFileSync(registry.logFile, "utf8"),
+            "dockerd log": readFileSync(dockerd.logFile, "utf8"),
+        };
+        expect(findLeaks(sources, { KEY, ROTATED })).toEqual([]);
     });
 
     it("destroy: our ExternalSecret, its Secret, env entry and annotation go; the rest stays", async () => {
@@ -229,7 +338,7 @@ describe("indri on a real API server with the real External Secrets Operator", (
         expect(d.spec.template.metadata.annotations?.[FINGERPRINT_ANNOTATION]).toBeUndefined();
         expect(container(d, "runner").env).toEqual(container(before, "runner").env);
         expect(container(d, "dind")).toEqual(container(before, "dind"));
-        expect(d.spec.template.spec.volumes).toEqual(before.spec.template.spec.volumes);
+        expect(d.spec.template.spec.volumes).toEqual(synced.spec.template.spec.volumes);
         const names = (
             JSON.parse(cluster.kubectl(["get", "externalsecret", "-n", NS, "-o", "json"]).stdout) as {
                 items: { metadata: { name: string } }[];
@@ -254,6 +363,33 @@ describe("bad input leaves the cluster as it was", () => {
             bad.dispose();
         }
     };
+
+    it("a key written into runner.envs is reported as an error, and neither state nor output holds it", async () => {
+        const inConfig = "zak_written_into_the_configmap_5d4c3b2a1f0e";
+        argoSyncsConfig(
+            FORWARDING_RUNNER_CONFIG.replace(
+                "    TZ: America/Los_Angeles\n",
+                `    TZ: America/Los_Angeles\n    ZOT_CI_API_KEY: ${inConfig}\n`,
+            ),
+        );
+        const other = await inlineStack("ci-registry-auth", "envs-key", indriProgram(fingerprint(KEY), runner));
+        try {
+            const up = await other.stack.up(recording(other));
+            expect(outputsOf(up)).toMatchObject({
+                hasKey: false,
+                jobsSeeKey: false,
+                jobRoute: expect.stringMatching(
+                    /^error: runner\.envs in ConfigMap forgejo-runner\/forgejo-runner-config-\w+ \(key config\.yaml\) defines ZOT_CI_API_KEY/,
+                ) as unknown,
+            });
+            // The ConfigMap read keeps its data encrypted in state.
+            expect(findLeaks({ state: persistedState(other), "output+events": nonDebug(other) }, { inConfig })).toEqual([]);
+        } finally {
+            await other.stack.destroy().catch(() => undefined);
+            other.dispose();
+            argoSyncsConfig(FORWARDING_RUNNER_CONFIG);
+        }
+    });
 
     it("a wrong container name fails before anything is created", async () => {
         const rs = replicaSets();
