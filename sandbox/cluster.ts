@@ -76,6 +76,15 @@ export class Cluster {
     wait(args: string[], timeoutSeconds = 120): void {
         this.kubectl(["wait", ...args, `--timeout=${timeoutSeconds}s`]);
     }
+
+    /**
+     * Argo CD syncing a changed config.yaml: a new kustomize-named
+     * ConfigMap and the Deployment pointing at it, which rolls the runner.
+     */
+    syncRunnerConfig(config: string): void {
+        this.apply([runnerConfigMap(config), runnerDeployment(config)], ARGO_MANAGER);
+        this.kubectl(["rollout", "status", "deployment/forgejo-runner", "-n", "forgejo-runner", "--timeout=120s"]);
+    }
 }
 
 /** Where the indri world finds its 1Password Connect. */

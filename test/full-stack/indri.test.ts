@@ -12,7 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
 import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
-import { ARGO_MANAGER, Cluster, indriWorld } from "../../sandbox/cluster";
+import {
+    ARGO_MANAGER,
+    BLUMEOPS_RUNNER_CONFIG,
+    Cluster,
+    FORWARDING_RUNNER_CONFIG,
+    indriWorld,
+    runnerConfigMap,
+} from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
 import { recording } from "../../sandbox/stack";
@@ -81,17 +88,40 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
         expect(replicaSets()).toBe(1);
     });
 
-    it("up: 1Password, ESO's Secret and the pod template agree on the fingerprint; hasKey", async () => {
+    it("up: 1Password, ESO's Secret and the pod template agree on the fingerprint; with blumeops's config no job sees the key, so hasKey is false and pulumi warns with the fix", async () => {
         const up = await run.stack.up(recording(run));
         const out = outputValues(up.outputs);
         const fp = fingerprint(KEY);
-        expect(out).toMatchObject({ runnerKind: "kubernetes", keyFingerprint: fp, hasKey: true });
-        expect(out["delivered"]).toMatchObject({ secretFingerprint: fp, templateFingerprint: fp, envWired: true, rolledOut: true });
+        expect(out).toMatchObject({ runnerKind: "kubernetes", keyFingerprint: fp, hasKey: false });
+        expect(out["delivered"]).toMatchObject({
+            secretFingerprint: fp,
+            templateFingerprint: fp,
+            envWired: true,
+            rolledOut: true,
+            jobsSeeKey: false,
+            jobRoute:
+                "docker executor: job containers get none of the runner's environment and container.options does not forward ZOT_CI_API_KEY",
+        });
+        expect(up.stdout).toContain(
+            `Fix: set container.options: "-e ZOT_CI_API_KEY" in ConfigMap forgejo-runner/${runnerConfigMap(BLUMEOPS_RUNNER_CONFIG).metadata.name} (key config.yaml)`,
+        );
         expect(Number(out["keyDaysUntilExpiry"])).toBeGreaterThan(70);
         const d = deployment();
         expect(d.spec.template.metadata.annotations?.[FINGERPRINT_ANNOTATION]).toBe(fp);
         expect(d.spec.template.spec.containers.find((c) => c.name === "runner")?.env?.map((e) => e.name)).toContain("ZOT_CI_API_KEY");
         expect(replicaSets()).toBe(2);
+    });
+
+    it("after Argo CD syncs config.yaml with container.options, up reports jobsSeeKey and hasKey", async () => {
+        cluster.syncRunnerConfig(FORWARDING_RUNNER_CONFIG);
+        const up = await run.stack.up(recording(run));
+        const out = outputValues(up.outputs);
+        expect(out).toMatchObject({ hasKey: true });
+        expect(out["delivered"]).toMatchObject({
+            jobsSeeKey: true,
+            jobRoute: "docker executor: container.options forwards the runner's ZOT_CI_API_KEY into job containers (-e ZOT_CI_API_KEY)",
+        });
+        expect(up.stdout).not.toContain("do not see ZOT_CI_API_KEY");
     });
 
     it("a second up changes nothing and rolls nothing", async () => {
@@ -103,14 +133,15 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
 
     it("rotation: a new item value in 1Password and `pulumi up` alone bring the runner the new key, in one rollout", async () => {
         await rotateKey(emulator.url, TOKEN, ROTATED);
+        const rs = replicaSets();
         const t0 = Date.now();
         const up = await run.stack.up(recording(run));
         const seconds = (Date.now() - t0) / 1000;
         const out = outputValues(up.outputs);
         const fp = fingerprint(ROTATED);
         expect(out).toMatchObject({ keyFingerprint: fp, hasKey: true });
-        expect(out["delivered"]).toMatchObject({ secretFingerprint: fp, templateFingerprint: fp });
-        expect(replicaSets()).toBe(3);
+        expect(out["delivered"]).toMatchObject({ secretFingerprint: fp, templateFingerprint: fp, jobsSeeKey: true });
+        expect(replicaSets()).toBe(rs + 1);
         console.log(`indri rotation through the whole stack: pulumi up to hasKey in ${seconds.toFixed(1)} s`);
     });
 

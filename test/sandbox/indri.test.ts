@@ -89,13 +89,6 @@ async function tags(key: string): Promise<string[]> {
     return res.status === 200 ? ((await res.json()) as { tags: string[] }).tags : [];
 }
 
-/** Argo CD syncing a new config.yaml: a new kustomize-named ConfigMap and the Deployment pointing at it. */
-function argoSyncsConfig(config: string): void {
-    cluster.apply([runnerConfigMap(config), runnerDeployment(config)], ARGO_MANAGER);
-    cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", NS]);
-    cluster.kubectl(["rollout", "status", "deployment/forgejo-runner", "-n", NS, "--timeout=120s"]);
-}
-
 const outputsOf = (up: { outputs: Record<string, { value: unknown }> }) =>
     Object.fromEntries(Object.entries(up.outputs).map(([k, v]) => [k, v.value]));
 
@@ -207,7 +200,7 @@ describe("indri on a real API server with the real External Secrets Operator", (
     });
 
     it("Argo CD syncs config.yaml with container.options: the next up reports jobsSeeKey and hasKey, and a job pushes with the key", async () => {
-        argoSyncsConfig(FORWARDING_RUNNER_CONFIG);
+        cluster.syncRunnerConfig(FORWARDING_RUNNER_CONFIG);
         synced = deployment();
         const up = await run.stack.up(recording(run));
         expect(outputsOf(up)).toMatchObject({
@@ -366,7 +359,7 @@ describe("bad input leaves the cluster as it was", () => {
 
     it("a key written into runner.envs is reported as an error, and neither state nor output holds it", async () => {
         const inConfig = "zak_written_into_the_configmap_5d4c3b2a1f0e";
-        argoSyncsConfig(
+        cluster.syncRunnerConfig(
             FORWARDING_RUNNER_CONFIG.replace(
                 "    TZ: America/Los_Angeles\n",
                 `    TZ: America/Los_Angeles\n    ZOT_CI_API_KEY: ${inConfig}\n`,
@@ -387,7 +380,7 @@ describe("bad input leaves the cluster as it was", () => {
         } finally {
             await other.stack.destroy().catch(() => undefined);
             other.dispose();
-            argoSyncsConfig(FORWARDING_RUNNER_CONFIG);
+            cluster.syncRunnerConfig(FORWARDING_RUNNER_CONFIG);
         }
     });
 

@@ -53,11 +53,22 @@ describe("providerPluginDir", () => {
 });
 
 describe("npm run test:full-stack without the plugins", () => {
+    it("is refused also when only the cache's provider-plugins directory lacks them", () => {
+        const cache = mkdtempSync(join(tmpdir(), "cra-cache-"));
+        dirs.push(cache);
+        const env: NodeJS.ProcessEnv = { ...process.env, CI_REGISTRY_AUTH_CACHE: cache };
+        delete env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"];
+        const r = spawnSync("bash", [join(__dirname, "..", "..", "scripts", "test"), "--full-stack"], { env, encoding: "utf8" });
+        expect(r.status).toBe(2);
+        expect(r.stderr).toContain(`not both in ${cache}/provider-plugins`);
+        expect(r.stdout).not.toContain("== tests");
+    });
+
     it("exits 2 at once with the fix, and runs nothing", () => {
         const env = { ...process.env, CI_REGISTRY_AUTH_PROVIDER_PLUGINS: pluginDir("pulumi-resource-onepassword") };
         const r = spawnSync("bash", [join(__dirname, "..", "..", "scripts", "test"), "--full-stack"], { env, encoding: "utf8" });
         expect(r.status).toBe(2);
-        expect(r.stderr).toMatch(/no pulumi-resource-command in CI_REGISTRY_AUTH_PROVIDER_PLUGINS[\s\S]*Fix:/);
+        expect(r.stderr).toMatch(/pulumi-resource-command and pulumi-resource-onepassword are not both in \/tmp\/cra-plugins-[\s\S]*Fix:/);
         expect(r.stdout).not.toContain("== tests");
     });
 });
