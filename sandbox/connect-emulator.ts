@@ -147,6 +147,11 @@ export class ConnectEmulator {
         this.server = createServer((req, res) => {
             void this.handle(req, res);
         });
+        // Connect (a Go net/http server) keeps idle connections open. Node's
+        // default closes them after 5 s, which races any client that reuses
+        // one (Node's global agent keeps sockets alive): the Connect SDK's
+        // next request then fails with "socket hang up".
+        this.server.keepAliveTimeout = 0;
         await new Promise<void>((resolve) => this.server?.listen(port, host, resolve));
         const address = this.server.address() as AddressInfo;
         return `http://${host}:${address.port}`;
