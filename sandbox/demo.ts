@@ -2,8 +2,9 @@
  * `npm run demo`: the mission on the local sandbox. Starts the 1Password
  * Connect emulator, ringtail (systemd over SSH), the registry and the indri
  * cluster with ESO; delivers the key to both runners; prints what each holds
- * (fingerprints only); pushes from a CI job on ringtail; rotates the key in
- * 1Password and does it all again; stops everything.
+ * (fingerprints only, and whether its jobs see the key); pushes from a real
+ * workflow job on each runner (act); rotates the key in 1Password and does
+ * it all again; stops everything.
  *
  * With CI_REGISTRY_AUTH_PROVIDER_PLUGINS naming a directory that holds the
  * command and onepassword provider plugins, each round is `pulumi up` of
@@ -21,13 +22,14 @@ import { join } from "node:path";
 import { parseConfig, type KubernetesRunnerConfig } from "../components/config";
 import { renderEnvFile } from "../components/envfile";
 import { fingerprint } from "../components/fingerprint";
-import { deliverScript, parseReport, reportHasKey, verifyScript } from "../components/remote-scripts";
-import { ARGO_MANAGER, Cluster, indriWorld } from "./cluster";
+import { deliverScript, jobsFromReport, parseReport, reportHasKey, verifyScript } from "../components/remote-scripts";
+import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "./cluster";
 import { committedRunner, rawConfig } from "./committed-config";
 import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
 import { writeOciImage } from "./oci-image";
 import { startRegistry, type Registry } from "./registry";
-import { runRingtailJob, WORKFLOWS } from "./jobs";
+import { Dockerd } from "./dockerd";
+import { importJobImage, runIndriJob, runRingtailJob, WORKFLOWS } from "./jobs";
 import { IMAGE_DIR, Ringtail, uploadImage } from "./ringtail";
 import { readKey, rotateKey } from "./onepassword";
 import { indriSettings, projectStack, providerPluginDir, ringtailSettings, type ProjectRun } from "./project-stack";
@@ -41,13 +43,14 @@ interface Row {
     onePassword: string;
     delivered: string;
     consumer: string;
+    jobsSeeKey: boolean;
     hasKey: boolean;
 }
 
 function table(title: string, rows: Row[]): void {
     console.log(`\n${title}`);
-    const head = ["runner", "1Password", "delivered", "consumer", "hasKey"];
-    const cells = rows.map((r) => [r.runner, r.onePassword, r.delivered, r.consumer, String(r.hasKey)]);
+    const head = ["runner", "1Password", "delivered", "consumer", "jobsSeeKey", "hasKey"];
+    const cells = rows.map((r) => [r.runner, r.onePassword, r.delivered, r.consumer, String(r.jobsSeeKey), String(r.hasKey)]);
     const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
     const line = (c: string[]): string => c.map((v, i) => v.padEnd(widths[i]!)).join("  ");
     console.log(line(head));
@@ -63,12 +66,14 @@ function deliverToRingtail(host: Ringtail, key: string): Row {
     if (delivered.code !== 0) throw new Error(`delivery to ringtail failed: ${delivered.stderr}`);
     const v = parseReport(host.ssh(verifyScript(target)).stdout);
     const fp = fingerprint(key);
+    const jobs = jobsFromReport(v, target.envVar, target.unit);
     return {
         runner: "ringtail (ssh)",
         onePassword: fp,
         delivered: v["file_fp"] ?? "none",
         consumer: v["process_fp"] ?? "none",
-        hasKey: reportHasKey(v, fp),
+        jobsSeeKey: jobs.jobsSeeKey,
+        hasKey: reportHasKey(v, fp) && jobs.jobsSeeKey,
     };
 }
 
@@ -82,6 +87,7 @@ async function deliverToIndri(run: Run, runner: KubernetesRunnerConfig, key: str
         onePassword: fp,
         delivered: out("secretFingerprint"),
         consumer: out("templateFingerprint"),
+        jobsSeeKey: out("jobsSeeKey") === "true",
         hasKey: out("hasKey") === "true",
     };
 }
@@ -96,6 +102,7 @@ async function upStack(run: ProjectRun, runner: string): Promise<Row> {
         onePassword: String(up.outputs["keyFingerprint"]?.value),
         delivered: String(ssh ? delivered["fileFingerprint"] : delivered["secretFingerprint"]),
         consumer: String(ssh ? delivered["processFingerprint"] : delivered["templateFingerprint"]),
+        jobsSeeKey: delivered["jobsSeeKey"] === true,
         hasKey: up.outputs["hasKey"]?.value === true,
     };
 }
@@ -151,11 +158,16 @@ async function main(): Promise<void> {
             cluster.stop();
             cluster.remove();
         });
-        cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN }), ARGO_MANAGER);
+        // indri's config.yaml with the line that hands the key to job containers (README, "Jobs").
+        cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG }), ARGO_MANAGER);
         cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
         cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
         writeOciImage(join(work, "image"), "pushed by the ci-registry-auth demo\n");
         uploadImage(host, join(work, "image"));
+        // indri's jobs run in containers of this dockerd (the dind sidecar's stand-in).
+        const dockerd = await Dockerd.start();
+        started.push(() => dockerd.stop());
+        importJobImage(dockerd);
         let deliver: (key: string) => Promise<Row[]>;
         if (whole) {
             console.log("Whole stacks: `pulumi up` of index.ts with the committed Pulumi.ringtail.yaml and Pulumi.indri.yaml,");
@@ -175,6 +187,7 @@ async function main(): Promise<void> {
             deliver = await standIns(cluster, host, started);
         }
 
+        const push = join(WORKFLOWS, "push.yaml");
         for (const [round, label] of [
             [1, "Both runners after the first run"],
             [2, "After rotating the key in 1Password and running again"],
@@ -188,21 +201,23 @@ async function main(): Promise<void> {
             const t0 = Date.now();
             const rows = await deliver(key);
             table(`${label} (${((Date.now() - t0) / 1000).toFixed(1)} s):`, rows);
-            const push = runRingtailJob(host, join(WORKFLOWS, "push.yaml"), {
-                RUNS_ON: "nix-container-builder",
-                REGISTRY: registry.address,
-                TAG: `round-${round}`,
-                IMAGE_DIR,
-            });
-            console.log(
-                `Workflow job on ringtail (act, host executor) pushes blumeops/ci-probe:round-${round}: ${
-                    push.code === 0 ? "ok" : `FAILED\n${push.log.trim()}`
-                }`,
-            );
+            const vars = { REGISTRY: registry.address, IMAGE_DIR };
+            const pushes = [
+                [
+                    "ringtail (act, host executor)",
+                    runRingtailJob(host, push, { ...vars, RUNS_ON: "nix-container-builder", TAG: `ringtail-${round}` }),
+                ],
+                ["indri (act, docker executor)", runIndriJob(cluster, dockerd, push, { ...vars, RUNS_ON: "k8s", TAG: `indri-${round}` })],
+            ] as const;
+            for (const [where, job] of pushes) {
+                console.log(
+                    `Workflow job on ${where} pushes with the runner's key: ${job.code === 0 ? "ok" : `FAILED\n${job.log.trim()}`}`,
+                );
+            }
             // The demo's own read of 1Password must agree with what the program read.
             const stale = rows.filter((r) => r.onePassword !== fingerprint(key)).map((r) => r.runner);
             if (stale.length > 0) console.log(`1Password fingerprint differs from the demo's own read for: ${stale.join(", ")}`);
-            if (rows.some((r) => !r.hasKey) || push.code !== 0 || stale.length > 0) process.exitCode = 1;
+            if (rows.some((r) => !r.hasKey) || pushes.some(([, job]) => job.code !== 0) || stale.length > 0) process.exitCode = 1;
         }
     } finally {
         console.log("\nStopping the sandbox …");
