@@ -81,10 +81,12 @@ afterAll(async () => {
 }, 120_000);
 
 describe("the indri stack through pulumi, the real onepassword and kubernetes providers", () => {
-    it("previews before anything exists, with the fingerprint", async () => {
+    it("previews before anything exists, with the fingerprint and, read from the live runner, the jobs warning", async () => {
         const preview = await run.stack.preview(recording(run));
-        // What a PR reviewer sees: the key's fingerprint, read through the provider.
+        // What a PR reviewer sees: the key's fingerprint, read through the provider,
+        // and that blumeops's config.yaml would not hand the key to jobs.
         expect(preview.stdout).toContain(fingerprint(KEY));
+        expect(preview.stdout).toContain('Fix: set container.options: "-e ZOT_CI_API_KEY" in ConfigMap forgejo-runner/');
         expect(replicaSets()).toBe(1);
     });
 
