@@ -216,9 +216,11 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         this.oldReplicas = facts.oldReplicas;
         this.rolledOut = facts.rolledOut;
         this.hasKey = pulumi
-            .all([args.keyFingerprint, this.secretFingerprint, facts])
-            .apply(([fp, secretFp, f]) => secretFp === fp && f.templateFingerprint === fp && f.envWired && f.rolledOut);
-        this.hasKey = pulumi.all([this.hasKey, this.jobsSeeKey]).apply(([runnerHasKey, jobsSeeKey]) => runnerHasKey && jobsSeeKey);
+            .all([args.keyFingerprint, this.secretFingerprint, facts, this.jobsSeeKey])
+            .apply(
+                ([fp, secretFp, f, jobsSeeKey]) =>
+                    secretFp === fp && f.templateFingerprint === fp && f.envWired && f.rolledOut && jobsSeeKey,
+            );
 
         this.registerOutputs({
             secretName: this.secretName,

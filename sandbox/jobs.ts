@@ -39,6 +39,8 @@ export const WORKFLOWS = join(__dirname, "..", "test", "fixtures", "workflows");
 export interface JobRun {
     code: number;
     log: string;
+    /** From start to end of the job, seconds. */
+    seconds: number;
 }
 
 /** The values a fixture reads with `${{ vars.X }}`. */
@@ -75,6 +77,7 @@ const varFlags = (vars: JobVars): string[] => Object.entries(vars).flatMap(([k, 
 
 /** Runs `workflow` (a fixture's path) on ringtail, as its runner unit runs host jobs. */
 export function runRingtailJob(host: Ringtail, workflow: string, vars: JobVars): JobRun {
+    const t0 = Date.now();
     const read = (path: string): string => {
         const r = host.ssh(`cat ${shellQuote(path)}`);
         if (r.code !== 0) throw new Error(`reading ${path} on ringtail failed: ${r.stderr}`);
@@ -99,7 +102,7 @@ export function runRingtailJob(host: Ringtail, workflow: string, vars: JobVars):
             act.map(shellQuote).join(" "),
         ].join(" "),
     );
-    return { code: r.code, log: r.stdout + r.stderr };
+    return { code: r.code, log: r.stdout + r.stderr, seconds: (Date.now() - t0) / 1000 };
 }
 
 /** The local job image; each docker label's image name is made a tag of it. */
@@ -136,6 +139,7 @@ export function runIndriJob(
     vars: JobVars,
     override: Record<string, string> = {},
 ): JobRun {
+    const t0 = Date.now();
     const ns = "forgejo-runner";
     interface Live {
         spec: {
@@ -182,7 +186,7 @@ export function runIndriJob(
             encoding: "utf8",
             timeout: 300_000,
         });
-        return { code: r.status ?? -1, log: r.stdout + r.stderr };
+        return { code: r.status ?? -1, log: r.stdout + r.stderr, seconds: (Date.now() - t0) / 1000 };
     } finally {
         rmSync(home, { recursive: true, force: true });
     }

@@ -17,6 +17,8 @@ export interface Registry {
     address: string;
     /** Replaces the accepted key for `user`. */
     setKey(key: string): void;
+    /** The tags of `repository`, read as `user` with `key`; none when the registry refuses. */
+    tags(repository: string, key: string): Promise<string[]>;
     stop(): Promise<void>;
     /** Where the registry logs go (scanned for leaks by the tests). */
     logFile: string;
@@ -68,9 +70,16 @@ export async function startRegistry(dir: string, host: string, port: number, use
         }
         await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    const tags = async (repository: string, key: string): Promise<string[]> => {
+        const res = await fetch(`http://${address}/v2/${repository}/tags/list`, {
+            headers: { Authorization: `Basic ${Buffer.from(`${user}:${key}`).toString("base64")}` },
+        });
+        return res.status === 200 ? ((await res.json()) as { tags: string[] }).tags : [];
+    };
     return {
         address,
         setKey,
+        tags,
         logFile,
         stop: () => stopChild(child),
     };

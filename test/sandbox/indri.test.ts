@@ -74,20 +74,14 @@ const jobs: JobRun[] = [];
 
 /** A workflow job on indri's runner (act's docker executor, with the runner container's live env and config). */
 function job(workflow: string, tag: string, override: Record<string, string> = {}): JobRun {
-    const t0 = Date.now();
     const vars = { RUNS_ON: "k8s", REGISTRY: registry.address, TAG: tag, IMAGE_DIR };
     const r = runIndriJob(cluster, dockerd, join(WORKFLOWS, workflow), vars, override);
-    console.log(`indri job ${workflow} (${tag}): exit ${r.code} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(`indri job ${workflow} (${tag}): exit ${r.code} in ${r.seconds.toFixed(1)} s`);
     jobs.push(r);
     return r;
 }
 
-async function tags(key: string): Promise<string[]> {
-    const res = await fetch(`http://${registry.address}/v2/blumeops/ci-probe/tags/list`, {
-        headers: { Authorization: `Basic ${Buffer.from(`zot-ci:${key}`).toString("base64")}` },
-    });
-    return res.status === 200 ? ((await res.json()) as { tags: string[] }).tags : [];
-}
+const tags = (key: string) => registry.tags("blumeops/ci-probe", key);
 
 const outputsOf = (up: { outputs: Record<string, { value: unknown }> }) =>
     Object.fromEntries(Object.entries(up.outputs).map(([k, v]) => [k, v.value]));

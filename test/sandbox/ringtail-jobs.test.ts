@@ -34,20 +34,13 @@ const jobs: JobRun[] = [];
 
 function job(workflow: string, tag: string): JobRun {
     const vars = { RUNS_ON: "nix-container-builder", REGISTRY: registry.address, TAG: tag, IMAGE_DIR };
-    const t0 = Date.now();
     const run = runRingtailJob(host, join(WORKFLOWS, workflow), vars);
-    console.log(`ringtail job ${workflow} (${tag}): exit ${run.code} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(`ringtail job ${workflow} (${tag}): exit ${run.code} in ${run.seconds.toFixed(1)} s`);
     jobs.push(run);
     return run;
 }
 
-async function tags(key: string): Promise<string[]> {
-    const res = await fetch(`http://${registry.address}/v2/blumeops/ci-probe/tags/list`, {
-        headers: { Authorization: `Basic ${Buffer.from(`zot-ci:${key}`).toString("base64")}` },
-    });
-    if (res.status !== 200) return [];
-    return ((await res.json()) as { tags: string[] }).tags;
-}
+const tags = (key: string) => registry.tags("blumeops/ci-probe", key);
 
 function deliver(key: string): void {
     const r = host.ssh(deliverScript({ envFile: host.facts.envFile, unit: host.facts.unit, envVar: VAR }), renderEnvFile(VAR, key));
