@@ -22,7 +22,7 @@ export default tseslint.config(
         },
     },
     {
-        files: ["test/**/*.ts", "sandbox/**/*.ts", "scripts/**/*.ts"],
+        files: ["test/**/*.ts", "sandbox/**/*.ts", "scripts/**/*.ts", "automation/**/*.ts"],
         rules: { "no-console": "off", "@typescript-eslint/no-non-null-assertion": "off" },
     },
     prettier,

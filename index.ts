@@ -14,5 +14,6 @@ export const envVar = stack.envVar;
 export const keyFingerprint = stack.keyFingerprint;
 export const keyExpiresAt = stack.keyExpiresAt;
 export const keyDaysUntilExpiry = stack.keyDaysUntilExpiry;
+export const keyExpiryWarningDays = stack.keyExpiryWarningDays;
 export const hasKey = stack.hasKey;
 export const delivered = stack.delivered;

@@ -14,6 +14,8 @@ export interface StackOutputs {
     keyFingerprint: pulumi.Output<string>;
     keyExpiresAt: pulumi.Output<string | undefined>;
     keyDaysUntilExpiry: pulumi.Output<number | undefined>;
+    /** Days before expiry from which `pulumi up` warns (`expiryWarningDays`). */
+    keyExpiryWarningDays: number;
     /** True only when every delivered fingerprint equals keyFingerprint, the consumer is wired and its jobs see the key. */
     hasKey: pulumi.Output<boolean>;
     /** Per-runner facts behind hasKey. */
@@ -34,6 +36,7 @@ export function defineStack(config: StackConfig): StackOutputs {
         keyFingerprint: key.fingerprint,
         keyExpiresAt: key.expiresAt,
         keyDaysUntilExpiry: key.daysUntilExpiry,
+        keyExpiryWarningDays: config.key.expiryWarningDays,
     };
     if (config.runner.kind === "kubernetes") {
         const runner = new KubernetesRunner("indri", {

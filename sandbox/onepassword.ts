@@ -32,3 +32,12 @@ export async function rotateKey(url: string, token: string, value: string): Prom
     credential.value = value;
     await op.updateItem(vaultId, item);
 }
+
+/** Records a new expiry date on the item (the section field labelled `expires`), as the 1Password apps would. */
+export async function setExpiry(url: string, token: string, expires: Date): Promise<void> {
+    const { vaultId, item, op } = await zotItem(url, token);
+    const field = item.fields?.find((f) => f.label === "expires" && f.section !== undefined);
+    if (!field) throw new Error("the item has no expires field in a section");
+    field.value = String(Math.floor(expires.getTime() / 1000));
+    await op.updateItem(vaultId, item);
+}

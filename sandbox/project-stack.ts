@@ -14,10 +14,11 @@
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 import { LocalWorkspace } from "@pulumi/pulumi/automation";
 
+import { setConfig } from "../automation/job";
 import type { HostFacts } from "./ringtail";
 import { nonDebug, persistedState, recording, type Run } from "./stack";
 
@@ -98,28 +99,32 @@ export interface ProjectRun extends Run {
     project: string;
     /** Every file a leak scan must read: persisted state and the stack's config file. */
     persisted(): string;
+    /** What the pulumi commands of this stack run with: PULUMI_HOME (with the plugins), backend, passphrase. */
+    env: Record<string, string>;
 }
 
 /**
- * A stack of the real program in a copy of the project, its committed
- * stack file with `config` set on top (keys as `pulumi config set --path`
- * takes them; `secret` ones encrypted).
+ * A stack of the real program in a copy of the project (or of the project
+ * in `where.from`), its committed stack file with `config` set on top (keys
+ * as `pulumi config set --path` takes them; `secret` ones encrypted), in its
+ * own file backend or the shared `where.backend`.
  */
 export async function projectStack(
     stackName: "indri" | "ringtail",
     config: Settings,
     env: Record<string, string> = {},
+    where: { from?: string; backend?: string } = {},
 ): Promise<ProjectRun> {
     const pluginDir = providerPluginDir();
     const work = mkdtempSync(join(tmpdir(), "cra-project-"));
     const project = join(work, "project");
     mkdirSync(project);
     for (const entry of ["Pulumi.yaml", `Pulumi.${stackName}.yaml`, "index.ts", "package.json", "tsconfig.json", "components"]) {
-        cpSync(join(ROOT, entry), join(project, entry), { recursive: true });
+        cpSync(join(where.from ?? ROOT, entry), join(project, entry), { recursive: true });
     }
     symlinkSync(join(ROOT, "node_modules"), join(project, "node_modules"));
-    const backend = join(work, "backend");
-    mkdirSync(backend);
+    const backend = where.backend ?? join(work, "backend");
+    mkdirSync(backend, { recursive: true });
 
     const envVars = {
         ...env,
@@ -131,25 +136,14 @@ export async function projectStack(
     // As the README tells operators: values on stdin, never on a command line
     // (the Automation API's setConfig passes them as arguments).
     for (const [key, { value, secret }] of Object.entries(config)) {
-        const r = spawnSync(
-            "pulumi",
-            ["config", "set", "--path", key, "--stack", stackName, secret === true ? "--secret" : "--plaintext"],
-            {
-                cwd: project,
-                env: { ...process.env, ...envVars },
-                input: value,
-                encoding: "utf8",
-            },
-        );
-        if (r.status !== 0) {
-            throw new Error(`pulumi config set ${key} failed: ${r.stderr}`);
-        }
+        setConfig(project, stackName, key, value, secret === true, envVars);
     }
 
     const run: ProjectRun = {
         stack,
         backend,
         project,
+        env: envVars,
         transcript: [],
         persisted: () => [persistedState(run), readFileSync(join(project, `Pulumi.${stackName}.yaml`), "utf8")].join("\n"),
         dispose: () => {
@@ -184,4 +178,18 @@ export function leakSources(runs: ProjectRun[]): Record<string, string> {
 /** A stack's outputs as plain values. */
 export function outputValues(outputs: Record<string, { value: unknown }>): Record<string, unknown> {
     return Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, v.value]));
+}
+
+/**
+ * Copies the project as git sees it (tracked and untracked files that are
+ * not ignored, as they are in the working tree) into `dest`: what a clone of
+ * this commit, with the working tree's changes, would hold.
+ */
+export function copyProjectTree(dest: string): void {
+    const r = spawnSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`git ls-files failed: ${r.stderr}`);
+    for (const file of r.stdout.split("\0").filter((f) => f !== "" && existsSync(join(ROOT, f)))) {
+        mkdirSync(dirname(join(dest, file)), { recursive: true });
+        cpSync(join(ROOT, file), join(dest, file));
+    }
 }

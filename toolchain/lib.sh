@@ -24,6 +24,8 @@ ticker() {
 # go_build NAME OUTDIR WORKDIR PACKAGE LDFLAGS: go build in WORKDIR into
 # OUTDIR/NAME, through a temp name so an interrupted build leaves nothing
 # that looks finished. On failure: which binary, the last lines, the log.
+# GO_TAGS and GO_CGO (default osusergo,grpcnotrace and 0) change the build
+# tags and cgo for one call.
 go_build() {
     local name=$1 out=$2 work=$3 pkg=$4 ldflags=$5 start log tick
     start=$(date +%s)
@@ -32,7 +34,7 @@ go_build() {
     say "building $name"
     ticker "$name" "$start" &
     tick=$!
-    if ! (cd "$work" && CGO_ENABLED=0 go build -trimpath -tags osusergo,grpcnotrace \
+    if ! (cd "$work" && CGO_ENABLED=${GO_CGO:-0} go build -trimpath -tags "${GO_TAGS:-osusergo,grpcnotrace}" \
         -ldflags "-s -w $ldflags" -o "$out/$name.partial" "$pkg") >"$log" 2>&1; then
         kill "$tick" 2>/dev/null || true
         say "building $name failed after $(elapsed "$start"); last lines:"

@@ -1,0 +1,170 @@
+/**
+ * What a preview of one stack tells a reviewer, and the Markdown of the PR
+ * comment and the key-health issue. Pure: tested without Forgejo or Pulumi.
+ * Everything here is a fingerprint, a count, a name or a message the
+ * program already printed; the key never passes through.
+ */
+
+/** The stack's outputs that matter here (from a preview, or from the last `up`). */
+export interface KeyOutputs {
+    keyFingerprint?: string;
+    keyDaysUntilExpiry?: number;
+    keyExpiresAt?: string;
+    keyExpiryWarningDays?: number;
+    hasKey?: boolean;
+    delivered?: Record<string, unknown>;
+}
+
+/** One stack's preview, as the engine reported it. */
+export interface StackFacts {
+    stack: string;
+    /** The preview ran to the end. */
+    ok: boolean;
+    /** Error diagnostics (the program's errors name the setting and the fix). */
+    errors: string[];
+    /** Warning diagnostics. */
+    warnings: string[];
+    /** Steps by operation, without `same` and `read`. */
+    counts: Record<string, number>;
+    /** The resources that would change. */
+    changes: { op: string; type: string; name: string }[];
+    /** Outputs as the preview computed them, read live (1Password; indri's cluster). */
+    now: KeyOutputs;
+    /** Outputs of the last `up`: what the runner was last given; undefined before the first. */
+    last: KeyOutputs | undefined;
+    /** The preview's own text, with the diff. */
+    diff: string;
+}
+
+/** Fingerprints a stack delivered, by output name (indri: Secret and pod template; ringtail: file and process). */
+export function deliveredFingerprints(outputs: KeyOutputs): Record<string, string> {
+    const d = outputs.delivered ?? {};
+    const names = ["secretFingerprint", "templateFingerprint", "fileFingerprint", "processFingerprint"];
+    return Object.fromEntries(names.filter((n) => typeof d[n] === "string").map((n) => [n, String(d[n])]));
+}
+
+/** The delivered fingerprints that differ from the key now in 1Password; empty when the runner is current. */
+export function rotationPending(facts: StackFacts): string[] {
+    const now = facts.now.keyFingerprint;
+    if (now === undefined || facts.last === undefined) return [];
+    return Object.entries(deliveredFingerprints(facts.last))
+        .filter(([, fp]) => fp !== now)
+        .map(([name]) => name);
+}
+
+/** Hidden marker of the one comment per stack on a PR. */
+export const commentMarker = (stack: string): string => `<!-- ci-registry-auth:pr-preview:${stack} -->`;
+
+/** Hidden marker of the one key-health issue. */
+export const HEALTH_MARKER = "<!-- ci-registry-auth:key-health -->";
+
+/** Forgejo's and Gitea's comment column is TEXT; stay well below GitHub's 65 536 characters too. */
+export const COMMENT_LIMIT = 60_000;
+
+const code = (s: string): string => `\`${s.replace(/`/g, "'")}\``;
+
+/** The expiry line, with the warning when within the window. */
+function expiryLine(o: KeyOutputs): string {
+    if (o.keyDaysUntilExpiry === undefined) {
+        return "- Expiry: not recorded on the item (no section field `expires`), so not checked.";
+    }
+    const days = o.keyDaysUntilExpiry;
+    const window = o.keyExpiryWarningDays;
+    const when = o.keyExpiresAt !== undefined ? ` (${o.keyExpiresAt.slice(0, 10)})` : "";
+    if (days < 0) return `- Expiry: **expired**${when}: rotate now (README, "Rotation runbook").`;
+    const warn = window !== undefined && days <= window ? ` — **expires within ${window} days: rotate soon**` : "";
+    return `- Expiry: ${days} day(s) left${when}${warn}.`;
+}
+
+/** The Markdown of a stack's PR comment, cut to `limit` characters by shortening the diff. */
+export function renderComment(facts: StackFacts, runUrl: string | undefined, limit = COMMENT_LIMIT): string {
+    const head: string[] = [commentMarker(facts.stack), `### ci-registry-auth · \`${facts.stack}\``, ""];
+    if (!facts.ok) {
+        head.push("**`pulumi preview` failed.**", "");
+        for (const e of facts.errors.length > 0 ? facts.errors : ["(no error message; see the run's log)"]) {
+            head.push("```", e.trim(), "```");
+        }
+        head.push("");
+    } else {
+        const counts = Object.entries(facts.counts).filter(([, n]) => n > 0);
+        head.push(counts.length === 0 ? "**No changes.**" : `**Changes:** ${counts.map(([op, n]) => `${n} to ${op}`).join(", ")}`);
+        for (const c of facts.changes) head.push(`- ${c.op} ${code(c.type)} ${code(c.name)}`);
+        head.push("");
+        const now = facts.now.keyFingerprint ?? "unknown";
+        head.push(`- Key in 1Password now: ${code(now)}`);
+        if (facts.last === undefined) {
+            head.push(`- Delivered: nothing yet: run \`pulumi up --stack ${facts.stack}\`.`);
+        } else {
+            const delivered = Object.entries(deliveredFingerprints(facts.last));
+            head.push(`- Last delivered: ${delivered.map(([n, fp]) => `${n} ${code(fp)}`).join(", ") || "none"}`);
+            const pending = rotationPending(facts);
+            if (pending.length > 0) {
+                head.push(
+                    `- **Rotation pending: run \`pulumi up --stack ${facts.stack}\`** (${pending.join(", ")} differ from 1Password).`,
+                );
+            }
+            head.push(
+                `- hasKey at the last \`up\`: ${String(facts.last.hasKey)}; now, as far as a preview reads it: ${String(facts.now.hasKey)}`,
+            );
+        }
+        head.push(expiryLine(facts.now));
+        head.push("");
+    }
+    if (facts.warnings.length > 0) {
+        head.push("**Warnings**", "");
+        for (const w of facts.warnings) head.push(`- ${w.trim().replace(/\n+/g, " ")}`);
+        head.push("");
+    }
+    const tail = runUrl !== undefined ? ["", `[The run](${runUrl})`] : [];
+    const open = "<details><summary>Full preview</summary>\n\n```diff\n";
+    const close = "\n```\n</details>";
+    const fixed = head.join("\n") + open + close + tail.join("\n");
+    const room = limit - fixed.length;
+    let diff = facts.diff.replace(/```/g, "'''").trimEnd();
+    if (diff.length > room) {
+        const note = "\n… (cut to fit the comment; the run's log has it all)";
+        diff = diff.slice(0, Math.max(0, room - note.length)) + note;
+    }
+    return head.join("\n") + open + diff + close + tail.join("\n");
+}
+
+/** What key-health reports for one stack, if anything is wrong. */
+export function healthProblems(facts: StackFacts): string[] {
+    if (!facts.ok) {
+        return [`the preview failed: ${facts.errors.map((e) => e.trim().replace(/\n+/g, " ")).join(" / ") || "see the run's log"}`];
+    }
+    const problems: string[] = [];
+    const { keyDaysUntilExpiry: days, keyExpiryWarningDays: window } = facts.now;
+    if (days !== undefined && window !== undefined && days <= window) {
+        problems.push(`the key expires in ${days} day(s) (warning window ${window}): rotate it (README, "Rotation runbook")`);
+    }
+    if (facts.now.hasKey !== true) {
+        const route = facts.now.delivered?.["jobRoute"];
+        problems.push(
+            `the runner lacks the key (hasKey ${String(facts.now.hasKey)}${typeof route === "string" ? `; jobs: ${route}` : ""})`,
+        );
+    }
+    const pending = rotationPending(facts);
+    if (pending.length > 0) problems.push(`rotation pending: run \`pulumi up --stack ${facts.stack}\``);
+    const counts = Object.entries(facts.counts).filter(([, n]) => n > 0);
+    if (counts.length > 0) {
+        problems.push(
+            `pending changes: ${counts.map(([op, n]) => `${n} to ${op}`).join(", ")} (run \`pulumi preview --stack ${facts.stack}\`)`,
+        );
+    }
+    return problems;
+}
+
+/** The key-health issue's title and body. */
+export function renderHealthIssue(all: StackFacts[], runUrl: string | undefined): { title: string; body: string } {
+    const lines = [HEALTH_MARKER, "ci-registry-auth's scheduled check found:", ""];
+    for (const facts of all) {
+        const problems = healthProblems(facts);
+        lines.push(`**${facts.stack}**: ${problems.length === 0 ? "healthy" : ""}`);
+        for (const p of problems) lines.push(`- ${p}`);
+        lines.push("");
+    }
+    if (runUrl !== undefined) lines.push(`[The run](${runUrl})`, "");
+    lines.push("This issue is edited by each check and closed when all is well again.");
+    return { title: "ci-registry-auth: the zot CI key needs attention", body: lines.join("\n") };
+}

@@ -1,0 +1,166 @@
+/**
+ * The sandbox's Forgejo: Gitea v1.26.0 (Forgejo's upstream; Forgejo itself
+ * is not served by the Go module proxy, and the REST routes and auth header
+ * the PR preview uses are the same), built by sandbox/build. It runs on
+ * loopback with SQLite, SSH off, offline mode; an admin and an API token are
+ * made with its CLI, repositories and pull requests through its API.
+ */
+import { randomBytes } from "node:crypto";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { stopChild } from "./child";
+
+export interface GiteaRepo {
+    owner: string;
+    name: string;
+    /** `owner/name`. */
+    fullName: string;
+}
+
+export class Gitea {
+    private constructor(
+        readonly dir: string,
+        readonly url: string,
+        /** An admin's API token (scopes: all). */
+        readonly token: string,
+        readonly user: string,
+        private readonly child: ChildProcess,
+    ) {}
+
+    /** Gitea's own log (scanned for leaks by the tests). */
+    get logDir(): string {
+        return join(this.dir, "log");
+    }
+
+    /** Starts Gitea on 127.0.0.1:`port` with a fresh SQLite database and an admin with a token. */
+    static async start(port = 13000): Promise<Gitea> {
+        const sandbox = process.env["CI_REGISTRY_AUTH_SANDBOX"];
+        if (sandbox === undefined) throw new Error('CI_REGISTRY_AUTH_SANDBOX is not set: eval "$(bash sandbox/build --env)" first');
+        const bin = join(sandbox, "bin", "gitea");
+        const dir = mkdtempSync(join(tmpdir(), "cra-gitea-"));
+        mkdirSync(join(dir, "custom", "conf"), { recursive: true });
+        const config = join(dir, "custom", "conf", "app.ini");
+        writeFileSync(
+            config,
+            [
+                "APP_NAME = ci-registry-auth sandbox",
+                "RUN_MODE = prod",
+                `WORK_PATH = ${dir}`,
+                "[server]",
+                "HTTP_ADDR = 127.0.0.1",
+                `HTTP_PORT = ${port}`,
+                `ROOT_URL = http://127.0.0.1:${port}/`,
+                "DISABLE_SSH = true",
+                "OFFLINE_MODE = true",
+                `STATIC_ROOT_PATH = ${join(sandbox, "gitea-static")}`,
+                `APP_DATA_PATH = ${join(dir, "data")}`,
+                "[database]",
+                "DB_TYPE = sqlite3",
+                `PATH = ${join(dir, "data", "gitea.db")}`,
+                "[security]",
+                "INSTALL_LOCK = true",
+                `SECRET_KEY = ${randomBytes(24).toString("hex")}`,
+                "[service]",
+                "DISABLE_REGISTRATION = true",
+                "[repository]",
+                `ROOT = ${join(dir, "repos")}`,
+                "[log]",
+                "MODE = file",
+                `ROOT_PATH = ${join(dir, "log")}`,
+                "LEVEL = Info",
+                "",
+            ].join("\n"),
+        );
+        const env = { ...process.env, GITEA_WORK_DIR: dir, GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT: "true" };
+        const cli = (args: string[]): string => {
+            const r = spawnSync(bin, ["--config", config, ...args], { cwd: dir, env, encoding: "utf8" });
+            if (r.status !== 0) throw new Error(`gitea ${args[0] ?? ""} ${args[1] ?? ""} failed: ${r.stderr}`);
+            return r.stdout;
+        };
+        cli(["migrate"]);
+        const user = "ops";
+        cli([
+            "admin",
+            "user",
+            "create",
+            "--admin",
+            "--username",
+            user,
+            "--random-password",
+            "--email",
+            "ops@example.invalid",
+            "--must-change-password=false",
+        ]);
+        const token =
+            cli(["admin", "user", "generate-access-token", "--username", user, "--scopes", "all", "--raw"]).trim().split("\n").pop() ?? "";
+        const log = openSync(join(dir, "web.log"), "a");
+        const child = spawn(bin, ["--config", config, "web"], { cwd: dir, env, stdio: ["ignore", log, log] });
+        const gitea = new Gitea(dir, `http://127.0.0.1:${port}`, token, user, child);
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+            try {
+                const res = await fetch(`${gitea.url}/api/v1/version`);
+                if (res.ok) return gitea;
+            } catch {
+                // not listening yet
+            }
+            if (child.exitCode !== null || Date.now() > deadline) {
+                await gitea.stop();
+                throw new Error(`Gitea did not start within 60 s; log: ${join(dir, "web.log")}`);
+            }
+            await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+    }
+
+    /** Calls the API as the admin; throws with the status on failure. */
+    async api<T>(method: string, path: string, body?: unknown): Promise<T> {
+        const res = await fetch(`${this.url}/api/v1${path}`, {
+            method,
+            headers: { Authorization: `token ${this.token}`, "Content-Type": "application/json" },
+            ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+        if (!res.ok) throw new Error(`Gitea ${method} ${path}: ${res.status} ${await res.text()}`);
+        return (res.status === 204 ? undefined : await res.json()) as T;
+    }
+
+    /** A repository of the admin, initialised with a README on `main`. */
+    async createRepo(name: string): Promise<GiteaRepo> {
+        await this.api("POST", "/user/repos", { name, auto_init: true, default_branch: "main" });
+        return { owner: this.user, name, fullName: `${this.user}/${name}` };
+    }
+
+    /** Pushes a local commit to a branch over HTTP (the token in an extra header from the environment, never in the URL or argv). */
+    push(repo: GiteaRepo, gitDir: string, commit: string, branch: string): void {
+        const auth = `Authorization: Basic ${Buffer.from(`${this.user}:${this.token}`).toString("base64")}`;
+        const r = spawnSync("git", ["push", "--force", `${this.url}/${repo.fullName}.git`, `${commit}:refs/heads/${branch}`], {
+            cwd: gitDir,
+            encoding: "utf8",
+            env: {
+                ...process.env,
+                GIT_TERMINAL_PROMPT: "0",
+                GIT_CONFIG_COUNT: "1",
+                GIT_CONFIG_KEY_0: "http.extraHeader",
+                GIT_CONFIG_VALUE_0: auth,
+            },
+        });
+        if (r.status !== 0) throw new Error(`git push to ${repo.fullName} ${branch} failed: ${r.stderr}`);
+    }
+
+    /** Opens a pull request from `head` into `base`; returns its number. */
+    async openPullRequest(repo: GiteaRepo, head: string, base: string, title: string): Promise<number> {
+        const pr = await this.api<{ number: number }>("POST", `/repos/${repo.fullName}/pulls`, { head, base, title });
+        return pr.number;
+    }
+
+    async stop(): Promise<void> {
+        await stopChild(this.child);
+    }
+
+    /** Removes its directory (after stop). */
+    remove(): void {
+        rmSync(this.dir, { recursive: true, force: true });
+    }
+}
