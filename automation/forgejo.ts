@@ -81,15 +81,12 @@ export class Forgejo {
         return (res.status === 204 ? undefined : await res.json()) as T;
     }
 
-    /** Every comment of an issue or pull request, oldest first. */
-    async comments(index: number): Promise<Comment[]> {
-        const all: Comment[] = [];
-        for (let page = 1; page <= MAX_PAGES; page++) {
-            const batch = await this.call<Comment[]>("GET", `/issues/${index}/comments?page=${page}&limit=${PAGE}`);
-            all.push(...batch);
-            if (batch.length < PAGE) break;
-        }
-        return all;
+    /**
+     * Every comment of an issue or pull request, oldest first. This route
+     * is not paged (it takes only `since` and `before`): one call returns all.
+     */
+    comments(index: number): Promise<Comment[]> {
+        return this.call<Comment[]>("GET", `/issues/${index}/comments`);
     }
 
     createComment(index: number, body: string): Promise<Comment> {

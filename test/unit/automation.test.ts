@@ -1,0 +1,194 @@
+/** The PR comment, the key-health issue and the job's environment, without Forgejo or Pulumi. */
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { afterEach, describe, expect, it } from "vitest";
+
+import { applyJobSettings, jobContext, JobEnvError } from "../../automation/job";
+import { stackArg } from "../../automation/pr-preview";
+import {
+    commentMarker,
+    healthProblems,
+    renderComment,
+    renderHealthIssue,
+    rotationPending,
+    HEALTH_MARKER,
+    type StackFacts,
+} from "../../automation/report";
+
+const NOW = "sha256:1111111111111111";
+const OLD = "sha256:2222222222222222";
+
+function facts(change: Partial<StackFacts> = {}): StackFacts {
+    return {
+        stack: "indri",
+        ok: true,
+        errors: [],
+        warnings: [],
+        counts: {},
+        changes: [],
+        now: {
+            keyFingerprint: NOW,
+            keyDaysUntilExpiry: 40,
+            keyExpiresAt: "2027-01-05T00:00:00.000Z",
+            keyExpiryWarningDays: 14,
+            hasKey: true,
+        },
+        last: { keyFingerprint: NOW, hasKey: true, delivered: { secretFingerprint: NOW, templateFingerprint: NOW, envWired: true } },
+        diff: "Previewing update (indri):\n  pulumi:pulumi:Stack: (same)\nResources:\n    12 unchanged\n",
+        ...change,
+    };
+}
+
+describe("the PR comment", () => {
+    it("starts with the stack's marker and says what a reviewer needs", () => {
+        const body = renderComment(facts(), "https://forge.example/ops/repo/actions/runs/7");
+        expect(body.startsWith(commentMarker("indri"))).toBe(true);
+        expect(body).toContain("**No changes.**");
+        expect(body).toContain(`- Key in 1Password now: \`${NOW}\``);
+        expect(body).toContain(`- Last delivered: secretFingerprint \`${NOW}\`, templateFingerprint \`${NOW}\``);
+        expect(body).toContain("- Expiry: 40 day(s) left (2027-01-05).");
+        expect(body).not.toContain("Rotation pending");
+        expect(body).toContain("<details><summary>Full preview</summary>\n\n```diff\nPreviewing update (indri):");
+        expect(body.endsWith("[The run](https://forge.example/ops/repo/actions/runs/7)")).toBe(true);
+    });
+
+    it("says rotation pending, naming the stack and the fingerprints that differ, and lists the changes", () => {
+        const f = facts({
+            last: { keyFingerprint: OLD, delivered: { secretFingerprint: OLD, templateFingerprint: OLD } },
+            counts: { create: 1, delete: 1, update: 1 },
+            changes: [
+                { op: "create-replacement", type: "kubernetes:external-secrets.io/v1:ExternalSecret", name: "indri-external-secret" },
+                { op: "update", type: "kubernetes:apps/v1:DeploymentPatch", name: "indri-deployment-patch" },
+            ],
+        });
+        expect(rotationPending(f)).toEqual(["secretFingerprint", "templateFingerprint"]);
+        const body = renderComment(f, undefined);
+        expect(body).toContain(
+            "**Rotation pending: run `pulumi up --stack indri`** (secretFingerprint, templateFingerprint differ from 1Password).",
+        );
+        expect(body).toContain("**Changes:** 1 to create, 1 to delete, 1 to update");
+        expect(body).toContain("- update `kubernetes:apps/v1:DeploymentPatch` `indri-deployment-patch`");
+        expect(body).not.toContain("[The run]");
+    });
+
+    it("warns within the expiry window and says expired after it", () => {
+        expect(renderComment(facts({ now: { ...facts().now, keyDaysUntilExpiry: 3 } }), undefined)).toContain(
+            "- Expiry: 3 day(s) left (2027-01-05) — **expires within 14 days: rotate soon**.",
+        );
+        expect(renderComment(facts({ now: { ...facts().now, keyDaysUntilExpiry: undefined } }), undefined)).toContain(
+            "- Expiry: not recorded on the item",
+        );
+    });
+
+    it("carries the program's error when the preview failed", () => {
+        const error = 'ci-registry-auth: 1Password: could not read item "zot-ci-apikey" ... Fix: ... onepassword:token ...';
+        const body = renderComment(facts({ ok: false, errors: [error], now: {}, diff: "" }), undefined);
+        expect(body).toContain("**`pulumi preview` failed.**\n\n```\n" + error + "\n```");
+        expect(body).not.toContain("Key in 1Password now");
+    });
+
+    it("cuts the diff, never the summary, to stay within the size Forgejo accepts", () => {
+        const huge = facts({ diff: "x".repeat(200_000), warnings: ["the key in item ... expires in 3 day(s)"] });
+        const body = renderComment(huge, "https://forge.example/run", 10_000);
+        expect(body.length).toBeLessThanOrEqual(10_000);
+        expect(body).toContain("… (cut to fit the comment; the run's log has it all)");
+        expect(body).toContain("**Warnings**");
+        expect(body).toContain("[The run](https://forge.example/run)");
+        // Fences inside the diff cannot close the block early.
+        expect(renderComment(facts({ diff: "a\n```\nb" }), undefined)).toContain("a\n'''\nb");
+    });
+});
+
+describe("key health", () => {
+    it("is healthy when the key is far from expiry, every runner has it and nothing is pending", () => {
+        expect(healthProblems(facts())).toEqual([]);
+    });
+
+    it("names each problem: expiry, a runner without the key (and why), a pending rotation, pending changes, a failed preview", () => {
+        const bad = facts({
+            now: { ...facts().now, keyDaysUntilExpiry: 3, hasKey: false, delivered: { jobRoute: "docker executor: …" } },
+            last: { delivered: { secretFingerprint: OLD } },
+            counts: { update: 2 },
+        });
+        expect(healthProblems(bad)).toEqual([
+            'the key expires in 3 day(s) (warning window 14): rotate it (README, "Rotation runbook")',
+            "the runner lacks the key (hasKey false; jobs: docker executor: …)",
+            "rotation pending: run `pulumi up --stack indri`",
+            "pending changes: 2 to update (run `pulumi preview --stack indri`)",
+        ]);
+        expect(healthProblems(facts({ ok: false, errors: ["boom\nFix: x"] }))).toEqual(["the preview failed: boom Fix: x"]);
+    });
+
+    it("writes one issue, found again by its marker", () => {
+        const { title, body } = renderHealthIssue(
+            [facts(), facts({ stack: "ringtail", now: { ...facts().now, keyDaysUntilExpiry: 2 } })],
+            undefined,
+        );
+        expect(title).toBe("ci-registry-auth: the zot CI key needs attention");
+        expect(body.startsWith(HEALTH_MARKER)).toBe(true);
+        expect(body).toContain("**indri**: healthy");
+        expect(body).toContain("**ringtail**: \n- the key expires in 2 day(s)");
+    });
+});
+
+describe("the job's environment", () => {
+    const dirs: string[] = [];
+    afterEach(() => {
+        for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    });
+
+    it("reads Forgejo's variables (FORGEJO_* before GITHUB_*) and the pull request from the event", () => {
+        const dir = mkdtempSync(join(tmpdir(), "cra-event-"));
+        dirs.push(dir);
+        writeFileSync(join(dir, "event.json"), JSON.stringify({ number: 12, pull_request: { number: 12 } }));
+        const ctx = jobContext(
+            {
+                GITHUB_SERVER_URL: "https://github.com",
+                FORGEJO_SERVER_URL: "https://forge.ops.eblu.me/",
+                GITHUB_REPOSITORY: "eblume/ci-registry-auth",
+                FORGEJO_TOKEN: "t0ken",
+                GITHUB_EVENT_PATH: join(dir, "event.json"),
+                GITHUB_RUN_NUMBER: "41",
+            },
+            true,
+        );
+        expect(ctx).toEqual({
+            serverUrl: "https://forge.ops.eblu.me",
+            repository: "eblume/ci-registry-auth",
+            token: "t0ken",
+            pullRequest: 12,
+            runUrl: "https://forge.ops.eblu.me/eblume/ci-registry-auth/actions/runs/41",
+        });
+    });
+
+    it("names every missing variable and how to give it, in one error", () => {
+        let error: unknown;
+        try {
+            jobContext({}, true);
+        } catch (err) {
+            error = err;
+        }
+        expect(error).toBeInstanceOf(JobEnvError);
+        const message = (error as Error).message;
+        expect(message).toMatch(/FORGEJO_SERVER_URL or GITHUB_SERVER_URL is not set/);
+        expect(message).toMatch(/FORGEJO_TOKEN is not set: .*FORGEJO_TOKEN: \$\{\{ secrets\.GITHUB_TOKEN \}\}/);
+        expect(message).toMatch(/GITHUB_EVENT_PATH is not set: run this on a pull_request event/);
+    });
+
+    it("puts a kubeconfig where the provider looks by default, 0600 in a HOME of its own, and never in KUBECONFIG", () => {
+        const env = applyJobSettings("/nonexistent", "indri", { CI_REGISTRY_AUTH_KUBECONFIG: "apiVersion: v1\n", PULUMI_HOME: "/p" });
+        dirs.push(env["HOME"] ?? "");
+        expect(env).toEqual({ HOME: expect.stringMatching(/cra-home-/) as unknown, PULUMI_HOME: "/p" });
+        const file = join(env["HOME"] ?? "", ".kube", "config");
+        expect(readFileSync(file, "utf8")).toBe("apiVersion: v1\n");
+        expect(statSync(file).mode & 0o777).toBe(0o600);
+        expect(applyJobSettings("/nonexistent", "indri", {})).toEqual({});
+    });
+
+    it("takes --stack arguments and refuses anything else", () => {
+        expect(stackArg(["--stack", "indri", "--stack=ringtail"])).toEqual(["indri", "ringtail"]);
+        expect(() => stackArg(["indri"])).toThrow(/unknown argument "indri"; usage: --stack <name>/);
+    });
+});
