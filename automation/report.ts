@@ -103,9 +103,8 @@ export function renderComment(facts: StackFacts, runUrl: string | undefined, lim
                     `- **Rotation pending: run \`pulumi up --stack ${facts.stack}\`** (${pending.join(", ")} differ from 1Password).`,
                 );
             }
-            head.push(
-                `- hasKey at the last \`up\`: ${String(facts.last.hasKey)}; now, as far as a preview reads it: ${String(facts.now.hasKey)}`,
-            );
+            const nowHasKey = facts.now.hasKey === undefined ? "known after `up`" : String(facts.now.hasKey);
+            head.push(`- hasKey at the last \`up\`: ${String(facts.last.hasKey)}; as this preview reads the runner now: ${nowHasKey}`);
         }
         head.push(expiryLine(facts.now));
         head.push("");
@@ -115,8 +114,8 @@ export function renderComment(facts: StackFacts, runUrl: string | undefined, lim
         for (const w of facts.warnings) head.push(`- ${w.trim().replace(/\n+/g, " ")}`);
         head.push("");
     }
-    const tail = runUrl !== undefined ? ["", `[The run](${runUrl})`] : [];
-    const open = "<details><summary>Full preview</summary>\n\n```diff\n";
+    const tail = runUrl !== undefined ? ["", "", `[The run](${runUrl})`] : [];
+    const open = "\n<details><summary>Full preview</summary>\n\n```diff\n";
     const close = "\n```\n</details>";
     const fixed = head.join("\n") + open + close + tail.join("\n");
     const room = limit - fixed.length;

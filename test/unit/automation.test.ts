@@ -51,7 +51,8 @@ describe("the PR comment", () => {
         expect(body).toContain("- Expiry: 40 day(s) left (2027-01-05).");
         expect(body).not.toContain("Rotation pending");
         expect(body).toContain("<details><summary>Full preview</summary>\n\n```diff\nPreviewing update (indri):");
-        expect(body.endsWith("[The run](https://forge.example/ops/repo/actions/runs/7)")).toBe(true);
+        expect(body).toContain("- hasKey at the last `up`: true; as this preview reads the runner now: true");
+        expect(body.endsWith("</details>\n\n[The run](https://forge.example/ops/repo/actions/runs/7)")).toBe(true);
     });
 
     it("says rotation pending, naming the stack and the fingerprints that differ, and lists the changes", () => {
@@ -71,6 +72,9 @@ describe("the PR comment", () => {
         expect(body).toContain("**Changes:** 1 to create, 1 to delete, 1 to update");
         expect(body).toContain("- update `kubernetes:apps/v1:DeploymentPatch` `indri-deployment-patch`");
         expect(body).not.toContain("[The run]");
+        expect(renderComment(facts({ now: { keyFingerprint: NOW } }), undefined)).toContain(
+            "as this preview reads the runner now: known after `up`",
+        );
     });
 
     it("warns within the expiry window and says expired after it", () => {
