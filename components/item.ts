@@ -95,3 +95,26 @@ export function judgeExpiry(expires: Date | undefined, now: Date, warningDays: n
     }
     return days < warningDays ? { state: "soon", days } : { state: "ok", days };
 }
+
+/**
+ * Why `field` gave no key, and the fix, for an item where
+ * {@link selectField} found nothing. Names fields, never values. The
+ * onepassword provider returns the standard fields of an item and the
+ * fields inside its sections only: a custom field added outside any section
+ * (as 1Password's apps allow) never reaches the program.
+ */
+export function missingFieldMessage(item: ItemView, field: string): string {
+    const standard = ["credential", "password", "username"];
+    const sectioned = (item.sections ?? []).flatMap((s) => s.fields ?? []);
+    const labels = [...new Set(sectioned.map((f) => f.label ?? f.id ?? "").filter((l) => l !== ""))];
+    if (standard.includes(field) || sectioned.some((f) => f.id === field || f.label === field)) {
+        return `field "${field}" is empty. Fix: store the key in it (or set ci-registry-auth:field to the field that holds it).`;
+    }
+    return (
+        `no field "${field}" among the item's standard fields (${standard.join(", ")}) or in its sections` +
+        ` (${labels.length > 0 ? `they hold: ${labels.join(", ")}` : "it has none"}). ` +
+        "1Password's provider sees only those: a custom field outside any section is invisible to it. " +
+        "Fix: move the field into a section of the item (or keep the key in an API Credential item's 'credential' field), " +
+        "then set ci-registry-auth:field to its label."
+    );
+}

@@ -2,7 +2,7 @@ import * as onepassword from "@1password/pulumi-onepassword";
 import * as pulumi from "@pulumi/pulumi";
 
 import { fingerprint } from "./fingerprint";
-import { findExpiry, judgeExpiry, selectField, type ItemView } from "./item";
+import { findExpiry, judgeExpiry, missingFieldMessage, selectField, type ItemView } from "./item";
 
 /** Arguments of {@link OnePasswordKey}. */
 export interface OnePasswordKeyArgs {
@@ -110,10 +110,7 @@ export class OnePasswordKey extends pulumi.ComponentResource {
                     throw fail(`${where}: ${describe(err)}. Fix: set ci-registry-auth:field to the id of the field that holds the key.`);
                 }
                 if (value === undefined) {
-                    throw fail(
-                        `${where} has no value in field "${args.field}". ` +
-                            "Fix: set ci-registry-auth:field to the field's id or label (an API Credential keeps its key in 'credential').",
-                    );
+                    throw fail(`${where} has no value in field "${args.field}": ${missingFieldMessage(i, args.field)}`);
                 }
                 return value;
             }),

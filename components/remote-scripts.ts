@@ -24,6 +24,8 @@ export const EXIT_NO_UNIT = 3;
 export const EXIT_BAD_INPUT = 4;
 /** Exit code when the unit could not be restarted after a change. */
 export const EXIT_RESTART_FAILED = 5;
+/** Exit code when the new file could not be written beside the old one (disk full, read-only). */
+export const EXIT_WRITE_FAILED = 6;
 
 const preamble = (t: RemoteTarget): string =>
     [
@@ -45,13 +47,28 @@ const preamble = (t: RemoteTarget): string =>
         "  h=$(sha256sum | cut -c1-16)",
         '  if [ "$h" = e3b0c44298fc1c14 ]; then echo none; else echo "sha256:$h"; fi',
         "}",
+        // Whether the unit's EnvironmentFiles include the file.
+        "unit_reads_file() {",
+        '  systemctl show -p EnvironmentFiles --value -- "$unit" 2>/dev/null | grep -qF -- "$f ("',
+        "}",
+        // Fingerprint of $var in the environment of the unit's running main process, or "none".
+        "process_fp() {",
+        '  pid=$(systemctl show -p MainPID --value -- "$unit" 2>/dev/null || echo 0)',
+        '  if [ "${pid:-0}" -gt 0 ] && [ -r "/proc/$pid/environ" ]; then',
+        "    tr '\\0' '\\n' < \"/proc/$pid/environ\" | awk -v p=\"$var=\" 'index($0, p) == 1 { printf \"%s\", substr($0, length(p) + 1); exit }' | fp_stdin",
+        "  else",
+        "    echo none",
+        "  fi",
+        "}",
     ].join("\n");
 
 /**
  * Create/update: checks the unit exists, writes stdin to a temp file beside
  * the target (mode 0600, root-owned), renames it over the target only when
  * the bytes differ, and then restarts a running unit. A failure before the
- * rename leaves the old file untouched; the temp file is always removed.
+ * rename leaves the old file untouched; the temp file is removed on exit,
+ * and a delivery killed before that (SIGKILL, a cut link) leaves one that
+ * the next delivery removes first.
  */
 export function deliverScript(t: RemoteTarget): string {
     return [
@@ -63,9 +80,15 @@ export function deliverScript(t: RemoteTarget): string {
         "umask 077",
         'dir=$(dirname -- "$f")',
         'mkdir -p -- "$dir"',
-        'tmp=$(mktemp -- "$dir/.ci-registry-auth.XXXXXX")',
+        // Deliveries of a stack are serialized by its state lock: any temp file here is a killed one's.
+        'for leftover in "$dir"/.ci-registry-auth.*; do if [ -f "$leftover" ]; then rm -f -- "$leftover"; fi; done',
+        "write_failed() {",
+        '  echo "ci-registry-auth: writing the new env file in $dir failed (is the file system full or read-only?); $f was not changed" >&2',
+        `  exit ${EXIT_WRITE_FAILED}`,
+        "}",
+        'tmp=$(mktemp -- "$dir/.ci-registry-auth.XXXXXX" 2>/dev/null) || write_failed',
         "trap 'rm -f -- \"$tmp\"' EXIT",
-        'cat > "$tmp"',
+        'cat > "$tmp" 2>/dev/null || write_failed',
         'if [ "$(grep -c -- "^$var=" "$tmp")" != 1 ]; then',
         '  echo "ci-registry-auth: the env file sent on stdin does not set $var exactly once; nothing was changed" >&2',
         `  exit ${EXIT_BAD_INPUT}`,
@@ -80,8 +103,15 @@ export function deliverScript(t: RemoteTarget): string {
         "  changed=true",
         "fi",
         'echo "changed=$changed"',
-        'echo "file_fp=$(env_value "$f" | fp_stdin)"',
-        'if [ "$changed" = true ]; then',
+        'file_fp=$(env_value "$f" | fp_stdin)',
+        'echo "file_fp=$file_fp"',
+        // Also restart when the bytes are the same but the running unit does not
+        // hold them: a delivery interrupted after its rename, before its restart.
+        "stale=false",
+        'if [ "$changed" = false ] && unit_reads_file && [ "$(systemctl is-active -- "$unit" 2>/dev/null || true)" = active ] && [ "$(process_fp)" != "$file_fp" ]; then',
+        "  stale=true",
+        "fi",
+        'if [ "$changed" = true ] || [ "$stale" = true ]; then',
         '  if systemctl try-restart -- "$unit"; then echo restarted=true; else',
         '    echo "ci-registry-auth: wrote $f but restarting $unit failed: see journalctl -u $unit" >&2',
         `    exit ${EXIT_RESTART_FAILED}`,
@@ -127,17 +157,12 @@ export function verifyScript(t: RemoteTarget): string {
         "  echo file=absent",
         "fi",
         'echo "unit_active=$(systemctl is-active -- "$unit" 2>/dev/null || true)"',
-        'if systemctl show -p EnvironmentFiles --value -- "$unit" 2>/dev/null | grep -qF -- "$f ("; then',
+        "if unit_reads_file; then",
         "  echo unit_reads_file=true",
         "else",
         "  echo unit_reads_file=false",
         "fi",
-        'pid=$(systemctl show -p MainPID --value -- "$unit" 2>/dev/null || echo 0)',
-        'if [ "${pid:-0}" -gt 0 ] && [ -r "/proc/$pid/environ" ]; then',
-        '  echo "process_fp=$(tr \'\\0\' \'\\n\' < "/proc/$pid/environ" | awk -v p="$var=" \'index($0, p) == 1 { printf "%s", substr($0, length(p) + 1); exit }\' | fp_stdin)"',
-        "else",
-        "  echo process_fp=none",
-        "fi",
+        'echo "process_fp=$(process_fp)"',
         ...runnerConfigLines,
     ].join("\n");
 }

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 
 import { renderEnvFile, envValueProblem, isValidEnvVarName, quoteEnvValue } from "../../components/envfile";
 import { fingerprint, isFingerprint } from "../../components/fingerprint";
-import { daysUntil, findExpiry, judgeExpiry, selectField } from "../../components/item";
+import { daysUntil, findExpiry, judgeExpiry, missingFieldMessage, selectField } from "../../components/item";
 import { shellQuote } from "../../components/shell";
 import { envFilePathProblem, isSshPublicKey } from "../../components/validate";
 import { readEnvFile } from "../support/systemd-env";
@@ -158,5 +158,29 @@ describe("validators", () => {
         for (const bad of ["etc/x.env", "/etc/x/", "/etc/../x.env", "/etc//x.env", "/x.env", "/etc/a\nb.env"]) {
             expect(envFilePathProblem(bad)).toBeDefined();
         }
+    });
+});
+
+describe("missingFieldMessage", () => {
+    it("explains that a custom field outside any section is invisible, naming the fields it can see and never a value", () => {
+        const item = {
+            credential: "",
+            sections: [{ id: "rotation", label: "rotation", fields: [{ id: "expires", label: "expires", value: "1767225600" }] }],
+        };
+        const message = missingFieldMessage(item, "zot-ci-api");
+        expect(message).toBe(
+            'no field "zot-ci-api" among the item\'s standard fields (credential, password, username) or in its sections (they hold: expires). ' +
+                "1Password's provider sees only those: a custom field outside any section is invisible to it. " +
+                "Fix: move the field into a section of the item (or keep the key in an API Credential item's 'credential' field), " +
+                "then set ci-registry-auth:field to its label.",
+        );
+        expect(message).not.toContain("1767225600");
+        expect(missingFieldMessage({}, "x")).toContain("(it has none)");
+    });
+
+    it("says a field that exists is empty", () => {
+        expect(missingFieldMessage({ credential: "" }, "credential")).toBe(
+            'field "credential" is empty. Fix: store the key in it (or set ci-registry-auth:field to the field that holds it).',
+        );
     });
 });

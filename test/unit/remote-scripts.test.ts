@@ -111,13 +111,35 @@ describe("deliver", () => {
         expect(r.stdout).not.toContain(KEY);
     });
 
-    it("changes nothing and does not restart when the bytes are the same", () => {
+    /** A stand-in for the unit's running main process, holding `value` in its environment. */
+    async function unitProcess(value: string): Promise<string> {
+        const child = spawn("sleep", ["60"], { env: { [VAR]: value, PATH: process.env["PATH"] }, stdio: "ignore" });
+        children.push(child);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return String(child.pid);
+    }
+
+    it("changes nothing and does not restart when the bytes are the same and the unit holds them", async () => {
         sh(deliverScript(target()), renderEnvFile(VAR, KEY));
         const before = statSync(envFile).mtimeMs;
-        const r = sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const r = sh(deliverScript(target()), renderEnvFile(VAR, KEY), { FAKE_PID: await unitProcess(KEY) });
         expect(parseReport(r.stdout)).toMatchObject({ changed: "false", restarted: "false" });
         expect(statSync(envFile).mtimeMs).toBe(before);
         expect(restarts()).toBe(1);
+    });
+
+    it("restarts once when the bytes are the same but the running unit holds another key (killed after its rename)", async () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const r = sh(deliverScript(target()), renderEnvFile(VAR, KEY), { FAKE_PID: await unitProcess("zak_the_old_key_0123456789") });
+        expect(parseReport(r.stdout)).toMatchObject({ changed: "false", restarted: "true" });
+        expect(restarts()).toBe(2);
+        // A unit that does not read the file is not restarted for it on every run.
+        const other = sh(deliverScript(target()), renderEnvFile(VAR, KEY), {
+            FAKE_PID: await unitProcess("zak_the_old_key_0123456789"),
+            FAKE_ENVFILES: "/etc/other.env (ignore_errors=no)",
+        });
+        expect(parseReport(other.stdout)).toMatchObject({ changed: "false", restarted: "false" });
+        expect(restarts()).toBe(2);
     });
 
     it("leaves the old file untouched when the unit does not exist", () => {
@@ -137,6 +159,15 @@ describe("deliver", () => {
             expect(leftovers()).toEqual([]);
             expect(r.stderr).not.toContain(KEY);
         }
+    });
+
+    it("removes a temp file a killed delivery left behind, and writes the new file whole", () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        writeFileSync(join(dir, "etc", "forgejo-runner", ".ci-registry-auth.Xk3q9Z"), "ZOT_CI_API_KEY=half");
+        const r = sh(deliverScript(target()), renderEnvFile(VAR, "zak_next_0123456789"));
+        expect(r.code, r.stderr).toBe(0);
+        expect(leftovers()).toEqual([]);
+        expect(readFileSync(envFile, "utf8")).toBe(renderEnvFile(VAR, "zak_next_0123456789"));
     });
 
     it("fails clearly when the restart fails, after the complete file is in place", () => {
