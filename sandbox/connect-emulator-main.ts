@@ -1,7 +1,7 @@
 /**
  * Runs the Connect emulator as its own process, so a test that blocks its
  * event loop (spawnSync of kubectl, ssh) cannot stall ESO's calls to it.
- * Reads `{"token", "port", "key", "expires", "extraItems"?}` as JSON on stdin
+ * Reads `{"token", "port", "key", "expires", "extraItems"?, "rawItems"?}` as JSON on stdin
  * (never argv), seeds vault `blumeops`, prints `listening <url>` and serves
  * until killed. Tests rotate the key through the Connect API itself (PUT).
  */
@@ -14,6 +14,10 @@ interface Seed {
     expires: string;
     /** Each with its own expiry (ISO 8601). */
     extraItems?: { title: string; username: string; credential: string; expires: string }[];
+    /** Items as Connect stores them (title, category, sections, fields), for shapes apiCredential does not make. */
+    rawItems?: Parameters<ConnectEmulator["addItem"]>[1][];
+    /** ConnectEmulator.holdFile. */
+    holdFile?: string;
 }
 
 async function main(): Promise<void> {
@@ -23,8 +27,12 @@ async function main(): Promise<void> {
     }
     const seed = JSON.parse(input) as Seed;
     const emulator = new ConnectEmulator(seed.token);
+    emulator.holdFile = seed.holdFile;
     const url = await emulator.listen(seed.port ?? 0);
     const { vault } = seedBlumeops(emulator, seed.key, new Date(seed.expires));
+    for (const raw of seed.rawItems ?? []) {
+        emulator.addItem(vault.id, raw);
+    }
     for (const extra of seed.extraItems ?? []) {
         emulator.addItem(vault.id, apiCredential(extra.title, extra.username, extra.credential, new Date(extra.expires)));
     }

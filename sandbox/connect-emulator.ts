@@ -20,6 +20,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -105,6 +106,12 @@ export class ConnectEmulator {
     /** Every request seen, for tests that check what clients asked for. */
     readonly requests: { method: string; path: string }[] = [];
     private server: Server | undefined;
+    /**
+     * Sandbox test hook: while this file exists, vault and item requests
+     * wait (after touching `<holdFile>.reached`), so a test can strike while
+     * a client is reading 1Password. Real Connect has no such thing.
+     */
+    holdFile: string | undefined;
 
     constructor(readonly token: string) {}
 
@@ -177,6 +184,10 @@ export class ConnectEmulator {
             const path = url.pathname.replace(/\/+$/, "") || "/";
             const method = req.method ?? "GET";
             this.requests.push({ method, path: `${path}${url.search}` });
+            while (this.holdFile !== undefined && existsSync(this.holdFile) && path.startsWith("/v1/vaults")) {
+                writeFileSync(`${this.holdFile}.reached`, "");
+                await new Promise((resolve) => setTimeout(resolve, 100));
+            }
             if (method === "GET" && path === "/heartbeat") {
                 res.writeHead(200, { "Content-Type": "text/plain" }).end(".");
                 return;
@@ -359,6 +370,12 @@ export async function spawnEmulator(seed: {
     key: string;
     expires: Date;
     extraItems?: { title: string; username: string; credential: string; expires?: Date }[];
+    /** See ConnectEmulator.holdFile. */
+    holdFile?: string;
+    /** A fixed port (to start it again where clients expect it). Default: any free one. */
+    port?: number;
+    /** Items as Connect stores them, e.g. with a custom field outside any section. */
+    rawItems?: Omit<Item, "id" | "vault" | "version" | "createdAt" | "updatedAt">[];
 }): Promise<EmulatorProcess> {
     const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", join(__dirname, "connect-emulator-main.ts")], {
         stdio: ["pipe", "pipe", "inherit"],

@@ -11,7 +11,7 @@
  * without it; a temp PULUMI_HOME holds them beside the toolchain's
  * kubernetes plugin, at exactly the versions the npm packages request.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -192,4 +192,33 @@ export function copyProjectTree(dest: string): void {
         mkdirSync(dirname(join(dest, file)), { recursive: true });
         cpSync(join(ROOT, file), join(dest, file));
     }
+}
+
+/** A `pulumi` command of a project stack as its own process group, so a test can kill all of it. */
+export interface PulumiProcess {
+    child: ChildProcess;
+    /** Everything it printed so far. */
+    output: string[];
+    /** Resolves to its exit code (or the signal's name). */
+    exited: Promise<number | string>;
+}
+
+/** Starts `pulumi <args> --stack <name>` in the stack's project with its environment, in a new process group. */
+export function spawnPulumi(run: ProjectRun, args: string[]): PulumiProcess {
+    const name = run.stack.name;
+    const child = spawn("pulumi", [...args, "--stack", name, "--non-interactive", "--color", "never"], {
+        cwd: run.project,
+        env: { ...process.env, ...run.env },
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+    });
+    const output: string[] = [];
+    child.stdout.on("data", (d: Buffer) => output.push(d.toString()));
+    child.stderr.on("data", (d: Buffer) => output.push(d.toString()));
+    const exited = new Promise<number | string>((resolve) =>
+        child.once("exit", (code, signal) => {
+            resolve(code ?? signal ?? -1);
+        }),
+    );
+    return { child, output, exited };
 }

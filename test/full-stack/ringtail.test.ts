@@ -88,6 +88,17 @@ beforeAll(async () => {
         extraItems: [
             { title: "zot-ci-apikey-expired", username: "zot-ci", credential: EXPIRED, expires: new Date(Date.now() - 86_400_000) },
         ],
+        // As a new user keeps it: a custom field added to an item, outside any section.
+        rawItems: [
+            {
+                title: "Forgejo Secrets",
+                category: "SECURE_NOTE",
+                fields: [
+                    { id: "notesPlain", type: "STRING", purpose: "NOTES", label: "notesPlain", value: "" },
+                    { id: "x7k2m4p9q1w3e5r6t8y0u2i4o6", type: "CONCEALED", label: "zot-ci-api", value: KEY },
+                ],
+            },
+        ],
     });
     host = Ringtail.start();
     work = mkdtempSync(join(tmpdir(), "cra-full-ringtail-"));
@@ -220,6 +231,11 @@ describe("bad input: one clear error, the runner as it was", () => {
     it.each([
         ["an unknown item", { "ci-registry-auth:item": { value: "no-such-item" } }, /no-such-item[\s\S]*ci-registry-auth:item/],
         ["an unknown field", { "ci-registry-auth:field": { value: "no-such-field" } }, /no-such-field[\s\S]*ci-registry-auth:field/],
+        [
+            "a key in a custom field outside any section",
+            { "ci-registry-auth:item": { value: "Forgejo Secrets" }, "ci-registry-auth:field": { value: "zot-ci-api" } },
+            /no field "zot-ci-api" among the item's standard fields[\s\S]*custom field outside any section is invisible[\s\S]*Fix: move the field into a section/,
+        ],
         ["a wrong Connect token", { "onepassword:token": { value: "not-the-token", secret: true } }, /onepassword:token/],
         ["an unreachable Connect server", { "onepassword:url": { value: "http://127.0.0.1:1" } }, /127\.0\.0\.1:1[\s\S]*onepassword:url/],
         ["an expired key", { "ci-registry-auth:item": { value: "zot-ci-apikey-expired" } }, /expired on \d{4}-\d{2}-\d{2}[\s\S]*Fix:/],

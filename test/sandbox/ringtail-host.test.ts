@@ -16,7 +16,16 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
-import { deliverScript, EXIT_NO_UNIT, jobsFromReport, parseReport, removeScript, verifyScript } from "../../components/remote-scripts";
+import {
+    deliverScript,
+    EXIT_NO_UNIT,
+    EXIT_RESTART_FAILED,
+    EXIT_WRITE_FAILED,
+    jobsFromReport,
+    parseReport,
+    removeScript,
+    verifyScript,
+} from "../../components/remote-scripts";
 import { Ringtail } from "../../sandbox/ringtail";
 import { findLeaks } from "../support/leaks";
 
@@ -118,6 +127,65 @@ describe("sandbox ringtail (real systemd over SSH)", () => {
         expect(r.code).toBe(255);
         expect(r.stderr).toMatch(/host key/i);
         expect(parseReport(ssh(verifyScript(target())).stdout)["file_fp"]).toBe(fingerprint(KEY));
+    });
+
+    it("a full /etc/forgejo-runner: the write fails naming the directory, the old file stays whole", () => {
+        ssh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        // A tiny tmpfs over the directory, holding the current file and nothing more to spare.
+        const fill = [
+            "set -e",
+            `cp ${host.facts.envFile} /root/env.keep`,
+            "mount -t tmpfs -o size=12k,mode=0755 tmpfs /etc/forgejo-runner",
+            `install -m 0600 /root/env.keep ${host.facts.envFile}`,
+            "dd if=/dev/zero of=/etc/forgejo-runner/filler bs=1k count=64 2>/dev/null || true",
+        ].join("\n");
+        expect(ssh(fill).code).toBe(0);
+        try {
+            const t0 = Date.now();
+            const r = ssh(deliverScript(target()), renderEnvFile(VAR, "zak_does_not_fit_0123456789abcdef"));
+            const ms = Date.now() - t0;
+            expect(r.code).toBe(EXIT_WRITE_FAILED);
+            expect(r.stderr).toBe(
+                "ci-registry-auth: writing the new env file in /etc/forgejo-runner failed (is the file system full or read-only?); /etc/forgejo-runner/zot-api-key.env was not changed\n",
+            );
+            expect(parseReport(ssh(verifyScript(target())).stdout)).toMatchObject({
+                file_fp: fingerprint(KEY),
+                file_mode: "600",
+                process_fp: fingerprint(KEY),
+            });
+            expect(
+                ssh("ls -A /etc/forgejo-runner")
+                    .stdout.split("\n")
+                    .filter((f) => f.startsWith(".ci-registry-auth.")),
+            ).toEqual([]);
+            console.log(`disk full: delivery refused in ${ms} ms, the old key whole, no temp file`);
+        } finally {
+            ssh("umount /etc/forgejo-runner");
+        }
+    });
+
+    it("a unit at systemd's start limit: the file is in place, the error names the unit and journalctl", () => {
+        // One start allowed per minute: the restart after delivery is refused,
+        // as when a crash-looping or quickly re-delivered unit hits the default limit.
+        const dropIn = `/run/systemd/system/${host.facts.unit}.d`;
+        const limit = `mkdir -p ${dropIn} && printf '[Unit]\\nStartLimitIntervalSec=60\\nStartLimitBurst=1\\n' > ${dropIn}/limit.conf`;
+        expect(
+            ssh(`${limit} && systemctl daemon-reload && systemctl reset-failed ${host.facts.unit} && systemctl restart ${host.facts.unit}`)
+                .code,
+        ).toBe(0);
+        try {
+            const r = ssh(deliverScript(target()), renderEnvFile(VAR, "zak_start_limit_0123456789abcdef"));
+            expect(r.code).toBe(EXIT_RESTART_FAILED);
+            expect(r.stderr).toContain(
+                `wrote ${host.facts.envFile} but restarting ${host.facts.unit} failed: see journalctl -u ${host.facts.unit}`,
+            );
+            expect(parseReport(ssh(verifyScript(target())).stdout)["file_fp"]).toBe(fingerprint("zak_start_limit_0123456789abcdef"));
+        } finally {
+            ssh(
+                `rm -rf ${dropIn} && systemctl daemon-reload && systemctl reset-failed ${host.facts.unit} && systemctl restart ${host.facts.unit}`,
+            );
+            ssh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        }
     });
 
     it("removes the file and restarts the unit, which then runs without the variable", () => {

@@ -1,0 +1,395 @@
+/**
+ * Faults during a run, on the whole stacks (the real engine, command,
+ * onepassword and kubernetes providers): `pulumi up` killed at each step of
+ * a rotation, a link cut mid-delivery, two runs at once, Connect gone
+ * mid-run, and on indri a kill during the sync and the rollout waits. After
+ * each: the runner holds one whole key (never half a file), the next `up`
+ * converges to hasKey after exactly the recovery step the README names, and
+ * the runner was restarted (ringtail) or rolled (indri) at most once per
+ * delivered key. Each case logs a figure for the README's table.
+ *
+ * The steps are reached with test-only hooks outside the program: on the
+ * sandbox host a FIFO that `sync` (between writing the temp file and the
+ * rename), `systemctl try-restart` (after the rename) or `systemctl
+ * is-active` (the read-only check) waits on (sandbox/ringtail/rootfs/
+ * test-hook), and the Connect emulator's hold file. "Killed" is the whole
+ * `pulumi up` process group (CLI, language host, program, providers), as a
+ * CI job timeout does it, plus, for the host steps, the paused script on
+ * the host, so nothing after that step runs there.
+ */
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { fingerprint } from "../../components/fingerprint";
+import { parseReport, verifyScript } from "../../components/remote-scripts";
+import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "../../sandbox/cluster";
+import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
+import { rotateKey } from "../../sandbox/onepassword";
+import {
+    indriSettings,
+    outputValues,
+    projectStack,
+    ringtailSettings,
+    spawnPulumi,
+    type ProjectRun,
+    type PulumiProcess,
+} from "../../sandbox/project-stack";
+import { Ringtail } from "../../sandbox/ringtail";
+import { nonDebug, recording } from "../../sandbox/stack";
+import { findLeaks } from "../support/leaks";
+
+const TOKEN = "sandbox-connect-token-faults";
+const VAR = "ZOT_CI_API_KEY";
+const NS = "forgejo-runner";
+const keys: Record<string, string> = {};
+const newKey = (name: string): string => (keys[name] = `zak_faults_${name}_${randomBytes(12).toString("hex")}`);
+
+let work: string;
+let holdFile: string;
+let emulator: EmulatorProcess;
+let port: number;
+let host: Ringtail;
+let cluster: Cluster;
+let ringtail: ProjectRun;
+let indri: ProjectRun;
+const transcripts: string[] = [];
+/** One row per fault, for the README. */
+const figures: string[] = [];
+
+const report = () => parseReport(host.ssh(verifyScript({ envFile: host.facts.envFile, unit: host.facts.unit, envVar: VAR })).stdout);
+const starts = () => Number(host.ssh(`journalctl -u ${host.facts.unit} -o cat --no-pager | grep -c '^Started '`).stdout.trim());
+const leftovers = () => host.ssh("ls -A /etc/forgejo-runner | grep -c '^\\.ci-registry-auth\\.' || true").stdout.trim();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(what: string, check: () => boolean, seconds = 60): Promise<void> {
+    const deadline = Date.now() + seconds * 1000;
+    while (!check()) {
+        if (Date.now() > deadline) throw new Error(`${what} did not happen within ${seconds} s`);
+        await sleep(200);
+    }
+}
+
+/** Kills a pulumi run's whole process group, as a CI job timeout would. */
+async function kill(p: PulumiProcess): Promise<void> {
+    try {
+        process.kill(-(p.child.pid ?? 0), "SIGKILL");
+    } catch {
+        // already gone
+    }
+    await p.exited;
+    transcripts.push(p.output.join(""));
+}
+
+/** A FIFO that a hooked command on the host waits on. */
+function arm(hook: string): void {
+    expect(host.ssh(`mkdir -p /run/cra-test-hooks && rm -f /run/cra-test-hooks/${hook}* && mkfifo /run/cra-test-hooks/${hook}`).code).toBe(
+        0,
+    );
+}
+
+/** Kills the host script paused at `hook` (nothing after that step runs) and removes the hook. */
+function killPaused(hook: string): void {
+    const r = host.ssh(
+        [
+            `f=/run/cra-test-hooks/${hook}`,
+            // The hook's shell and the delivery script above it, and the hook's `cat`.
+            'for pid in $(pgrep -f "^/bin/sh /usr/local/bin/(sync|systemctl)"); do pkill -KILL -P "$pid"; ppid=$(ps -o ppid= -p "$pid"); kill -KILL "$pid" $ppid 2>/dev/null; done',
+            'rm -f "$f" "$f.reached"',
+        ].join("\n"),
+    );
+    expect(r.code, r.stderr).toBe(0);
+}
+
+const reached = (hook: string) => host.ssh(`test -e /run/cra-test-hooks/${hook}.reached`).code === 0;
+
+/**
+ * `pulumi up` until it succeeds, taking the recovery steps the README names
+ * when the killed run left them to take: `pulumi cancel` for the lock, and
+ * `pulumi refresh --clear-pending-creates` for creates it left pending.
+ */
+async function converge(run: ProjectRun): Promise<{ steps: string[]; outputs: Record<string, unknown> }> {
+    const steps: string[] = [];
+    for (let i = 0; i < 4; i++) {
+        try {
+            const up = await run.stack.up(recording(run));
+            return { steps, outputs: outputValues(up.outputs) };
+        } catch (err) {
+            const message = err instanceof Error ? err.message : String(err);
+            run.transcript.push(message);
+            if (/currently locked/.test(message)) {
+                steps.push("pulumi cancel");
+                await run.stack.cancel();
+            } else if (/pending operations|clear-pending-creates/.test(message)) {
+                steps.push("pulumi refresh --clear-pending-creates");
+                await run.stack.refresh({ ...recording(run), clearPendingCreates: true });
+            } else {
+                throw err;
+            }
+        }
+    }
+    throw new Error(`pulumi up did not converge after ${steps.join(", ")}`);
+}
+
+beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), "cra-faults-"));
+    holdFile = join(work, "hold-connect");
+    emulator = await spawnEmulator({ token: TOKEN, key: newKey("first"), expires: new Date(Date.now() + 80 * 86_400_000), holdFile });
+    port = Number(new URL(emulator.url).port);
+    host = Ringtail.start();
+    cluster = Cluster.start();
+    cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG }), ARGO_MANAGER);
+    cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
+    cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", NS]);
+    ringtail = await projectStack("ringtail", ringtailSettings(emulator.url, TOKEN, host.facts), { SSH_AUTH_SOCK: "" });
+    indri = await projectStack("indri", indriSettings(emulator.url, TOKEN, cluster.kubeconfig));
+    for (const run of [ringtail, indri]) {
+        expect((await run.stack.up(recording(run))).outputs["hasKey"]?.value).toBe(true);
+    }
+}, 900_000);
+
+afterAll(async () => {
+    console.log(`faults:\n${figures.map((f) => `  ${f}`).join("\n")}`);
+    for (const r of [ringtail, indri] as (ProjectRun | undefined)[]) r?.dispose();
+    (cluster as Cluster | undefined)?.stop();
+    (host as Ringtail | undefined)?.stop();
+    await (emulator as EmulatorProcess | undefined)?.stop();
+    (cluster as Cluster | undefined)?.remove();
+    if (work) rmSync(work, { recursive: true, force: true });
+}, 120_000);
+
+describe("ringtail: `pulumi up` killed during a rotation, at each step", () => {
+    const steps = [
+        { step: "before SSH (reading 1Password)", hook: undefined, holds: "old" },
+        { step: "temp file written, not yet renamed", hook: "sync", holds: "old" },
+        { step: "renamed, unit not yet restarted", hook: "systemctl.try-restart", holds: "new" },
+        { step: "during the check's read", hook: "systemctl.is-active", holds: "new" },
+    ] as const;
+
+    it.each(steps)("killed $step: one whole key on the host, and the next up converges with one restart", async ({ step, hook, holds }) => {
+        const old = report();
+        const key = newKey(step.replace(/\W+/g, "-"));
+        await rotateKey(emulator.url, TOKEN, key);
+        const startsBefore = starts();
+        if (hook === undefined) writeFileSync(holdFile, "");
+        else arm(hook);
+
+        const up = spawnPulumi(ringtail, ["up", "--yes", "--skip-preview"]);
+        await waitFor(`pulumi up reaching "${step}"`, () => (hook === undefined ? existsSync(`${holdFile}.reached`) : reached(hook)), 120);
+        const t0 = Date.now();
+        await kill(up);
+        if (hook === undefined) {
+            rmSync(holdFile, { force: true });
+            rmSync(`${holdFile}.reached`, { force: true });
+        } else {
+            killPaused(hook);
+        }
+
+        // What the host holds now: one whole key, root-only, and the unit runs.
+        const now = report();
+        const expected = holds === "old" ? old["file_fp"] : fingerprint(key);
+        expect(now).toMatchObject({ file_fp: expected, file_owner: "0:0", file_mode: "600", unit_active: "active" });
+        const stray = leftovers();
+
+        const { steps: recovery, outputs } = await converge(ringtail);
+        const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+        expect(outputs).toMatchObject({ hasKey: true, keyFingerprint: fingerprint(key) });
+        expect(report()).toMatchObject({ file_fp: fingerprint(key), process_fp: fingerprint(key) });
+        expect(leftovers()).toBe("0");
+        const restarts = starts() - startsBefore;
+        expect(restarts).toBe(1);
+        figures.push(
+            `ringtail, killed ${step}: host held the ${holds} key whole (0600, unit active, ${stray} stray temp file(s)); ` +
+                `recovery: ${recovery.join(" + ") || "none"} then up, ${seconds} s to hasKey; ${restarts} restart(s)`,
+        );
+    });
+});
+
+describe("ringtail: the SSH link cut mid-delivery", () => {
+    it("fails within a bounded time, the old file whole; the next up after the link is back converges", async () => {
+        const old = report();
+        const key = newKey("link-cut");
+        await rotateKey(emulator.url, TOKEN, key);
+        const startsBefore = starts();
+        arm("sync");
+        const up = spawnPulumi(ringtail, ["up", "--yes", "--skip-preview"]);
+        await waitFor("the delivery's temp file", () => reached("sync"), 120);
+        // The link drops: nothing more passes either way (the host side of ringtail's veth).
+        const t0 = Date.now();
+        execFileSync("ip", ["link", "set", "cra-rt0", "down"]);
+        let code: number | string;
+        try {
+            code = await Promise.race([up.exited, sleep(400_000).then(() => "still running after 400 s")]);
+        } finally {
+            execFileSync("ip", ["link", "set", "cra-rt0", "up"]);
+        }
+        const seconds = ((Date.now() - t0) / 1000).toFixed(0);
+        const output = up.output.join("");
+        transcripts.push(output);
+        expect(code).not.toBe(0);
+        expect(code).not.toBe("still running after 400 s");
+        const error = output
+            .split("\n")
+            .filter((l) => /error/i.test(l))
+            .slice(0, 3)
+            .join(" | ");
+        await waitFor("ringtail answering again", () => host.ssh("true").code === 0, 60);
+        killPaused("sync");
+        expect(report()).toMatchObject({ file_fp: old["file_fp"], file_mode: "600", unit_active: "active" });
+
+        const { steps, outputs } = await converge(ringtail);
+        expect(outputs).toMatchObject({ hasKey: true, keyFingerprint: fingerprint(key) });
+        expect(leftovers()).toBe("0");
+        expect(starts() - startsBefore).toBe(1);
+        figures.push(
+            `ringtail, link cut mid-delivery: up failed after ${seconds} s (${error}); old key whole; recovery: ${steps.join(" + ") || "none"} then up; 1 restart`,
+        );
+    });
+});
+
+describe("ringtail: two `pulumi up` at once", () => {
+    it("the second is refused with the backend's lock message; one delivery, one restart", async () => {
+        const key = newKey("concurrent");
+        await rotateKey(emulator.url, TOKEN, key);
+        const startsBefore = starts();
+        const a = spawnPulumi(ringtail, ["up", "--yes", "--skip-preview"]);
+        await sleep(1500);
+        const b = spawnPulumi(ringtail, ["up", "--yes", "--skip-preview"]);
+        const [codeA, codeB] = await Promise.all([a.exited, b.exited]);
+        transcripts.push(a.output.join(""), b.output.join(""));
+        expect([codeA, codeB].filter((c) => c === 0)).toHaveLength(1);
+        const refused = codeA === 0 ? b : a;
+        expect(refused.output.join("")).toMatch(/the stack is currently locked by 1 lock\(s\)/);
+        expect(report()).toMatchObject({ file_fp: fingerprint(key), process_fp: fingerprint(key) });
+        expect(starts() - startsBefore).toBe(1);
+        figures.push(`ringtail, two ups at once: the second refused ("the stack is currently locked"), 1 restart`);
+    });
+});
+
+describe("1Password Connect gone mid-run", () => {
+    it.each(["ringtail", "indri"] as const)(
+        "%s: a clear error naming onepassword:url, the runner unchanged; the next up converges",
+        async (name) => {
+            const run = name === "ringtail" ? ringtail : indri;
+            const before =
+                name === "ringtail"
+                    ? report()["file_fp"]
+                    : cluster.get<{ metadata: { resourceVersion: string } }>("deployment", "forgejo-runner", NS)?.metadata.resourceVersion;
+            writeFileSync(holdFile, "");
+            const up = spawnPulumi(run, ["up", "--yes", "--skip-preview"]);
+            await waitFor("pulumi up reading 1Password", () => existsSync(`${holdFile}.reached`), 120);
+            const t0 = Date.now();
+            await emulator.stop();
+            const code = await up.exited;
+            const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+            const output = up.output.join("");
+            transcripts.push(output);
+            rmSync(holdFile, { force: true });
+            rmSync(`${holdFile}.reached`, { force: true });
+            expect(code).not.toBe(0);
+            expect(output).toMatch(/onepassword:url/);
+            const after =
+                name === "ringtail"
+                    ? report()["file_fp"]
+                    : cluster.get<{ metadata: { resourceVersion: string } }>("deployment", "forgejo-runner", NS)?.metadata.resourceVersion;
+            expect(after).toBe(before);
+            // Connect comes back where the stack expects it.
+            emulator = await spawnEmulator({
+                token: TOKEN,
+                key: keys["concurrent"] ?? "",
+                expires: new Date(Date.now() + 80 * 86_400_000),
+                holdFile,
+                port,
+            });
+            const { steps, outputs } = await converge(run);
+            expect(outputs["hasKey"]).toBe(true);
+            figures.push(
+                `${name}, Connect gone mid-run: error naming onepassword:url after ${seconds} s, runner unchanged; recovery: ${steps.join(" + ") || "none"} then up`,
+            );
+        },
+    );
+});
+
+describe("indri: `pulumi up` killed during a rotation's waits", () => {
+    const pid = (name: string) => Number(readFileSync(join(cluster.state, `${name}.pid`), "utf8"));
+    const ours = () =>
+        (
+            JSON.parse(
+                cluster.kubectl(["get", "externalsecret", "-n", NS, "-l", "app.kubernetes.io/managed-by=ci-registry-auth", "-o", "json"])
+                    .stdout,
+            ) as {
+                items: unknown[];
+            }
+        ).items.length;
+    const secretFingerprint = () =>
+        cluster.get<{ metadata: { annotations?: Record<string, string> } }>("secret", "zot-ci-api-key", NS)?.metadata.annotations?.[
+            "ci-registry-auth.eblu.me/key-fingerprint"
+        ];
+    const readyOld = (fp: string) =>
+        (
+            JSON.parse(cluster.kubectl(["get", "rs", "-n", NS, "-l", "app=forgejo-runner", "-o", "json"]).stdout) as {
+                items: { spec: { template: { metadata: { annotations?: Record<string, string> } } }; status: { readyReplicas?: number } }[];
+            }
+        ).items.find((rs) => rs.spec.template.metadata.annotations?.["ci-registry-auth.eblu.me/key-fingerprint"] === fp)?.status
+            .readyReplicas ?? 0;
+    const rsCount = () =>
+        (JSON.parse(cluster.kubectl(["get", "rs", "-n", NS, "-l", "app=forgejo-runner", "-o", "json"]).stdout) as { items: unknown[] })
+            .items.length;
+
+    it.each([
+        { wait: "the ExternalSecret sync wait", stopped: "external-secrets" },
+        { wait: "the rollout wait", stopped: "kwok" },
+    ])(
+        "killed during $wait: the runner keeps a whole key and its pods; the next up converges with one rollout",
+        async ({ wait, stopped }) => {
+            const oldFp = secretFingerprint() ?? "";
+            const key = newKey(stopped);
+            await rotateKey(emulator.url, TOKEN, key);
+            const rs = rsCount();
+            process.kill(pid(stopped), "SIGSTOP");
+            const up = spawnPulumi(indri, ["up", "--yes", "--skip-preview"]);
+            try {
+                if (stopped === "external-secrets") {
+                    await waitFor("the new ExternalSecret", () => ours() === 2, 120);
+                } else {
+                    await waitFor("the new pod template", () => rsCount() === rs + 1, 120);
+                }
+                await sleep(1000);
+                await kill(up);
+            } finally {
+                process.kill(pid(stopped), "SIGCONT");
+            }
+            const t0 = Date.now();
+            // The Secret the Deployment references kept a whole key; the old pods still run.
+            const fpNow = secretFingerprint();
+            expect([oldFp, fingerprint(key)]).toContain(fpNow);
+            expect(readyOld(oldFp)).toBe(1);
+
+            const { steps, outputs } = await converge(indri);
+            const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+            expect(outputs).toMatchObject({ hasKey: true, keyFingerprint: fingerprint(key) });
+            expect(ours()).toBe(1);
+            expect(rsCount()).toBe(rs + 1);
+            figures.push(
+                `indri, killed during ${wait}: Secret held ${fpNow === oldFp ? "the old" : "the new"} key whole, old pods ready; ` +
+                    `recovery: ${steps.join(" + ") || "none"} then up, ${seconds} s to hasKey; 1 new ReplicaSet`,
+            );
+        },
+    );
+});
+
+describe("leaks", () => {
+    it("no key in any killed run's output, state, or the host transcript", () => {
+        const sources = {
+            "killed and concurrent runs": transcripts.join("\n"),
+            "ringtail state+output": ringtail.persisted() + nonDebug(ringtail),
+            "indri state+output": indri.persisted() + nonDebug(indri),
+            "ssh transcript": host.transcript.join("\n"),
+        };
+        expect(findLeaks(sources, keys)).toEqual([]);
+    });
+});
