@@ -29,6 +29,15 @@ export function secretObjectName(base: string, keyFingerprint: string): string {
 }
 
 /**
+ * Annotations that make the Kubernetes provider apply an object with our
+ * field manager instead of a random one chosen per create: a create that a
+ * killed `pulumi up` left half-done (the object made, the state not written)
+ * is then applied again by the same manager on the next `up`, where a new
+ * random manager would hit a server-side-apply field conflict.
+ */
+const fieldManagerAnnotation = (fieldManager: string): Record<string, string> => ({ "pulumi.com/patchFieldManager": fieldManager });
+
+/**
  * The Secret the runner reads, made (empty) by this program under a stable
  * name so the Deployment's env entry never changes; every ExternalSecret
  * merges the key into it.
@@ -36,11 +45,12 @@ export function secretObjectName(base: string, keyFingerprint: string): string {
 export function targetSecretManifest(
     name: string,
     namespace: string,
+    fieldManager: string,
 ): {
-    metadata: { name: string; namespace: string; labels: Record<string, string> };
+    metadata: { name: string; namespace: string; labels: Record<string, string>; annotations: Record<string, string> };
     type: string;
 } {
-    return { metadata: { name, namespace, labels: { ...MANAGED_BY } }, type: "Opaque" };
+    return { metadata: { name, namespace, labels: { ...MANAGED_BY }, annotations: fieldManagerAnnotation(fieldManager) }, type: "Opaque" };
 }
 
 /** Inputs of {@link externalSecretManifest}. */
@@ -59,6 +69,8 @@ export interface ExternalSecretInput {
     secretKey: string;
     keyFingerprint: string;
     syncTimeoutSeconds: number;
+    /** Server-side-apply field manager (see fieldManagerAnnotation). */
+    fieldManager: string;
 }
 
 /**
@@ -82,6 +94,7 @@ export function externalSecretManifest(input: ExternalSecretInput): {
             namespace: input.namespace,
             labels: { ...MANAGED_BY },
             annotations: {
+                ...fieldManagerAnnotation(input.fieldManager),
                 [FINGERPRINT_ANNOTATION]: input.keyFingerprint,
                 "pulumi.com/waitFor": "condition=Ready",
                 "pulumi.com/timeoutSeconds": String(input.syncTimeoutSeconds),

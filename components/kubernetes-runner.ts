@@ -114,7 +114,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
 
         // The Secret the runner reads: made empty under a stable name, after
         // the preconditions passed; ESO merges the key into it.
-        const target = targetSecretManifest(r.secretName, r.namespace);
+        const target = targetSecretManifest(r.secretName, r.namespace, r.fieldManager);
         const targetSecret = new k8s.core.v1.Secret(
             `${name}-secret`,
             {
@@ -138,6 +138,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                     secretKey: args.envVar,
                     keyFingerprint,
                     syncTimeoutSeconds: r.syncTimeoutSeconds,
+                    fieldManager: r.fieldManager,
                 }),
             );
         const externalSecret = new k8s.apiextensions.CustomResource(

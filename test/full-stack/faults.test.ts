@@ -23,7 +23,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
 import { parseReport, verifyScript } from "../../components/remote-scripts";
@@ -74,6 +74,14 @@ async function waitFor(what: string, check: () => boolean, seconds = 60): Promis
     }
 }
 
+/** Every pulumi run a test started, so none outlives its test. */
+const running: PulumiProcess[] = [];
+function start(run: ProjectRun): PulumiProcess {
+    const p = spawnPulumi(run, ["up", "--yes", "--skip-preview"]);
+    running.push(p);
+    return p;
+}
+
 /** Kills a pulumi run's whole process group, as a CI job timeout would. */
 async function kill(p: PulumiProcess): Promise<void> {
     try {
@@ -97,8 +105,8 @@ function killPaused(hook: string): void {
     const r = host.ssh(
         [
             `f=/run/cra-test-hooks/${hook}`,
-            // The hook's shell and the delivery script above it, and the hook's `cat`.
-            'for pid in $(pgrep -f "^/bin/sh /usr/local/bin/(sync|systemctl)"); do pkill -KILL -P "$pid"; ppid=$(ps -o ppid= -p "$pid"); kill -KILL "$pid" $ppid 2>/dev/null; done',
+            // The delivery script and the hook's shell first (so neither goes on), then the hook's `cat`.
+            'for pid in $(pgrep -f "^/bin/sh /usr/local/bin/(sync|systemctl)"); do kids=$(pgrep -P "$pid"); ppid=$(ps -o ppid= -p "$pid"); kill -KILL $ppid "$pid" $kids 2>/dev/null; done',
             'rm -f "$f" "$f.reached"',
         ].join("\n"),
     );
@@ -152,6 +160,17 @@ beforeAll(async () => {
     }
 }, 900_000);
 
+afterEach(async (context) => {
+    for (const p of running.splice(0)) await kill(p);
+    rmSync(holdFile, { force: true });
+    rmSync(`${holdFile}.reached`, { force: true });
+    host.ssh("rm -rf /run/cra-test-hooks; ip link set eth0 up 2>/dev/null || true");
+    if (context.task.result?.state === "fail") {
+        await converge(ringtail).catch(() => undefined);
+        await converge(indri).catch(() => undefined);
+    }
+}, 300_000);
+
 afterAll(async () => {
     console.log(`faults:\n${figures.map((f) => `  ${f}`).join("\n")}`);
     for (const r of [ringtail, indri] as (ProjectRun | undefined)[]) r?.dispose();
@@ -178,7 +197,7 @@ describe("ringtail: `pulumi up` killed during a rotation, at each step", () => {
         if (hook === undefined) writeFileSync(holdFile, "");
         else arm(hook);
 
-        const up = spawnPulumi(ringtail, ["up", "--yes", "--skip-preview"]);
+        const up = start(ringtail);
         await waitFor(`pulumi up reaching "${step}"`, () => (hook === undefined ? existsSync(`${holdFile}.reached`) : reached(hook)), 120);
         const t0 = Date.now();
         await kill(up);
@@ -216,7 +235,7 @@ describe("ringtail: the SSH link cut mid-delivery", () => {
         await rotateKey(emulator.url, TOKEN, key);
         const startsBefore = starts();
         arm("sync");
-        const up = spawnPulumi(ringtail, ["up", "--yes", "--skip-preview"]);
+        const up = start(ringtail);
         await waitFor("the delivery's temp file", () => reached("sync"), 120);
         // The link drops: nothing more passes either way (the host side of ringtail's veth).
         const t0 = Date.now();
@@ -256,9 +275,9 @@ describe("ringtail: two `pulumi up` at once", () => {
         const key = newKey("concurrent");
         await rotateKey(emulator.url, TOKEN, key);
         const startsBefore = starts();
-        const a = spawnPulumi(ringtail, ["up", "--yes", "--skip-preview"]);
+        const a = start(ringtail);
         await sleep(1500);
-        const b = spawnPulumi(ringtail, ["up", "--yes", "--skip-preview"]);
+        const b = start(ringtail);
         const [codeA, codeB] = await Promise.all([a.exited, b.exited]);
         transcripts.push(a.output.join(""), b.output.join(""));
         expect([codeA, codeB].filter((c) => c === 0)).toHaveLength(1);
@@ -280,7 +299,7 @@ describe("1Password Connect gone mid-run", () => {
                     ? report()["file_fp"]
                     : cluster.get<{ metadata: { resourceVersion: string } }>("deployment", "forgejo-runner", NS)?.metadata.resourceVersion;
             writeFileSync(holdFile, "");
-            const up = spawnPulumi(run, ["up", "--yes", "--skip-preview"]);
+            const up = start(run);
             await waitFor("pulumi up reading 1Password", () => existsSync(`${holdFile}.reached`), 120);
             const t0 = Date.now();
             await emulator.stop();
@@ -346,12 +365,17 @@ describe("indri: `pulumi up` killed during a rotation's waits", () => {
     ])(
         "killed during $wait: the runner keeps a whole key and its pods; the next up converges with one rollout",
         async ({ wait, stopped }) => {
-            const oldFp = secretFingerprint() ?? "";
+            const oldFp =
+                cluster.get<{ spec: { template: { metadata: { annotations?: Record<string, string> } } } }>(
+                    "deployment",
+                    "forgejo-runner",
+                    NS,
+                )?.spec.template.metadata.annotations?.["ci-registry-auth.eblu.me/key-fingerprint"] ?? "";
             const key = newKey(stopped);
             await rotateKey(emulator.url, TOKEN, key);
             const rs = rsCount();
             process.kill(pid(stopped), "SIGSTOP");
-            const up = spawnPulumi(indri, ["up", "--yes", "--skip-preview"]);
+            const up = start(indri);
             try {
                 if (stopped === "external-secrets") {
                     await waitFor("the new ExternalSecret", () => ours() === 2, 120);

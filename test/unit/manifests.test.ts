@@ -8,6 +8,7 @@ import {
     externalSecretManifest,
     FINGERPRINT_ANNOTATION,
     secretObjectName,
+    targetSecretManifest,
 } from "../../components/kubernetes-manifests";
 
 const FP = fingerprint("zak_manifest_key_0123456789");
@@ -68,6 +69,7 @@ describe("external secret", () => {
         secretKey: "ZOT_CI_API_KEY",
         keyFingerprint: FP,
         syncTimeoutSeconds: 90,
+        fieldManager: "ci-registry-auth",
     });
 
     it("uses the v1 API, the ClusterSecretStore and a bounded wait for Ready", () => {
@@ -76,6 +78,13 @@ describe("external secret", () => {
             annotations: { "pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "90", [FINGERPRINT_ANNOTATION]: FP },
         });
         expect(es.spec).toMatchObject({ secretStoreRef: { kind: "ClusterSecretStore", name: "onepassword-blumeops" } });
+    });
+
+    it("applies with our field manager, so a create a killed run left half-done is applied again without a conflict", () => {
+        expect(es.metadata).toMatchObject({ annotations: { "pulumi.com/patchFieldManager": "ci-registry-auth" } });
+        expect(targetSecretManifest("zot-ci-api-key", "forgejo-runner", "ci-registry-auth").metadata.annotations).toEqual({
+            "pulumi.com/patchFieldManager": "ci-registry-auth",
+        });
     });
 
     it("merges into the stable Secret this program made, keeping it on deletion", () => {
