@@ -5,9 +5,9 @@
  * and the Forgejo runner Deployment that Argo CD owns, with its own
  * ExternalSecret `forgejo-runner-env`.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -75,6 +75,31 @@ export class Cluster {
     /** Waits (bounded) with kubectl wait. */
     wait(args: string[], timeoutSeconds = 120): void {
         this.kubectl(["wait", ...args, `--timeout=${timeoutSeconds}s`]);
+    }
+
+    /**
+     * Kills the API server and starts it again with the same command line
+     * and log (kine keeps the data), waiting until it answers: a restart of
+     * the control plane under a running client.
+     */
+    restartApiServer(): void {
+        const pidFile = join(this.state, "kube-apiserver.pid");
+        const pid = Number(readFileSync(pidFile, "utf8"));
+        const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8")
+            .split("\0")
+            .filter((a) => a !== "");
+        process.kill(pid, "SIGKILL");
+        spawnSync("sh", ["-c", `while kill -0 ${pid} 2>/dev/null; do sleep 0.1; done`], { timeout: 30_000 });
+        const log = openSync(join(this.state, "kube-apiserver.log"), "a");
+        const child = spawn(argv[0] ?? "kube-apiserver", argv.slice(1), { detached: true, stdio: ["ignore", log, log] });
+        child.unref();
+        writeFileSync(pidFile, `${String(child.pid)}\n`);
+        const deadline = Date.now() + 60_000;
+        while (this.kubectl(["get", "--raw", "/readyz"], undefined, true).code !== 0) {
+            if (Date.now() > deadline)
+                throw new Error(`the API server did not come back within 60 s; log: ${join(this.state, "kube-apiserver.log")}`);
+            spawnSync("sleep", ["0.3"]);
+        }
     }
 
     /**

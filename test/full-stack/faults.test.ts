@@ -29,6 +29,7 @@ import { fingerprint } from "../../components/fingerprint";
 import { parseReport, verifyScript } from "../../components/remote-scripts";
 import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
+import { setConfig } from "../../automation/job";
 import { rotateKey } from "../../sandbox/onepassword";
 import {
     indriSettings,
@@ -404,6 +405,83 @@ describe("indri: `pulumi up` killed during a rotation's waits", () => {
             );
         },
     );
+});
+
+describe("indri: the cluster's parts failing during a rotation", () => {
+    const pid = (name: string) => Number(readFileSync(join(cluster.state, `${name}.pid`), "utf8"));
+    const secretFingerprint = () =>
+        cluster.get<{ metadata: { annotations?: Record<string, string> } }>("secret", "zot-ci-api-key", NS)?.metadata.annotations?.[
+            "ci-registry-auth.eblu.me/key-fingerprint"
+        ];
+
+    it("ESO stopped: the bounded sync wait fails with a clear error, the old key is still served; the next up converges", async () => {
+        setConfig(indri.project, "indri", "ci-registry-auth:runner.syncTimeoutSeconds", "15", false, indri.env);
+        await converge(indri);
+        const oldFp = secretFingerprint();
+        const key = newKey("eso-stopped");
+        await rotateKey(emulator.url, TOKEN, key);
+        process.kill(pid("external-secrets"), "SIGSTOP");
+        const t0 = Date.now();
+        let code: number | string;
+        let output: string;
+        try {
+            const up = start(indri);
+            code = await up.exited;
+            output = up.output.join("");
+            transcripts.push(output);
+            // Meanwhile the runner's Secret kept the old key.
+            expect(secretFingerprint()).toBe(oldFp);
+        } finally {
+            process.kill(pid("external-secrets"), "SIGCONT");
+        }
+        const seconds = ((Date.now() - t0) / 1000).toFixed(0);
+        expect(code).not.toBe(0);
+        const error = /ExternalSecret[^\n]*(timed out|not ready|Ready)[^\n]*/i.exec(output)?.[0] ?? "";
+        expect(error).not.toBe("");
+        const { steps, outputs } = await converge(indri);
+        expect(outputs).toMatchObject({ hasKey: true, keyFingerprint: fingerprint(key) });
+        figures.push(
+            `indri, ESO stopped during a rotation: up failed after ${seconds} s (${error.slice(0, 160)}); old key served; recovery: ${steps.join(" + ") || "none"} then up`,
+        );
+    });
+
+    it("the API server restarted during the rollout wait: the wait rides it out (or fails clearly), and the next up converges", async () => {
+        const key = newKey("apiserver-restart");
+        await rotateKey(emulator.url, TOKEN, key);
+        const rsBefore = JSON.parse(cluster.kubectl(["get", "rs", "-n", NS, "-l", "app=forgejo-runner", "-o", "json"]).stdout) as {
+            items: unknown[];
+        };
+        process.kill(pid("kwok"), "SIGSTOP");
+        const up = start(indri);
+        const t0 = Date.now();
+        try {
+            await waitFor(
+                "the new pod template",
+                () =>
+                    (
+                        JSON.parse(cluster.kubectl(["get", "rs", "-n", NS, "-l", "app=forgejo-runner", "-o", "json"]).stdout) as {
+                            items: unknown[];
+                        }
+                    ).items.length ===
+                    rsBefore.items.length + 1,
+                120,
+            );
+            await sleep(1000);
+            cluster.restartApiServer();
+        } finally {
+            process.kill(pid("kwok"), "SIGCONT");
+        }
+        const code = await up.exited;
+        const seconds = ((Date.now() - t0) / 1000).toFixed(0);
+        const output = up.output.join("");
+        transcripts.push(output);
+        const { steps, outputs } = await converge(indri);
+        expect(outputs).toMatchObject({ hasKey: true, keyFingerprint: fingerprint(key) });
+        const ending = code === 0 ? "up finished" : `up failed (${/error: ([^\n]{0,160})/.exec(output)?.[1] ?? "no error line"})`;
+        figures.push(
+            `indri, API server restarted during the rollout wait: ${ending} after ${seconds} s; recovery: ${steps.join(" + ") || "none"} then up`,
+        );
+    });
 });
 
 describe("leaks", () => {
