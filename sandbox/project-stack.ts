@@ -203,6 +203,52 @@ export interface PulumiProcess {
     exited: Promise<number | string>;
 }
 
+/** Every process below `pid` (children, their children, …), from `ps`. */
+export function descendants(pid: number): number[] {
+    const rows = spawnSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8" })
+        .stdout.trim()
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/).map(Number));
+    const found: number[] = [];
+    const walk = (parent: number): void => {
+        for (const [child, ppid] of rows) {
+            if (ppid === parent && child !== undefined) {
+                found.push(child);
+                walk(child);
+            }
+        }
+    };
+    walk(pid);
+    return found;
+}
+
+/**
+ * SIGKILLs a pulumi command's process group, as a CI job timeout does, and
+ * returns the processes below it that were in another group and outlived
+ * that (they are killed too, and reported): the nodejs language host starts
+ * the program in a process group of its own.
+ */
+export async function killPulumi(p: PulumiProcess): Promise<number[]> {
+    const pid = p.child.pid ?? 0;
+    const below = descendants(pid);
+    try {
+        process.kill(-pid, "SIGKILL");
+    } catch {
+        // already gone
+    }
+    await p.exited;
+    const survivors = below.filter((d) => {
+        try {
+            process.kill(d, 0);
+            return true;
+        } catch {
+            return false;
+        }
+    });
+    for (const d of survivors) process.kill(d, "SIGKILL");
+    return survivors;
+}
+
 /** Starts `pulumi <args> --stack <name>` in the stack's project with its environment, in a new process group. */
 export function spawnPulumi(run: ProjectRun, args: string[]): PulumiProcess {
     const name = run.stack.name;

@@ -33,6 +33,7 @@ import { setConfig } from "../../automation/job";
 import { rotateKey } from "../../sandbox/onepassword";
 import {
     indriSettings,
+    killPulumi,
     outputValues,
     projectStack,
     ringtailSettings,
@@ -83,14 +84,13 @@ function start(run: ProjectRun): PulumiProcess {
     return p;
 }
 
-/** Kills a pulumi run's whole process group, as a CI job timeout would. */
+/** Processes of a killed run that outlived its process group (the program's node process). */
+const orphans: string[] = [];
+
+/** Kills a pulumi run's whole process group, as a CI job timeout would, and whatever outlived it. */
 async function kill(p: PulumiProcess): Promise<void> {
-    try {
-        process.kill(-(p.child.pid ?? 0), "SIGKILL");
-    } catch {
-        // already gone
-    }
-    await p.exited;
+    const survivors = await killPulumi(p);
+    if (survivors.length > 0) orphans.push(`${String(survivors.length)} after ${p.child.spawnargs.slice(1, 2).join(" ")}`);
     transcripts.push(p.output.join(""));
 }
 
@@ -174,6 +174,7 @@ afterEach(async (context) => {
 
 afterAll(async () => {
     console.log(`faults:\n${figures.map((f) => `  ${f}`).join("\n")}`);
+    console.log(`processes that outlived a killed run's process group: ${orphans.length === 0 ? "none" : orphans.join(", ")}`);
     for (const r of [ringtail, indri] as (ProjectRun | undefined)[]) r?.dispose();
     (cluster as Cluster | undefined)?.stop();
     (host as Ringtail | undefined)?.stop();
