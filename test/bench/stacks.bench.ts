@@ -61,54 +61,65 @@ function timed(s: BenchStack, args: string[]): number {
 const preview = (s: BenchStack): number => timed(s, ["preview"]);
 const up = (s: BenchStack): number => timed(s, ["up", "--yes", "--skip-preview"]);
 
-/** The empty program, in a project of its own beside the real one's node_modules and tsconfig. */
-async function emptyStack(work: string): Promise<BenchStack> {
-    const project = join(work, "empty");
+/** A project of its own beside the real one's node_modules: `files` written, `copies` taken from this project. */
+async function benchProject(
+    work: string,
+    dir: string,
+    stackName: string,
+    files: Record<string, string>,
+    copies: string[],
+): Promise<BenchStack> {
+    const project = join(work, dir);
     mkdirSync(project, { recursive: true });
-    writeFileSync(join(project, "Pulumi.yaml"), "name: empty\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n");
-    writeFileSync(join(project, "index.ts"), 'import * as pulumi from "@pulumi/pulumi";\n\nexport const x = pulumi.output(1);\n');
-    for (const f of ["package.json", "tsconfig.json"]) cpSync(join(ROOT, f), join(project, f));
+    for (const [file, text] of Object.entries(files)) writeFileSync(join(project, file), text);
+    for (const f of copies) cpSync(join(ROOT, f), join(project, f), { recursive: true });
     symlinkSync(join(ROOT, "node_modules"), join(project, "node_modules"));
-    const backend = join(work, "empty-backend");
+    const backend = join(work, `${dir}-backend`);
     mkdirSync(backend);
     const env = { PULUMI_CONFIG_PASSPHRASE: "bench", PULUMI_BACKEND_URL: `file://${backend}` };
     const stack = await LocalWorkspace.createOrSelectStack(
-        { stackName: "empty", workDir: project },
+        { stackName, workDir: project },
         { envVars: env, secretsProvider: "passphrase" },
     );
-    return { name: "empty", project, env, stack };
+    return { name: stackName, project, env, stack };
 }
 
+const typescriptProject = (name: string): string => `name: ${name}\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n`;
+
+/** The empty program, with this project's package.json and tsconfig. */
+const emptyStack = (work: string): Promise<BenchStack> =>
+    benchProject(
+        work,
+        "empty",
+        "empty",
+        {
+            "Pulumi.yaml": typescriptProject("empty"),
+            "index.ts": 'import * as pulumi from "@pulumi/pulumi";\n\nexport const x = pulumi.output(1);\n',
+        },
+        ["package.json", "tsconfig.json"],
+    );
+
 /** indri's runner component alone, for machines without the two plugins. */
-async function indriComponentStack(work: string, kubeconfig: string, fp: string): Promise<BenchStack> {
-    const project = join(work, "indri-component");
-    mkdirSync(project, { recursive: true });
-    writeFileSync(join(project, "Pulumi.yaml"), "name: ci-registry-auth\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n");
-    writeFileSync(
-        join(project, "index.ts"),
-        [
-            'import { KubernetesRunner } from "./components/kubernetes-runner";',
-            'import { parseConfig } from "./components/config";',
-            'import type { KubernetesRunnerConfig } from "./components/config";',
-            'import { rawConfig } from "./sandbox/committed-config";',
-            `const runner = parseConfig(rawConfig("indri", { runner: { kind: "kubernetes", context: "minikube", kubeconfig: ${JSON.stringify(kubeconfig)} } })).runner as KubernetesRunnerConfig;`,
-            `const r = new KubernetesRunner("indri", { runner, item: "zot-ci-apikey", field: "credential", envVar: "ZOT_CI_API_KEY", keyFingerprint: process.env["BENCH_FP"] ?? ${JSON.stringify(fp)} });`,
-            "export const hasKey = r.hasKey;",
-            "",
-        ].join("\n"),
+const indriComponentStack = (work: string, kubeconfig: string, fp: string): Promise<BenchStack> =>
+    benchProject(
+        work,
+        "indri-component",
+        "indri",
+        {
+            "Pulumi.yaml": typescriptProject("ci-registry-auth"),
+            "index.ts": [
+                'import { KubernetesRunner } from "./components/kubernetes-runner";',
+                'import { parseConfig } from "./components/config";',
+                'import type { KubernetesRunnerConfig } from "./components/config";',
+                'import { rawConfig } from "./sandbox/committed-config";',
+                `const runner = parseConfig(rawConfig("indri", { runner: { kind: "kubernetes", context: "minikube", kubeconfig: ${JSON.stringify(kubeconfig)} } })).runner as KubernetesRunnerConfig;`,
+                `const r = new KubernetesRunner("indri", { runner, item: "zot-ci-apikey", field: "credential", envVar: "ZOT_CI_API_KEY", keyFingerprint: ${JSON.stringify(fp)} });`,
+                "export const hasKey = r.hasKey;",
+                "",
+            ].join("\n"),
+        },
+        ["package.json", "tsconfig.json", "components", "sandbox", "Pulumi.indri.yaml"],
     );
-    for (const f of ["package.json", "tsconfig.json", "components", "sandbox", "Pulumi.indri.yaml"])
-        cpSync(join(ROOT, f), join(project, f), { recursive: true });
-    symlinkSync(join(ROOT, "node_modules"), join(project, "node_modules"));
-    const backend = join(work, "component-backend");
-    mkdirSync(backend);
-    const env = { PULUMI_CONFIG_PASSPHRASE: "bench", PULUMI_BACKEND_URL: `file://${backend}` };
-    const stack = await LocalWorkspace.createOrSelectStack(
-        { stackName: "indri", workDir: project },
-        { envVars: env, secretsProvider: "passphrase" },
-    );
-    return { name: "indri", project, env, stack };
-}
 
 const fromRun = (r: ProjectRun): BenchStack => ({ name: r.stack.name, project: r.project, env: r.env, stack: r.stack });
 
