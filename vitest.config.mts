@@ -35,9 +35,9 @@ export default defineConfig({
                 },
             },
             {
-                // The whole stacks through the pulumi CLI. Not part of `npm test`:
-                // they need provider plugins this project cannot build
-                // (`npm run test:full-stack`, README).
+                // The whole stacks through the pulumi CLI. `npm test` runs them when
+                // the command and onepassword provider plugins are present (this
+                // project cannot build them: README, "Offline toolchain").
                 test: {
                     name: "full-stack",
                     include: ["test/full-stack/**/*.test.ts"],
