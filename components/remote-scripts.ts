@@ -119,6 +119,9 @@ export function deliverScript(t: RemoteTarget): string {
         "else",
         "  echo restarted=false",
         "fi",
+        // The same read-only check as verifyScript, in this session: a
+        // rotation needs one SSH session, not two (README, "Performance").
+        ...checkLines(),
     ].join("\n");
 }
 
@@ -146,8 +149,17 @@ export function removeScript(t: RemoteTarget): string {
  * in the environment of the unit's running main process (hashed on the host).
  */
 export function verifyScript(t: RemoteTarget): string {
+    return [preamble(t), ...checkLines()].join("\n");
+}
+
+/**
+ * The check's lines (after the preamble), which the delivery also runs.
+ * `checked_at` is the host's clock in nanoseconds: of two reports, the
+ * later one describes the host as it is ({@link latestReport}).
+ */
+function checkLines(): string[] {
     return [
-        preamble(t),
+        'echo "checked_at=$(date +%s%N)"',
         'if [ -f "$f" ]; then',
         "  echo file=present",
         '  echo "file_owner=$(stat -c %u:%g -- "$f")"',
@@ -164,7 +176,7 @@ export function verifyScript(t: RemoteTarget): string {
         "fi",
         'echo "process_fp=$(process_fp)"',
         ...runnerConfigLines,
-    ].join("\n");
+    ];
 }
 
 /**
@@ -214,6 +226,18 @@ export function parseReport(stdout: string): Record<string, string> {
         }
     }
     return report;
+}
+
+/**
+ * Of the delivery's report and the separate check's, the one taken later
+ * on the host: after a rotation the delivery's (it checked after its
+ * restart), after `pulumi up --replace` of the check the check's. A report
+ * without `checked_at` (a delivery from before the two shared the check)
+ * never wins.
+ */
+export function latestReport(delivery: Record<string, string>, check: Record<string, string>): Record<string, string> {
+    const at = (r: Record<string, string>): bigint => (/^\d+$/.test(r["checked_at"] ?? "") ? BigInt(r["checked_at"] ?? "0") : -1n);
+    return at(delivery) > at(check) ? delivery : check;
 }
 
 /**

@@ -3,7 +3,16 @@ import * as pulumi from "@pulumi/pulumi";
 
 import type { SshRunnerConfig } from "./config";
 import { renderEnvFile } from "./envfile";
-import { deliverScript, jobsFromReport, parseReport, removeScript, reportHasKey, verifyScript, type RemoteTarget } from "./remote-scripts";
+import {
+    deliverScript,
+    jobsFromReport,
+    latestReport,
+    parseReport,
+    removeScript,
+    reportHasKey,
+    verifyScript,
+    type RemoteTarget,
+} from "./remote-scripts";
 
 /** Arguments of {@link SshRunner}. */
 export interface SshRunnerArgs {
@@ -84,7 +93,9 @@ export class SshRunner extends pulumi.ComponentResource {
             },
             {
                 parent: this,
-                additionalSecretOutputs: ["stderr"],
+                // Its report ends with the check's, which carries the runner's
+                // config and registration files: kept encrypted in state.
+                additionalSecretOutputs: ["stdout", "stderr"],
                 // A different file, unit or variable is a different resource:
                 // remove the old file first, then write the new one.
                 replaceOnChanges: ["create"],
@@ -92,15 +103,16 @@ export class SshRunner extends pulumi.ComponentResource {
             },
         );
         const delivered = deliver.stdout.apply(parseReport);
-        this.changed = delivered.apply((d) => d["changed"] === "true");
+        this.changed = pulumi.unsecret(delivered.apply((d) => d["changed"] === "true"));
 
+        // The read-only check on its own: runs when first created and on
+        // `pulumi up --replace` (the re-check the warnings name). Every
+        // delivery runs the same check in its own session, after its restart.
         const verify = new command.remote.Command(
             `${name}-verify`,
             {
                 connection,
                 create: verifyScript(target),
-                // Re-run whenever the delivery did something or the key changed.
-                triggers: [args.keyFingerprint, deliver.stdout],
                 logging: "none",
                 addPreviousOutputInEnv: false,
             },
@@ -108,11 +120,11 @@ export class SshRunner extends pulumi.ComponentResource {
             // which may hold secrets of their own: kept encrypted in state.
             { parent: this, dependsOn: [deliver], additionalSecretOutputs: ["stdout", "stderr"] },
         );
-        // Only these facts leave the report: fingerprints, file metadata,
-        // unit state and the jobs verdict, which names settings, never values.
+        // Only these facts leave the reports (the later of the two): fingerprints,
+        // file metadata, unit state and the jobs verdict, which names settings, never values.
         const facts = pulumi.unsecret(
-            pulumi.all([verify.stdout, args.keyFingerprint]).apply(([stdout, fp]) => {
-                const v = parseReport(stdout);
+            pulumi.all([delivered, verify.stdout, args.keyFingerprint]).apply(([d, stdout, fp]) => {
+                const v = latestReport(d, parseReport(stdout));
                 return {
                     fileFingerprint: v["file_fp"] ?? "none",
                     fileOwner: v["file_owner"] ?? "none",

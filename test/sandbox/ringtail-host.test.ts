@@ -64,7 +64,17 @@ describe("sandbox ringtail (real systemd over SSH)", () => {
         const before = mainPid();
         const r = ssh(deliverScript(target()), renderEnvFile(VAR, KEY));
         expect(r.code, r.stderr).toBe(0);
-        expect(parseReport(r.stdout)).toEqual({ changed: "true", file_fp: fingerprint(KEY), restarted: "true" });
+        // The delivery's own check, after the restart in the same session, sees the new process.
+        expect(parseReport(r.stdout)).toMatchObject({
+            changed: "true",
+            file_fp: fingerprint(KEY),
+            restarted: "true",
+            file_owner: "0:0",
+            file_mode: "600",
+            unit_active: "active",
+            unit_reads_file: "true",
+            process_fp: fingerprint(KEY),
+        });
         expect(mainPid()).not.toBe(before);
         const report = parseReport(ssh(verifyScript(target())).stdout);
         expect(report).toMatchObject({

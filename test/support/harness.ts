@@ -223,27 +223,35 @@ export class Harness implements pulumi.runtime.Mocks {
                 this.world.restarts++;
                 this.world.processEnv.set(envVar, value);
             }
-            return { stdout: `changed=${changed}\nfile_fp=${value !== undefined ? fingerprint(value) : "none"}\nrestarted=${changed}` };
+            // The delivery's report ends with the check's, as deliverScript's does.
+            const check = this.check(file, envVar);
+            return {
+                stdout: `changed=${changed}\nfile_fp=${value !== undefined ? fingerprint(value) : "none"}\nrestarted=${changed}\n${check}`,
+            };
         }
+        return { stdout: this.check(file, envVar) };
+    }
+
+    /** The read-only check's report on the fake host, with a clock that only moves forward. */
+    private check(file: string, envVar: string): string {
         const content = this.world.files.get(file);
         const value = content !== undefined ? readEnvFile(content, envVar) : undefined;
         const running = this.world.processEnv.get(envVar);
-        return {
-            stdout: [
-                content !== undefined ? "file=present" : "file=absent",
-                "file_owner=0:0",
-                "file_mode=600",
-                `file_fp=${value !== undefined ? fingerprint(value) : "none"}`,
-                "unit_active=active",
-                `unit_reads_file=${this.world.unitReadsFile}`,
-                `process_fp=${running !== undefined ? fingerprint(running) : "none"}`,
-                `working_directory=${HOST_STATE}`,
-                `config=${HOST_CONFIG}`,
-                `config_b64=${b64(this.world.hostConfig)}`,
-                `registration=${HOST_STATE}/.runner`,
-                `registration_b64=${b64(this.world.hostRegistration)}`,
-            ].join("\n"),
-        };
+        return [
+            `checked_at=${String(process.hrtime.bigint())}`,
+            content !== undefined ? "file=present" : "file=absent",
+            "file_owner=0:0",
+            "file_mode=600",
+            `file_fp=${value !== undefined ? fingerprint(value) : "none"}`,
+            "unit_active=active",
+            `unit_reads_file=${this.world.unitReadsFile}`,
+            `process_fp=${running !== undefined ? fingerprint(running) : "none"}`,
+            `working_directory=${HOST_STATE}`,
+            `config=${HOST_CONFIG}`,
+            `config_b64=${b64(this.world.hostConfig)}`,
+            `registration=${HOST_STATE}/.runner`,
+            `registration_b64=${b64(this.world.hostRegistration)}`,
+        ].join("\n");
     }
 
     private deploymentObject(): Record<string, unknown> {

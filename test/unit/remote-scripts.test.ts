@@ -19,6 +19,7 @@ import {
     EXIT_NO_UNIT,
     EXIT_RESTART_FAILED,
     jobsFromReport,
+    latestReport,
     parseReport,
     removeScript,
     reportHasKey,
@@ -101,7 +102,18 @@ describe("deliver", () => {
         const r = sh(deliverScript(target()), renderEnvFile(VAR, KEY));
         expect(r.stderr).toBe("");
         expect(r.code).toBe(0);
-        expect(parseReport(r.stdout)).toEqual({ changed: "true", file_fp: fingerprint(KEY), restarted: "true" });
+        // The check runs in the same session, after the restart.
+        expect(parseReport(r.stdout)).toMatchObject({
+            changed: "true",
+            file_fp: fingerprint(KEY),
+            restarted: "true",
+            file: "present",
+            file_owner: "0:0",
+            file_mode: "600",
+            unit_active: "active",
+            unit_reads_file: "true",
+        });
+        expect(parseReport(r.stdout)["checked_at"]).toMatch(/^\d{19}$/);
         expect(readFileSync(envFile, "utf8")).toBe(renderEnvFile(VAR, KEY));
         const st = statSync(envFile);
         expect(st.mode & 0o777).toBe(0o600);
@@ -335,5 +347,27 @@ describe("reportHasKey", () => {
         })) {
             expect(reportHasKey({ ...good, [k]: bad }, fingerprint(KEY)), k).toBe(false);
         }
+    });
+});
+
+describe("latestReport", () => {
+    it("takes the report checked later on the host, and never one without checked_at", () => {
+        const delivery = { checked_at: "1790000000000000002", process_fp: "sha256:new" };
+        const check = { checked_at: "1790000000000000001", process_fp: "sha256:old" };
+        expect(latestReport(delivery, check)).toBe(delivery);
+        expect(latestReport(delivery, { ...check, checked_at: "1790000000000000003" })["process_fp"]).toBe("sha256:old");
+        // A delivery from before the delivery ran the check, or a garbled clock.
+        expect(latestReport({ changed: "true" }, check)).toBe(check);
+        expect(latestReport({ ...delivery, checked_at: "soon" }, check)).toBe(check);
+        expect(latestReport({ changed: "true" }, { process_fp: "none" })).toEqual({ process_fp: "none" });
+    });
+
+    it("picks the delivery after a rotation on a real shell: its check ran after the separate one", () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const check = parseReport(sh(verifyScript(target())).stdout);
+        const delivery = parseReport(sh(deliverScript(target()), renderEnvFile(VAR, "zak_next_0123456789")).stdout);
+        expect(latestReport(delivery, check)["file_fp"]).toBe(fingerprint("zak_next_0123456789"));
+        const recheck = parseReport(sh(verifyScript(target())).stdout);
+        expect(latestReport(delivery, recheck)).toBe(recheck);
     });
 });
