@@ -23,6 +23,7 @@ import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/aut
 import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "../../sandbox/cluster";
 import { spawnEmulator } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
+import { committedRunner, stackConfig } from "../../sandbox/committed-config";
 import { indriSettings, projectStack, providerPluginDir, ringtailSettings, type ProjectRun } from "../../sandbox/project-stack";
 import { Ringtail } from "../../sandbox/ringtail";
 
@@ -68,6 +69,7 @@ async function benchProject(
     stackName: string,
     files: Record<string, string>,
     copies: string[],
+    extraEnv: Record<string, string> = {},
 ): Promise<BenchStack> {
     const project = join(work, dir);
     mkdirSync(project, { recursive: true });
@@ -76,7 +78,7 @@ async function benchProject(
     symlinkSync(join(ROOT, "node_modules"), join(project, "node_modules"));
     const backend = join(work, `${dir}-backend`);
     mkdirSync(backend);
-    const env = { PULUMI_CONFIG_PASSPHRASE: "bench", PULUMI_BACKEND_URL: `file://${backend}` };
+    const env = { ...extraEnv, PULUMI_CONFIG_PASSPHRASE: "bench", PULUMI_BACKEND_URL: `file://${backend}` };
     const stack = await LocalWorkspace.createOrSelectStack(
         { stackName, workDir: project },
         { envVars: env, secretsProvider: "passphrase" },
@@ -87,10 +89,10 @@ async function benchProject(
 const typescriptProject = (name: string): string => `name: ${name}\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n`;
 
 /** The empty program, with this project's package.json and tsconfig. */
-const emptyStack = (work: string): Promise<BenchStack> =>
+const emptyStack = (work: string, dir = "empty"): Promise<BenchStack> =>
     benchProject(
         work,
-        "empty",
+        dir,
         "empty",
         {
             "Pulumi.yaml": typescriptProject("empty"),
@@ -121,6 +123,47 @@ const indriComponentStack = (work: string, kubeconfig: string, fp: string): Prom
         ["package.json", "tsconfig.json", "components", "sandbox", "Pulumi.indri.yaml"],
     );
 
+/**
+ * The floors: what any program that reads the same things pays. The key
+ * read through the onepassword plugin as the program reads it (its
+ * OnePasswordKey component, nothing else) and, for indri, that plus the
+ * kubernetes plugin and one read of the runner's Deployment. `pluginEnv`
+ * is a whole stack's (PULUMI_HOME with the plugins).
+ */
+async function floorStacks(work: string, connectUrl: string, kubeconfig: string, pluginEnv: Record<string, string>): Promise<BenchStack[]> {
+    const key = { connectUrl, connectToken: TOKEN, ...stackConfig("ringtail").key };
+    const readKey = [
+        'import { OnePasswordKey } from "./components/onepassword-key";',
+        `const key = new OnePasswordKey("zot-ci-key", ${JSON.stringify(key)});`,
+        "export const keyFingerprint = key.fingerprint;",
+    ];
+    const indri = committedRunner("indri");
+    const cluster = {
+        kubeconfig,
+        ...(typeof indri["context"] === "string" ? { context: indri["context"] } : {}),
+        enableServerSideApply: true,
+    };
+    const files = (lines: string[]) => ({ "Pulumi.yaml": typescriptProject("floor"), "index.ts": [...lines, ""].join("\n") });
+    const copies = ["package.json", "tsconfig.json", "components"];
+    return [
+        await benchProject(work, "floor-1password", "key-read", files(readKey), copies, { PULUMI_HOME: pluginEnv["PULUMI_HOME"] ?? "" }),
+        await benchProject(
+            work,
+            "floor-kubernetes",
+            "key-and-deployment-read",
+            files([
+                'import * as k8s from "@pulumi/kubernetes";',
+                ...readKey,
+                `const provider = new k8s.Provider("indri-cluster", ${JSON.stringify(cluster)});`,
+                `const d = k8s.apps.v1.Deployment.get("indri-deployment", ${JSON.stringify(`${String(indri["namespace"])}/${String(indri["deployment"])}`)}, { provider });`,
+                "export const replicas = d.spec.replicas;",
+            ]),
+            copies,
+            { PULUMI_HOME: pluginEnv["PULUMI_HOME"] ?? "" },
+        ),
+    ];
+}
+
 const fromRun = (r: ProjectRun): BenchStack => ({ name: r.stack.name, project: r.project, env: r.env, stack: r.stack });
 
 /** Where one up spends its time: per resource, from its first engine event to its outputs, as the events arrive. */
@@ -131,12 +174,13 @@ async function breakdown(s: BenchStack, label: string): Promise<string[]> {
     let programEnd = 0;
     const onEvent = (e: EngineEvent): void => {
         const now = (performance.now() - t0) / 1000;
+        // One span per step (a replacement is a create, then later a delete).
         const pre = e.resourcePreEvent?.metadata;
-        if (pre !== undefined && !first.has(pre.urn)) first.set(pre.urn, now);
+        if (pre !== undefined && !first.has(`${pre.urn} ${pre.op}`)) first.set(`${pre.urn} ${pre.op}`, now);
         const out = e.resOutputsEvent?.metadata;
         if (out !== undefined) {
-            const start = first.get(out.urn) ?? now;
-            const name = `${out.type.replace(/^kubernetes:|^command:|^pulumi:/, "")} ${out.urn.split("::").pop() ?? ""}`;
+            const start = first.get(`${out.urn} ${out.op}`) ?? now;
+            const name = `${out.type.replace(/^kubernetes:|^command:|^pulumi:/, "")} ${out.urn.split("::").pop() ?? ""} (${out.op})`;
             spans.push({ name, start, end: now });
             if (out.type === "pulumi:pulumi:Stack") programEnd = now;
         }
@@ -147,7 +191,8 @@ async function breakdown(s: BenchStack, label: string): Promise<string[]> {
     const lines = [
         `${label}: ${total.toFixed(2)} s in all; first resource event at ${firstEvent.toFixed(2)} s (CLI, plugins, program start)`,
     ];
-    for (const sp of spans.sort((a, b) => b.end - b.start - (a.end - a.start)).slice(0, 8)) {
+    // In the order they began, so a chain of steps reads top to bottom.
+    for (const sp of spans.sort((a, b) => a.start - b.start || a.end - b.end)) {
         lines.push(
             `    ${(sp.end - sp.start).toFixed(2).padStart(6)} s  ${sp.start.toFixed(2).padStart(6)} → ${sp.end.toFixed(2).padStart(6)}  ${sp.name}`,
         );
@@ -182,6 +227,7 @@ async function main(): Promise<void> {
         cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
         const empty = await emptyStack(work);
         const stacks: BenchStack[] = [];
+        const floors: BenchStack[] = [];
         if (whole) {
             const host = Ringtail.start();
             stops.push(() => {
@@ -194,6 +240,7 @@ async function main(): Promise<void> {
                 indri.dispose();
             });
             stacks.push(fromRun(ringtail), fromRun(indri));
+            floors.push(...(await floorStacks(work, emulator.url, cluster.kubeconfig, ringtail.env)), await emptyStack(work, "empty-2"));
             console.log(
                 "The whole stacks: index.ts with the committed stack files, the real command, onepassword and kubernetes providers.",
             );
@@ -203,7 +250,7 @@ async function main(): Promise<void> {
                 "Without the command and onepassword plugins: indri's runner component alone (real kubernetes provider), no ringtail.",
             );
         }
-        for (const s of [empty, ...stacks]) up(s);
+        for (const s of [empty, ...stacks, ...floors]) up(s);
 
         const t: Record<string, Record<string, number[]>> = {};
         const add = (op: string, name: string, v: number): void => {
@@ -212,6 +259,7 @@ async function main(): Promise<void> {
         for (let i = 0; i < N; i++) {
             for (const s of [empty, ...stacks]) add("no-op preview", s.name, preview(s));
             for (const s of [empty, ...stacks]) add("no-op up", s.name, up(s));
+            for (const s of floors.slice(0, 2)) add("no-op up", s.name, up(s));
         }
         if (whole) {
             for (let i = 0; i < N; i++) {
@@ -223,6 +271,9 @@ async function main(): Promise<void> {
                 const t0 = performance.now();
                 await Promise.all(stacks.map((s) => s.stack.up({ color: "never" })));
                 add("rotation, both in parallel", "both", (performance.now() - t0) / 1000);
+                const t1 = performance.now();
+                await Promise.all([empty, floors[2] ?? empty].map((s) => s.stack.up({ color: "never" })));
+                add("two empty programs at once", "both", (performance.now() - t1) / 1000);
             }
         }
 
@@ -250,6 +301,26 @@ async function main(): Promise<void> {
             );
         }
         console.log(`\nMedians of ${N}, interleaved (targets: no-op 1.2x, rotation 1.5x, both in parallel 1.8x):\n${rows.join("\n")}`);
+        if (whole) {
+            const floor = (label: string, m: number): string => `| ${label} | ${m.toFixed(2)} s (${(m / base).toFixed(2)}x) |`;
+            console.log(
+                [
+                    `\nFloors, measured in the same run (no-op up, medians of ${N}; what any program reading the same things pays):`,
+                    "| program | time (vs empty up) |",
+                    "|---|---|",
+                    floor("empty", base),
+                    floor("the key read through the onepassword plugin, nothing else", median(t["no-op up"]?.["key-read"] ?? [])),
+                    floor(
+                        "that, plus the kubernetes plugin and one read of the runner Deployment",
+                        median(t["no-op up"]?.["key-and-deployment-read"] ?? []),
+                    ),
+                    floor(
+                        "two empty programs at once (both stacks' parallel floor)",
+                        median(t["two empty programs at once"]?.["both"] ?? []),
+                    ),
+                ].join("\n"),
+            );
+        }
 
         console.log("\nWhere the time goes (one run each, engine events as they arrived):");
         for (const s of [empty, ...stacks]) {
