@@ -275,14 +275,20 @@ describe("ringtail: two `pulumi up` at once", () => {
         const key = newKey("concurrent");
         await rotateKey(emulator.url, TOKEN, key);
         const startsBefore = starts();
+        // The first holds the stack's lock while it waits on 1Password (the
+        // emulator's hold file), so the second surely starts inside its run.
+        writeFileSync(holdFile, "");
         const a = start(ringtail);
-        await sleep(1500);
+        await waitFor("the first pulumi up reading 1Password", () => existsSync(`${holdFile}.reached`), 120);
         const b = start(ringtail);
-        const [codeA, codeB] = await Promise.all([a.exited, b.exited]);
+        const codeB = await b.exited;
+        rmSync(holdFile, { force: true });
+        rmSync(`${holdFile}.reached`, { force: true });
+        const codeA = await a.exited;
         transcripts.push(a.output.join(""), b.output.join(""));
-        expect([codeA, codeB].filter((c) => c === 0)).toHaveLength(1);
-        const refused = codeA === 0 ? b : a;
-        expect(refused.output.join("")).toMatch(/the stack is currently locked by 1 lock\(s\)/);
+        expect(codeA, a.output.join("")).toBe(0);
+        expect(codeB).not.toBe(0);
+        expect(b.output.join("")).toMatch(/the stack is currently locked by 1 lock\(s\)/);
         expect(report()).toMatchObject({ file_fp: fingerprint(key), process_fp: fingerprint(key) });
         expect(starts() - startsBefore).toBe(1);
         figures.push(`ringtail, two ups at once: the second refused ("the stack is currently locked"), 1 restart`);
