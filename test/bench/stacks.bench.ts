@@ -4,9 +4,10 @@
  * `export const x = pulumi.output(1)`, the same CLI, the same
  * `typescript: true` runtime and tsconfig, a file backend), interleaved,
  * N runs each (BENCH_N, default 5), medians. Prints the table with ratios
- * against the empty program, the targets, and where the time goes: engine
- * events timed as they arrive, per resource, for one no-op up and one
- * rotation of each stack.
+ * against the empty program, the targets, the floors (what any program that
+ * reads the same things pays: floorStacks) and where the time goes: engine
+ * events timed as they arrive, per step, for one no-op up and one rotation
+ * of each stack.
  *
  * With the command and onepassword plugins (README, "Offline toolchain") the
  * stacks are index.ts with the committed stack files; without them only
