@@ -293,6 +293,43 @@ describe("drift on the host", () => {
     });
 });
 
+describe("the runner's own config, carried in the delivery's report", () => {
+    const IN_CONFIG = "zak_written_into_the_config_5d4c3b2a1f0e";
+
+    it("reaches state only encrypted, even with a key wrongly put in runner.envs; the verdict names the setting", async () => {
+        const urn = async (name: string): Promise<string> => {
+            const state = (await run.stack.exportStack()).deployment as { resources: { urn: string }[] };
+            return state.resources.find((r) => r.urn.endsWith(`::${name}`))!.urn;
+        };
+        const saved = host.ssh(`cat ${host.facts.runnerConfig}`).stdout;
+        const wrong = `${saved}  envs:\n    ${VAR}: ${IN_CONFIG}\n`;
+        expect(host.ssh(`cat > ${host.facts.runnerConfig}`, wrong).code).toBe(0);
+        try {
+            // A delivery (replaced, so it runs) reads the config in its own session.
+            const up = await run.stack.up({ ...recording(run), replace: [await urn("ringtail-env-file")] });
+            expect(up.outputs["hasKey"]?.value).toBe(false);
+            expect(up.outputs["delivered"]?.value).toMatchObject({
+                jobsSeeKey: false,
+                jobRoute: expect.stringMatching(/^error: runner\.envs in \/etc\/gitea-runner\/.* defines ZOT_CI_API_KEY/) as unknown,
+            });
+            const state = leakSources(runs);
+            expect(findLeaks(state, { IN_CONFIG })).toEqual([]);
+            // Nor the file itself, as the report carries it.
+            const carried = Buffer.from(wrong).toString("base64");
+            expect(
+                Object.entries(state)
+                    .filter(([, text]) => text.includes(carried))
+                    .map(([source]) => source),
+            ).toEqual([]);
+        } finally {
+            expect(host.ssh(`cat > ${host.facts.runnerConfig}`, saved).code).toBe(0);
+        }
+        // After the fix, the re-check the warning names brings hasKey back.
+        const rechecked = await run.stack.up({ ...recording(run), replace: [await urn("ringtail-verify")] });
+        expect(rechecked.outputs["hasKey"]?.value).toBe(true);
+    });
+});
+
 describe("destroy and the leak scan", () => {
     it("destroy removes our file and restarts the unit; the operator's other files stay", async () => {
         const startsBefore = starts();
