@@ -38,6 +38,16 @@ export function secretObjectName(base: string, keyFingerprint: string): string {
 const fieldManagerAnnotation = (fieldManager: string): Record<string, string> => ({ "pulumi.com/patchFieldManager": fieldManager });
 
 /**
+ * Our objects are deleted in the background. Neither owns anything (ESO
+ * merges into our Secret without an owner reference), and the provider's
+ * default, a foreground delete, waits for the garbage collector to watch
+ * the kind: on a cluster whose ExternalSecret CRD is new, the old
+ * ExternalSecret's delete at the end of a rotation took 14 to 27 s in the
+ * sandbox, against 0.06 s in the background.
+ */
+const deleteInBackground: Record<string, string> = { "pulumi.com/deletionPropagationPolicy": "background" };
+
+/**
  * The Secret the runner reads, made (empty) by this program under a stable
  * name so the Deployment's env entry never changes; every ExternalSecret
  * merges the key into it.
@@ -50,7 +60,15 @@ export function targetSecretManifest(
     metadata: { name: string; namespace: string; labels: Record<string, string>; annotations: Record<string, string> };
     type: string;
 } {
-    return { metadata: { name, namespace, labels: { ...MANAGED_BY }, annotations: fieldManagerAnnotation(fieldManager) }, type: "Opaque" };
+    return {
+        metadata: {
+            name,
+            namespace,
+            labels: { ...MANAGED_BY },
+            annotations: { ...fieldManagerAnnotation(fieldManager), ...deleteInBackground },
+        },
+        type: "Opaque",
+    };
 }
 
 /** Inputs of {@link externalSecretManifest}. */
@@ -95,6 +113,7 @@ export function externalSecretManifest(input: ExternalSecretInput): {
             labels: { ...MANAGED_BY },
             annotations: {
                 ...fieldManagerAnnotation(input.fieldManager),
+                ...deleteInBackground,
                 [FINGERPRINT_ANNOTATION]: input.keyFingerprint,
                 "pulumi.com/waitFor": "condition=Ready",
                 "pulumi.com/timeoutSeconds": String(input.syncTimeoutSeconds),

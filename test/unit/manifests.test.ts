@@ -82,8 +82,17 @@ describe("external secret", () => {
 
     it("applies with our field manager, so a create a killed run left half-done is applied again without a conflict", () => {
         expect(es.metadata).toMatchObject({ annotations: { "pulumi.com/patchFieldManager": "ci-registry-auth" } });
+        expect(targetSecretManifest("zot-ci-api-key", "forgejo-runner", "ci-registry-auth").metadata.annotations).toMatchObject({
+            "pulumi.com/patchFieldManager": "ci-registry-auth",
+        });
+    });
+
+    it("is deleted in the background, not waiting for the garbage collector (neither object owns anything)", () => {
+        const background = { "pulumi.com/deletionPropagationPolicy": "background" };
+        expect(es.metadata).toMatchObject({ annotations: background });
         expect(targetSecretManifest("zot-ci-api-key", "forgejo-runner", "ci-registry-auth").metadata.annotations).toEqual({
             "pulumi.com/patchFieldManager": "ci-registry-auth",
+            ...background,
         });
     });
 
