@@ -119,10 +119,19 @@ export function deliverScript(t: RemoteTarget): string {
         "else",
         "  echo restarted=false",
         "fi",
-        // The same read-only check as verifyScript, in this session: a
-        // rotation needs one SSH session, not two (README, "Performance").
-        ...checkLines(),
     ].join("\n");
+}
+
+/**
+ * Update (a rotation, or a newer version of these scripts): the delivery,
+ * then the same read-only check as verifyScript, after the restart, in the
+ * same session: one SSH session per rotation, not two (README,
+ * "Performance"). Create keeps deliverScript alone (ringtail-verify is
+ * created beside it), so that a change to this script updates the resource
+ * in place instead of replacing it, which would delete the file first.
+ */
+export function deliverAndCheckScript(t: RemoteTarget): string {
+    return [deliverScript(t), ...checkLines()].join("\n");
 }
 
 /**

@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { SshRunnerConfig } from "./config";
 import { renderEnvFile } from "./envfile";
 import {
+    deliverAndCheckScript,
     deliverScript,
     jobsFromReport,
     latestReport,
@@ -76,16 +77,16 @@ export class SshRunner extends pulumi.ComponentResource {
         };
         const target: RemoteTarget = { envFile: r.envFile, unit: r.unit, envVar: args.envVar };
         const stdin = pulumi.secret(pulumi.output(args.key).apply((key) => renderEnvFile(args.envVar, key)));
-        const script = deliverScript(target);
 
         const deliver = new command.remote.Command(
             `${name}-env-file`,
             {
                 connection,
-                create: script,
+                create: deliverScript(target),
                 // A new key changes only stdin, which runs `update`: the same
-                // idempotent script. No trigger carries anything secret.
-                update: script,
+                // idempotent delivery, then the check. No trigger carries
+                // anything secret.
+                update: deliverAndCheckScript(target),
                 delete: removeScript(target),
                 stdin,
                 logging: "none",
@@ -105,14 +106,16 @@ export class SshRunner extends pulumi.ComponentResource {
         const delivered = deliver.stdout.apply(parseReport);
         this.changed = pulumi.unsecret(delivered.apply((d) => d["changed"] === "true"));
 
-        // The read-only check on its own: runs when first created and on
-        // `pulumi up --replace` (the re-check the warnings name). Every
-        // delivery runs the same check in its own session, after its restart.
+        // The read-only check on its own: runs after the delivery is created
+        // or replaced (a new id; create runs the delivery alone), and on
+        // `pulumi up --replace` (the re-check the warnings name). A rotation
+        // (update) runs the same check in the delivery's own session.
         const verify = new command.remote.Command(
             `${name}-verify`,
             {
                 connection,
                 create: verifyScript(target),
+                triggers: [deliver.id],
                 logging: "none",
                 addPreviousOutputInEnv: false,
             },

@@ -39,6 +39,7 @@ const TOKEN = "sandbox-connect-token-ringtail";
 const KEY = "zak_ringtail_8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f";
 const ROTATED = "zak_ringtail_rotated_1f2e3d4c5b6a7f8e9d0c1b2a";
 const EXPIRED = "zak_ringtail_expired_0e9d8c7b6a5f4e3d2c1b0a9f";
+const AGAIN = "zak_ringtail_again_4b3a2f1e0d9c8b7a6f5e4d3c";
 const VAR = "ZOT_CI_API_KEY";
 const IMPOSTOR_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
@@ -278,17 +279,18 @@ describe("drift on the host", () => {
         return state.resources.find((r) => r.urn.endsWith(`::${name}`))!.urn;
     };
 
-    it("replacing the check finds a removed file; replacing delivery and check restores it", async () => {
+    it("replacing the check finds a removed file; replacing the delivery restores it, and the check re-runs after it", async () => {
         host.ssh(`rm ${host.facts.envFile} && systemctl restart ${host.facts.unit}`);
         const checked = await run.stack.up({ ...recording(run), replace: [await urn("ringtail-verify")] });
         expect(checked.outputs["hasKey"]?.value).toBe(false);
         expect(checked.outputs["delivered"]?.value).toMatchObject({ fileFingerprint: "none", processFingerprint: "none" });
 
-        const repaired = await run.stack.up({
-            ...recording(run),
-            replace: [await urn("ringtail-env-file"), await urn("ringtail-verify")],
-        });
+        const repaired = await run.stack.up({ ...recording(run), replace: [await urn("ringtail-env-file")] });
         expect(repaired.outputs["hasKey"]?.value).toBe(true);
+        expect(repaired.outputs["delivered"]?.value).toMatchObject({
+            fileFingerprint: fingerprint(ROTATED),
+            processFingerprint: fingerprint(ROTATED),
+        });
         expect(fileDigest()).toBe(sha256(renderEnvFile(VAR, ROTATED)));
     });
 });
@@ -305,8 +307,10 @@ describe("the runner's own config, carried in the delivery's report", () => {
         const wrong = `${saved}  envs:\n    ${VAR}: ${IN_CONFIG}\n`;
         expect(host.ssh(`cat > ${host.facts.runnerConfig}`, wrong).code).toBe(0);
         try {
-            // A delivery (replaced, so it runs) reads the config in its own session.
-            const up = await run.stack.up({ ...recording(run), replace: [await urn("ringtail-env-file")] });
+            // A rotation's delivery reads the config in its own session.
+            await rotateKey(emulator.url, TOKEN, AGAIN);
+            const up = await run.stack.up(recording(run));
+            expect(Object.keys(up.summary.resourceChanges ?? {}).sort()).toEqual(["same", "update"]);
             expect(up.outputs["hasKey"]?.value).toBe(false);
             expect(up.outputs["delivered"]?.value).toMatchObject({
                 jobsSeeKey: false,
@@ -350,6 +354,6 @@ describe("destroy and the leak scan", () => {
         // The scan reads real material: encrypted secrets in state, the push's process list.
         expect(sources["stack 0 state+config"]).toContain('"ciphertext"');
         expect(sources["job logs"]).toContain("--- ps (sandbox, during skopeo)");
-        expect(findLeaks(sources, { KEY, ROTATED, EXPIRED })).toEqual([]);
+        expect(findLeaks(sources, { KEY, ROTATED, EXPIRED, AGAIN })).toEqual([]);
     });
 });

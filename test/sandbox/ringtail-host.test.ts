@@ -17,6 +17,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import {
+    deliverAndCheckScript,
     deliverScript,
     EXIT_NO_UNIT,
     EXIT_RESTART_FAILED,
@@ -62,9 +63,9 @@ describe("sandbox ringtail (real systemd over SSH)", () => {
 
     it("delivers: file root 0600, unit restarted once, systemd hands the exact key to the process", () => {
         const before = mainPid();
-        const r = ssh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const r = ssh(deliverAndCheckScript(target()), renderEnvFile(VAR, KEY));
         expect(r.code, r.stderr).toBe(0);
-        // The delivery's own check, after the restart in the same session, sees the new process.
+        // The delivery's own check (update's script), after the restart in the same session, sees the new process.
         expect(parseReport(r.stdout)).toMatchObject({
             changed: "true",
             file_fp: fingerprint(KEY),

@@ -14,6 +14,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import {
+    deliverAndCheckScript,
     deliverScript,
     EXIT_BAD_INPUT,
     EXIT_NO_UNIT,
@@ -102,18 +103,7 @@ describe("deliver", () => {
         const r = sh(deliverScript(target()), renderEnvFile(VAR, KEY));
         expect(r.stderr).toBe("");
         expect(r.code).toBe(0);
-        // The check runs in the same session, after the restart.
-        expect(parseReport(r.stdout)).toMatchObject({
-            changed: "true",
-            file_fp: fingerprint(KEY),
-            restarted: "true",
-            file: "present",
-            file_owner: "0:0",
-            file_mode: "600",
-            unit_active: "active",
-            unit_reads_file: "true",
-        });
-        expect(parseReport(r.stdout)["checked_at"]).toMatch(/^\d{19}$/);
+        expect(parseReport(r.stdout)).toEqual({ changed: "true", file_fp: fingerprint(KEY), restarted: "true" });
         expect(readFileSync(envFile, "utf8")).toBe(renderEnvFile(VAR, KEY));
         const st = statSync(envFile);
         expect(st.mode & 0o777).toBe(0o600);
@@ -205,6 +195,31 @@ describe("deliver", () => {
             ),
             { numRuns: 40 },
         );
+    });
+});
+
+describe("deliver and check (update)", () => {
+    it("delivers as create does, then reports the check's facts after the restart, in the same session", () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const r = sh(deliverAndCheckScript(target()), renderEnvFile(VAR, "zak_next_0123456789"));
+        expect(r.code, r.stderr).toBe(0);
+        expect(parseReport(r.stdout)).toMatchObject({
+            changed: "true",
+            restarted: "true",
+            file: "present",
+            file_owner: "0:0",
+            file_mode: "600",
+            file_fp: fingerprint("zak_next_0123456789"),
+            unit_active: "active",
+            unit_reads_file: "true",
+        });
+        expect(parseReport(r.stdout)["checked_at"]).toMatch(/^\d{19}$/);
+        expect(restarts()).toBe(2);
+        expect(r.stdout).not.toContain("zak_next_0123456789");
+    });
+
+    it("begins with create's script byte for byte, so a newer check changes update only (no replacement)", () => {
+        expect(deliverAndCheckScript(target()).startsWith(`${deliverScript(target())}\n`)).toBe(true);
     });
 });
 
@@ -365,7 +380,7 @@ describe("latestReport", () => {
     it("picks the delivery after a rotation on a real shell: its check ran after the separate one", () => {
         sh(deliverScript(target()), renderEnvFile(VAR, KEY));
         const check = parseReport(sh(verifyScript(target())).stdout);
-        const delivery = parseReport(sh(deliverScript(target()), renderEnvFile(VAR, "zak_next_0123456789")).stdout);
+        const delivery = parseReport(sh(deliverAndCheckScript(target()), renderEnvFile(VAR, "zak_next_0123456789")).stdout);
         expect(latestReport(delivery, check)["file_fp"]).toBe(fingerprint("zak_next_0123456789"));
         const recheck = parseReport(sh(verifyScript(target())).stdout);
         expect(latestReport(delivery, recheck)).toBe(recheck);
