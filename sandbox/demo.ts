@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { parseConfig, type KubernetesRunnerConfig } from "../components/config";
 import { renderEnvFile } from "../components/envfile";
 import { fingerprint } from "../components/fingerprint";
-import { deliverScript, jobsFromReport, parseReport, reportHasKey, verifyScript } from "../components/remote-scripts";
+import { deliverScript, jobsFromReport, reportHasKey } from "../components/remote-scripts";
 import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "./cluster";
 import { committedRunner, rawConfig } from "./committed-config";
 import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
@@ -64,7 +64,7 @@ function deliverToRingtail(host: Ringtail, key: string): Row {
     const target = { envFile: host.facts.envFile, unit: host.facts.unit, envVar: "ZOT_CI_API_KEY" };
     const delivered = host.ssh(deliverScript(target), renderEnvFile("ZOT_CI_API_KEY", key));
     if (delivered.code !== 0) throw new Error(`delivery to ringtail failed: ${delivered.stderr}`);
-    const v = parseReport(host.ssh(verifyScript(target)).stdout);
+    const v = host.check(target.envVar);
     const fp = fingerprint(key);
     const jobs = jobsFromReport(v, target.envVar, target.unit);
     return {

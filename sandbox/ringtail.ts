@@ -8,6 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { parseReport, verifyScript } from "../components/remote-scripts";
+
 const HOST_SCRIPT = join(__dirname, "ringtail", "host");
 
 /** What `host start` writes to host.json. */
@@ -62,6 +64,17 @@ export class Ringtail {
         } finally {
             rmSync(this.state, { recursive: true, force: true });
         }
+    }
+
+    /**
+     * The program's own read-only check of the host (verifyScript) for
+     * `envVar`, parsed; without the check's clock (`checked_at`), so two
+     * reports of one state are equal.
+     */
+    check(envVar: string): Record<string, string> {
+        const target = { envFile: this.facts.envFile, unit: this.facts.unit, envVar };
+        const report = parseReport(this.ssh(verifyScript(target)).stdout);
+        return Object.fromEntries(Object.entries(report).filter(([k]) => k !== "checked_at"));
     }
 
     /** Runs `command` as root over SSH with `stdin`, checking the host key against `knownHosts`. */

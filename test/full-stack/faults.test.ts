@@ -26,7 +26,6 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
-import { parseReport, verifyScript } from "../../components/remote-scripts";
 import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { setConfig } from "../../automation/job";
@@ -63,7 +62,7 @@ const transcripts: string[] = [];
 /** One row per fault, for the README. */
 const figures: string[] = [];
 
-const report = () => parseReport(host.ssh(verifyScript({ envFile: host.facts.envFile, unit: host.facts.unit, envVar: VAR })).stdout);
+const report = () => host.check(VAR);
 const starts = () => Number(host.ssh(`journalctl -u ${host.facts.unit} -o cat --no-pager | grep -c '^Started '`).stdout.trim());
 const leftovers = () => host.ssh("ls -A /etc/forgejo-runner | grep -c '^\\.ci-registry-auth\\.' || true").stdout.trim();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

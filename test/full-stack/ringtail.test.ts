@@ -16,7 +16,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
-import { parseReport, verifyScript } from "../../components/remote-scripts";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { rotateKey } from "../../sandbox/onepassword";
@@ -73,13 +72,13 @@ function job(workflow: string, tag: string): JobRun {
     return run;
 }
 
-/** What the host holds, by the program's own check; without the check's clock, so two reports of one state are equal. */
-const report = () =>
-    Object.fromEntries(
-        Object.entries(
-            parseReport(host.ssh(verifyScript({ envFile: host.facts.envFile, unit: host.facts.unit, envVar: VAR })).stdout),
-        ).filter(([k]) => k !== "checked_at"),
-    );
+/** What the host holds, by the program's own check. */
+const report = () => host.check(VAR);
+/** The URN of the stack's resource named `name` (for --replace). */
+async function urn(name: string): Promise<string> {
+    const state = (await run.stack.exportStack()).deployment as { resources: { urn: string }[] };
+    return state.resources.find((r) => r.urn.endsWith(`::${name}`))!.urn;
+}
 const mainPid = () => host.ssh(`systemctl show -p MainPID --value ${host.facts.unit}`).stdout.trim();
 /** SHA-256 of the env file on the host, compared without printing the file. */
 const fileDigest = () => host.ssh(`sha256sum < ${host.facts.envFile}`).stdout.split(" ")[0];
@@ -274,11 +273,6 @@ describe("bad input: one clear error, the runner as it was", () => {
 });
 
 describe("drift on the host", () => {
-    const urn = async (name: string): Promise<string> => {
-        const state = (await run.stack.exportStack()).deployment as { resources: { urn: string }[] };
-        return state.resources.find((r) => r.urn.endsWith(`::${name}`))!.urn;
-    };
-
     it("replacing the check finds a removed file; replacing the delivery restores it, and the check re-runs after it", async () => {
         host.ssh(`rm ${host.facts.envFile} && systemctl restart ${host.facts.unit}`);
         const checked = await run.stack.up({ ...recording(run), replace: [await urn("ringtail-verify")] });
@@ -299,10 +293,6 @@ describe("the runner's own config, carried in the delivery's report", () => {
     const IN_CONFIG = "zak_written_into_the_config_5d4c3b2a1f0e";
 
     it("reaches state only encrypted, even with a key wrongly put in runner.envs; the verdict names the setting", async () => {
-        const urn = async (name: string): Promise<string> => {
-            const state = (await run.stack.exportStack()).deployment as { resources: { urn: string }[] };
-            return state.resources.find((r) => r.urn.endsWith(`::${name}`))!.urn;
-        };
         const saved = host.ssh(`cat ${host.facts.runnerConfig}`).stdout;
         const wrong = `${saved}  envs:\n    ${VAR}: ${IN_CONFIG}\n`;
         expect(host.ssh(`cat > ${host.facts.runnerConfig}`, wrong).code).toBe(0);

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { renderEnvFile } from "../../components/envfile";
-import { deliverScript, jobsFromReport, parseReport, verifyScript } from "../../components/remote-scripts";
+import { deliverScript, jobsFromReport, parseReport } from "../../components/remote-scripts";
 import { runRingtailJob, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { startRegistry, type Registry } from "../../sandbox/registry";
@@ -73,7 +73,7 @@ afterAll(async () => {
 
 describe("workflow jobs on ringtail's host executor", () => {
     it("the runner's check says host jobs see the key", () => {
-        const report = parseReport(host.ssh(verifyScript({ envFile: host.facts.envFile, unit: host.facts.unit, envVar: VAR })).stdout);
+        const report = host.check(VAR);
         expect(jobsFromReport(report, VAR, host.facts.unit)).toMatchObject({ jobsSeeKey: true });
     });
 
