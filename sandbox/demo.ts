@@ -23,6 +23,7 @@ import { parseConfig, type KubernetesRunnerConfig } from "../components/config";
 import { renderEnvFile } from "../components/envfile";
 import { fingerprint } from "../components/fingerprint";
 import { deliverScript, jobsFromReport, reportHasKey } from "../components/remote-scripts";
+import { stopAll } from "./child";
 import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "./cluster";
 import { committedRunner, rawConfig } from "./committed-config";
 import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
@@ -221,13 +222,7 @@ async function main(): Promise<void> {
         }
     } finally {
         console.log("\nStopping the sandbox …");
-        for (const stop of started.reverse()) {
-            try {
-                await stop();
-            } catch (err) {
-                console.error(`cleanup: ${(err as Error).message}`);
-            }
-        }
+        await stopAll(started);
     }
 }
 

@@ -21,6 +21,7 @@ import { join } from "node:path";
 
 import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/automation";
 
+import { stopAll } from "../../sandbox/child";
 import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "../../sandbox/cluster";
 import { spawnEmulator } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
@@ -146,8 +147,9 @@ async function floorStacks(work: string, connectUrl: string, kubeconfig: string,
     };
     const files = (lines: string[]) => ({ "Pulumi.yaml": typescriptProject("floor"), "index.ts": [...lines, ""].join("\n") });
     const copies = ["package.json", "tsconfig.json", "components"];
+    const plugins = { PULUMI_HOME: pluginEnv["PULUMI_HOME"] ?? "" };
     return [
-        await benchProject(work, "floor-1password", "key-read", files(readKey), copies, { PULUMI_HOME: pluginEnv["PULUMI_HOME"] ?? "" }),
+        await benchProject(work, "floor-1password", "key-read", files(readKey), copies, plugins),
         await benchProject(
             work,
             "floor-kubernetes",
@@ -160,7 +162,7 @@ async function floorStacks(work: string, connectUrl: string, kubeconfig: string,
                 "export const replicas = d.spec.replicas;",
             ]),
             copies,
-            { PULUMI_HOME: pluginEnv["PULUMI_HOME"] ?? "" },
+            plugins,
         ),
     ];
 }
@@ -336,13 +338,7 @@ async function main(): Promise<void> {
         console.log(misses.length === 0 ? "\nAll targets met." : `\nMISS: ${misses.join("; ")}`);
         if (misses.length > 0) process.exitCode = 1;
     } finally {
-        for (const stop of stops.reverse()) {
-            try {
-                await stop();
-            } catch (err) {
-                console.error(`cleanup: ${(err as Error).message}`);
-            }
-        }
+        await stopAll(stops);
     }
 }
 
