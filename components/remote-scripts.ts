@@ -69,6 +69,12 @@ const preamble = (t: RemoteTarget): string =>
  * rename leaves the old file untouched; the temp file is removed on exit,
  * and a delivery killed before that (SIGKILL, a cut link) leaves one that
  * the next delivery removes first.
+ *
+ * This text is the delivery's `create`, and ssh-runner.ts replaces the
+ * resource when `create` changes (a new file, unit or variable): deleting
+ * first, so the file is gone and the unit restarted twice. A change to it
+ * does that on every host at the next `up`; new host-side steps belong in
+ * deliverAndCheckScript's part where they can.
  */
 export function deliverScript(t: RemoteTarget): string {
     return [
