@@ -72,6 +72,16 @@ export class Cluster {
         return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
     }
 
+    /**
+     * Applies indri's world (indriWorld) as Argo CD does, then waits until
+     * ESO has validated the ClusterSecretStore and the runner is Available.
+     */
+    applyIndriWorld(input: IndriWorldInput): void {
+        this.apply(indriWorld(input), ARGO_MANAGER);
+        this.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
+        this.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
+    }
+
     /** Waits (bounded) with kubectl wait. */
     wait(args: string[], timeoutSeconds = 120): void {
         this.kubectl(["wait", ...args, `--timeout=${timeoutSeconds}s`]);

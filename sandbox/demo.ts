@@ -24,7 +24,7 @@ import { renderEnvFile } from "../components/envfile";
 import { fingerprint } from "../components/fingerprint";
 import { deliverScript, jobsFromReport, reportHasKey } from "../components/remote-scripts";
 import { stopAll } from "./child";
-import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "./cluster";
+import { Cluster, FORWARDING_RUNNER_CONFIG } from "./cluster";
 import { committedRunner, rawConfig } from "./committed-config";
 import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
 import { writeOciImage } from "./oci-image";
@@ -160,9 +160,7 @@ async function main(): Promise<void> {
             cluster.remove();
         });
         // indri's config.yaml with the line that hands the key to job containers (README, "Jobs").
-        cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG }), ARGO_MANAGER);
-        cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
-        cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
+        cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
         writeOciImage(join(work, "image"), "pushed by the ci-registry-auth demo\n");
         uploadImage(host, join(work, "image"));
         // indri's jobs run in containers of this dockerd (the dind sidecar's stand-in).

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/automation";
 
 import { stopAll } from "../../sandbox/child";
-import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "../../sandbox/cluster";
+import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
 import { committedRunner, stackConfig } from "../../sandbox/committed-config";
@@ -225,9 +225,7 @@ async function main(): Promise<void> {
             cluster.stop();
             cluster.remove();
         });
-        cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG }), ARGO_MANAGER);
-        cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
-        cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
+        cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
         const empty = await emptyStack(work);
         const stacks: BenchStack[] = [];
         const floors: BenchStack[] = [];

@@ -26,7 +26,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
-import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "../../sandbox/cluster";
+import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { setConfig } from "../../automation/job";
 import { rotateKey } from "../../sandbox/onepassword";
@@ -150,9 +150,7 @@ beforeAll(async () => {
     port = Number(new URL(emulator.url).port);
     host = Ringtail.start();
     cluster = Cluster.start();
-    cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG }), ARGO_MANAGER);
-    cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
-    cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", NS]);
+    cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
     ringtail = await projectStack("ringtail", ringtailSettings(emulator.url, TOKEN, host.facts), { SSH_AUTH_SOCK: "" });
     indri = await projectStack("indri", indriSettings(emulator.url, TOKEN, cluster.kubeconfig));
     for (const run of [ringtail, indri]) {

@@ -12,14 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
 import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
-import {
-    ARGO_MANAGER,
-    BLUMEOPS_RUNNER_CONFIG,
-    Cluster,
-    FORWARDING_RUNNER_CONFIG,
-    indriWorld,
-    runnerConfigMap,
-} from "../../sandbox/cluster";
+import { BLUMEOPS_RUNNER_CONFIG, Cluster, FORWARDING_RUNNER_CONFIG, runnerConfigMap } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
 import { recording } from "../../sandbox/stack";
@@ -67,9 +60,7 @@ const replicaSets = (): number =>
 beforeAll(async () => {
     emulator = await spawnEmulator({ token: TOKEN, key: KEY, expires: new Date(Date.now() + 80 * 86_400_000) });
     cluster = Cluster.start();
-    cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN }), ARGO_MANAGER);
-    cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
-    cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", NS]);
+    cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN });
     run = await stack();
 }, 900_000);
 

@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { commentMarker, HEALTH_MARKER } from "../../automation/report";
 import { fingerprint } from "../../components/fingerprint";
-import { ARGO_MANAGER, Cluster, FORWARDING_RUNNER_CONFIG, indriWorld } from "../../sandbox/cluster";
+import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { Gitea, type GiteaRepo } from "../../sandbox/gitea";
 import { rotateKey, setExpiry } from "../../sandbox/onepassword";
@@ -138,9 +138,7 @@ beforeAll(async () => {
     emulator = await spawnEmulator({ token: TOKEN, key: KEY, expires: new Date(Date.now() + 80 * 86_400_000) });
     host = Ringtail.start();
     cluster = Cluster.start();
-    cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG }), ARGO_MANAGER);
-    cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
-    cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
+    cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
     gitea = await Gitea.start();
     work = mkdtempSync(join(tmpdir(), "cra-pr-"));
     backend = join(work, "backend");

@@ -23,7 +23,6 @@ import {
     BLUMEOPS_RUNNER_CONFIG,
     Cluster,
     FORWARDING_RUNNER_CONFIG,
-    indriWorld,
     runnerConfigMap,
     runnerDeployment,
 } from "../../sandbox/cluster";
@@ -100,10 +99,8 @@ beforeAll(async () => {
         extraItems: [{ title: "forgejo-runner-registration", username: "runner", credential: "registration-token-not-the-zot-key" }],
     });
     cluster = Cluster.start();
-    cluster.apply(indriWorld({ connectUrl: emulator.url, connectToken: TOKEN }), ARGO_MANAGER);
-    cluster.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
+    cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN });
     cluster.wait(["--for=condition=Ready", "externalsecret/forgejo-runner-env", "-n", NS]);
-    cluster.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", NS]);
     before = deployment();
     runner = parseConfig(rawConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig: cluster.kubeconfig } }))
         .runner as KubernetesRunnerConfig;
