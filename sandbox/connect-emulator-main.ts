@@ -1,11 +1,11 @@
 /**
  * Runs the Connect emulator as its own process, so a test that blocks its
  * event loop (spawnSync of kubectl, ssh) cannot stall ESO's calls to it.
- * Reads `{"token", "port", "key", "expires", "extraItems"?, "rawItems"?}` as JSON on stdin
- * (never argv), seeds vault `blumeops`, prints `listening <url>` and serves
+ * Reads `{"token", "port", "key", "expires", "extraItems"?, "rawItems"?, "tokens"?, "otherVaults"?}`
+ * as JSON on stdin (never argv), seeds vault `blumeops` (and any others), prints `listening <url>` and serves
  * until killed. Tests rotate the key through the Connect API itself (PUT).
  */
-import { apiCredential, ConnectEmulator, seedBlumeops } from "./connect-emulator";
+import { apiCredential, ConnectEmulator, seedBlumeops, type TokenScope } from "./connect-emulator";
 
 interface Seed {
     token: string;
@@ -18,6 +18,10 @@ interface Seed {
     rawItems?: Parameters<ConnectEmulator["addItem"]>[1][];
     /** ConnectEmulator.holdFile. */
     holdFile?: string;
+    /** More tokens, each reaching only its vaults (ConnectEmulator.grant). */
+    tokens?: ({ token: string } & TokenScope)[];
+    /** Vaults beside blumeops, each with API Credential items (title, credential). */
+    otherVaults?: { name: string; items: { title: string; credential: string }[] }[];
 }
 
 async function main(): Promise<void> {
@@ -35,6 +39,15 @@ async function main(): Promise<void> {
     }
     for (const extra of seed.extraItems ?? []) {
         emulator.addItem(vault.id, apiCredential(extra.title, extra.username, extra.credential, new Date(extra.expires)));
+    }
+    for (const { token, ...scope } of seed.tokens ?? []) {
+        emulator.grant(token, scope);
+    }
+    for (const other of seed.otherVaults ?? []) {
+        const v = emulator.addVault(other.name);
+        for (const item of other.items) {
+            emulator.addItem(v.id, apiCredential(item.title, "ops", item.credential, new Date(seed.expires)));
+        }
     }
     process.stdout.write(`listening ${url}\n`);
     const stop = (): void => {

@@ -6,6 +6,12 @@
  * JS SDK. What it follows:
  *
  * - `Authorization: Bearer <token>` on every /v1 call; 401 otherwise.
+ * - A token reaches only the vaults it was granted, read-only or
+ *   read-write, as Connect's tokens do: listing vaults shows only those
+ *   (inferred: Connect lists what the token may access), and any request
+ *   for another vault's id gets 403 `Authorization: token does not have
+ *   access to vault` before the vault is even looked up; a write with a
+ *   read-only grant gets 403 too (its message inferred).
  * - `1Password-Connect-Version` on every response (clients gate file
  *   access on it).
  * - ids are 26 lowercase alphanumerics (clients treat anything else as a title).
@@ -80,6 +86,14 @@ class HttpError extends Error {
     }
 }
 
+/** What one Connect token may reach: vault names, and whether it may write to them. */
+export interface TokenScope {
+    /** Vault names; "all" for a token granted every vault (the sandbox operator's). */
+    vaults: "all" | string[];
+    /** May create, update and delete items. Default: false (a CI token). */
+    write?: boolean;
+}
+
 type Filter = { field: "title" | "name"; op: "eq" | "co"; value: string } | undefined;
 
 /** Parses `title eq "x"` / `name eq "x"` / `title co "x"`. */
@@ -113,7 +127,21 @@ export class ConnectEmulator {
      */
     holdFile: string | undefined;
 
-    constructor(readonly token: string) {}
+    private readonly scopes = new Map<string, TokenScope>();
+
+    /** `token` reaches every vault, read-write; {@link grant} adds narrower ones. */
+    constructor(readonly token: string) {
+        this.scopes.set(token, { vaults: "all", write: true });
+    }
+
+    /** Adds a token that reaches `scope`'s vaults only. */
+    grant(token: string, scope: TokenScope): void {
+        this.scopes.set(token, scope);
+    }
+
+    private reaches(scope: TokenScope, vault: Vault): boolean {
+        return scope.vaults === "all" || scope.vaults.includes(vault.name);
+    }
 
     addVault(name: string): Vault {
         const now = new Date().toISOString();
@@ -200,11 +228,13 @@ export class ConnectEmulator {
                 });
                 return;
             }
-            if (req.headers.authorization !== `Bearer ${this.token}`) {
+            const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+            const scope = bearer === undefined ? undefined : this.scopes.get(bearer);
+            if (scope === undefined) {
                 throw new HttpError(401, "Invalid bearer token");
             }
             const body = method === "POST" || method === "PUT" ? await readJson(req) : undefined;
-            const result = this.route(method, path.split("/").filter(Boolean), url.searchParams, body);
+            const result = this.route(scope, method, path.split("/").filter(Boolean), url.searchParams, body);
             if (result === undefined) {
                 res.writeHead(204).end();
             } else {
@@ -216,18 +246,26 @@ export class ConnectEmulator {
         }
     }
 
-    private route(method: string, parts: string[], query: URLSearchParams, body: unknown): unknown {
+    private route(scope: TokenScope, method: string, parts: string[], query: URLSearchParams, body: unknown): unknown {
         const [v1, vaults, vid, items, iid, files] = parts;
         if (v1 !== "v1" || vaults !== "vaults") {
             throw new HttpError(404, "Invalid request path");
         }
         if (vid === undefined && method === "GET") {
             const filter = parseFilter(query.get("filter"));
-            return [...this.vaults.values()].filter((v) => matches(filter, v.name));
+            return [...this.vaults.values()].filter((v) => this.reaches(scope, v) && matches(filter, v.name));
         }
         const vault = vid === undefined ? undefined : this.vaults.get(vid);
+        // The token's grants are checked before the vault is looked up, so a
+        // vault outside them answers the same whether it exists or not.
+        if (scope.vaults !== "all" && (vault === undefined || !this.reaches(scope, vault))) {
+            throw new HttpError(403, "Authorization: token does not have access to vault");
+        }
         if (vault === undefined) {
             throw new HttpError(404, `vault ${vid ?? ""} not found`);
+        }
+        if (method !== "GET" && scope.write !== true) {
+            throw new HttpError(403, "Authorization: token does not have write access to vault");
         }
         if (items === undefined && method === "GET") {
             return vault;
@@ -376,6 +414,10 @@ export async function spawnEmulator(seed: {
     port?: number;
     /** Items as Connect stores them, e.g. with a custom field outside any section. */
     rawItems?: Omit<Item, "id" | "vault" | "version" | "createdAt" | "updatedAt">[];
+    /** More tokens, each reaching only its vaults (ConnectEmulator.grant). */
+    tokens?: ({ token: string } & TokenScope)[];
+    /** Vaults beside blumeops, with API Credential items. */
+    otherVaults?: { name: string; items: { title: string; credential: string }[] }[];
 }): Promise<EmulatorProcess> {
     const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", join(__dirname, "connect-emulator-main.ts")], {
         stdio: ["pipe", "pipe", "inherit"],
