@@ -57,7 +57,8 @@ export function findExpiry(item: ItemView, label: string): Date | undefined {
     }
     const parsed = parseDate(raw);
     if (parsed === undefined) {
-        throw new Error(`field "${label}" holds ${JSON.stringify(raw)}, which is not a date (Unix seconds or YYYY-MM-DD)`);
+        // Never the value: the setting may name the field that holds the key.
+        throw new Error(`field "${label}" does not hold a date (Unix seconds or YYYY-MM-DD; its value is not shown)`);
     }
     return parsed;
 }
@@ -74,6 +75,13 @@ function parseDate(raw: string): Date | undefined {
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The shortest key delivered. Its fingerprint (64 bits of SHA-256) is
+ * published in outputs, comments and issues; a short key could be found
+ * from it by trying every value. zot's keys are `zak_` and 32 characters.
+ */
+export const MIN_KEY_LENGTH = 20;
 
 /** Whole days from `now` until `expires`; negative once it has passed. */
 export function daysUntil(expires: Date, now: Date): number {

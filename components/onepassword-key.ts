@@ -1,15 +1,14 @@
 import * as onepassword from "@1password/pulumi-onepassword";
+import { getVersion } from "@1password/pulumi-onepassword/utilities";
 import * as pulumi from "@pulumi/pulumi";
 
 import { fingerprint } from "./fingerprint";
-import { findExpiry, judgeExpiry, missingFieldMessage, selectField, type ItemView } from "./item";
+import { findExpiry, judgeExpiry, MIN_KEY_LENGTH, missingFieldMessage, selectField, type ItemView } from "./item";
 
 /** Arguments of {@link OnePasswordKey}. */
 export interface OnePasswordKeyArgs {
-    /** 1Password Connect URL (`onepassword:url`). */
+    /** 1Password Connect URL (`onepassword:url`). The token is the provider's own $OP_CONNECT_TOKEN. */
     connectUrl: pulumi.Input<string>;
-    /** 1Password Connect token (`onepassword:token`), a secret. */
-    connectToken: pulumi.Input<string>;
     /** Vault name or id. */
     vault: string;
     /** Item title. */
@@ -43,11 +42,13 @@ export class OnePasswordKey extends pulumi.ComponentResource {
     constructor(name: string, args: OnePasswordKeyArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ci-registry-auth:onepassword:Key", name, {}, opts);
 
-        const provider = new onepassword.Provider(
-            `${name}-connect`,
-            { url: args.connectUrl, token: pulumi.secret(args.connectToken) },
-            { parent: this },
-        );
+        // Not onepassword.Provider: its constructor copies $OP_CONNECT_TOKEN into
+        // the provider's inputs, which Pulumi keeps in the stack's state, where
+        // anyone with the passphrase (CI too) could decrypt it. Made without a
+        // token, the plugin reads $OP_CONNECT_TOKEN itself when it configures
+        // (terraform-provider-onepassword's Configure), and the token stays on
+        // the machine that runs pulumi.
+        const provider = new ConnectProvider(`${name}-connect`, args.connectUrl, { parent: this });
         const where = `item "${args.item}" in vault "${args.vault}"`;
         // One error naming the setting and the fix, without a JavaScript stack
         // trace (RunError; a ResourceError would carry this whole component).
@@ -112,6 +113,13 @@ export class OnePasswordKey extends pulumi.ComponentResource {
                 if (value === undefined) {
                     throw fail(`${where} has no value in field "${args.field}": ${missingFieldMessage(i, args.field)}`);
                 }
+                if (value.length < MIN_KEY_LENGTH) {
+                    throw fail(
+                        `the key in ${where} (field "${args.field}") has ${value.length} characters, fewer than ${MIN_KEY_LENGTH}: ` +
+                            "its published fingerprint could be reversed by trying every value, so it is not delivered. " +
+                            "Fix: store the registry's whole API key in the field (zot's are zak_ and 32 characters), or set ci-registry-auth:field to the field that holds it.",
+                    );
+                }
                 return value;
             }),
         );
@@ -124,6 +132,22 @@ export class OnePasswordKey extends pulumi.ComponentResource {
             expiresAt: this.expiresAt,
             daysUntilExpiry: this.daysUntilExpiry,
         });
+    }
+}
+
+/**
+ * The onepassword plugin's provider resource with `url` alone: the SDK's
+ * Provider without the copy of $OP_CONNECT_TOKEN its constructor makes.
+ * Asks the engine for the plugin version the SDK does, from 1Password's releases.
+ */
+class ConnectProvider extends pulumi.ProviderResource {
+    constructor(name: string, url: pulumi.Input<string>, opts: pulumi.ResourceOptions) {
+        super(
+            "onepassword",
+            name,
+            { url },
+            { ...opts, version: getVersion(), pluginDownloadURL: "github://api.github.com/1Password/pulumi-onepassword" },
+        );
     }
 }
 

@@ -129,7 +129,7 @@ describe("1Password item", () => {
         expect(at("1767225600")?.toISOString()).toBe("2026-01-01T00:00:00.000Z");
         expect(at("2026-02-24")?.toISOString()).toBe("2026-02-24T00:00:00.000Z");
         expect(at("")).toBeUndefined();
-        expect(() => at("next tuesday")).toThrow(/not a date/);
+        expect(() => at("next tuesday")).toThrow(/does not hold a date/);
         expect(findExpiry({}, "expires")).toBeUndefined();
     });
 
