@@ -4,8 +4,10 @@ import * as apiextensions from "@pulumi/kubernetes/apiextensions";
 import * as apps from "@pulumi/kubernetes/apps/v1";
 import * as core from "@pulumi/kubernetes/core/v1";
 import { Provider } from "@pulumi/kubernetes/provider";
+import * as rbac from "@pulumi/kubernetes/rbac/v1";
 import * as pulumi from "@pulumi/pulumi";
 
+import { CI_LABELS, ciKubeconfig, clusterRules, localCluster, namespaceRules } from "./ci-identity";
 import type { KubernetesRunnerConfig } from "./config";
 import {
     FINGERPRINT_ANNOTATION,
@@ -67,6 +69,8 @@ export class KubernetesRunner extends pulumi.ComponentResource {
     public readonly jobRoute: pulumi.Output<string>;
     /** Secret and template carry the key's fingerprint, the env is wired, the rollout finished and jobs see it. */
     public readonly hasKey: pulumi.Output<boolean>;
+    /** A kubeconfig for CI's read-only ServiceAccount (secret), or undefined when the local kubeconfig could not be read. */
+    public readonly ciKubeconfig: pulumi.Output<string | undefined>;
 
     constructor(name: string, args: KubernetesRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ci-registry-auth:kubernetes:Runner", name, {}, opts);
@@ -228,6 +232,8 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                     secretFp === fp && f.templateFingerprint === fp && f.envWired && f.rolledOut && jobsSeeKey,
             );
 
+        this.ciKubeconfig = this.ciIdentity(name, r, child);
+
         this.registerOutputs({
             secretName: this.secretName,
             externalSecretName: this.externalSecretName,
@@ -240,6 +246,77 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             jobRoute: this.jobRoute,
             hasKey: this.hasKey,
         });
+    }
+
+    /**
+     * CI's identity (components/ci-identity.ts): a ServiceAccount that may
+     * only `get` what the program reads, its long-lived token (the token
+     * controller fills the Secret; the provider waits for it), and a
+     * kubeconfig for it made from the cluster entry of the kubeconfig this
+     * run uses, so CI talks to the same server with the same context name.
+     */
+    private ciIdentity(name: string, r: KubernetesRunnerConfig, child: pulumi.CustomResourceOptions): pulumi.Output<string | undefined> {
+        const reads = {
+            namespace: r.namespace,
+            deployment: r.deployment,
+            secretName: r.secretName,
+            clusterSecretStore: r.clusterSecretStore,
+        };
+        const metadata = { name: r.ciServiceAccount, namespace: r.namespace, labels: { ...CI_LABELS } };
+        const account = new core.ServiceAccount(`${name}-ci-account`, { metadata, automountServiceAccountToken: false }, child);
+        const subjects = [{ kind: "ServiceAccount", name: r.ciServiceAccount, namespace: r.namespace }];
+        const role = new rbac.Role(`${name}-ci-role`, { metadata, rules: namespaceRules(reads) }, child);
+        new rbac.RoleBinding(
+            `${name}-ci-role-binding`,
+            { metadata, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name }, subjects },
+            child,
+        );
+        // Cluster-scoped names are shared by every namespace: this one carries its namespace.
+        const clusterMetadata = { name: `${r.namespace}-${r.ciServiceAccount}`, labels: { ...CI_LABELS } };
+        const clusterRole = new rbac.ClusterRole(
+            `${name}-ci-cluster-role`,
+            { metadata: clusterMetadata, rules: clusterRules(reads) },
+            child,
+        );
+        new rbac.ClusterRoleBinding(
+            `${name}-ci-cluster-role-binding`,
+            {
+                metadata: clusterMetadata,
+                roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterRole.metadata.name },
+                subjects,
+            },
+            child,
+        );
+        const token = new core.Secret(
+            `${name}-ci-token`,
+            {
+                metadata: {
+                    name: `${r.ciServiceAccount}-token`,
+                    namespace: r.namespace,
+                    labels: { ...CI_LABELS },
+                    annotations: { "kubernetes.io/service-account.name": r.ciServiceAccount },
+                },
+                type: "kubernetes.io/service-account-token",
+            },
+            { ...child, dependsOn: [account] },
+        );
+        const cluster = localCluster(r.kubeconfig, r.context);
+        if ("problem" in cluster) {
+            void pulumi.log.warn(
+                `${name}: no kubeconfig for CI is made: ${cluster.problem}. The read-only ServiceAccount ${r.namespace}/${r.ciServiceAccount} exists; ` +
+                    `make a kubeconfig from its token Secret ${r.ciServiceAccount}-token by hand.`,
+                this,
+            );
+            return pulumi.output(undefined);
+        }
+        return pulumi.secret(
+            token.data.apply((data) => {
+                const value = (data as Record<string, string> | undefined)?.["token"];
+                return value === undefined
+                    ? undefined
+                    : ciKubeconfig(cluster, r.ciServiceAccount, r.namespace, Buffer.from(value, "base64").toString("utf8"));
+            }),
+        );
     }
 
     /**
@@ -274,7 +351,10 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             // provider keeps of it as the read's inputs (`__inputs`).
             const configMap = core.ConfigMap.get(`${name}-runner-config`, `${r.namespace}/${source.name}`, {
                 ...child,
-                additionalSecretOutputs: ["data", "__inputs"],
+                // `metadata` too: a ConfigMap applied client-side (kubectl apply,
+                // Argo CD's default) carries all of its data again in its
+                // last-applied-configuration annotation.
+                additionalSecretOutputs: ["data", "metadata", "__inputs"],
             });
             return pulumi.unsecret(
                 configMap.data.apply((data): RunnerConfigRead => {

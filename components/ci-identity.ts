@@ -1,0 +1,129 @@
+/**
+ * The identity CI reads indri's cluster as: a ServiceAccount with `get` on
+ * exactly the objects the program reads, and a kubeconfig for it. Pure
+ * builders (manifests, the kubeconfig text) tested directly; the component
+ * that applies them is KubernetesRunner.
+ *
+ * Why `get` alone is enough (README, "Trust model"): a preview with nothing
+ * to change makes no object request but the program's reads; a preview of
+ * a change tries the provider's server-side dry run, and when that is
+ * forbidden the provider shows the change from the program's inputs
+ * instead (pulumi-kubernetes v4.25.0, `await.Creation`/`Update`: a 403 in
+ * preview returns the inputs). No write verb is granted, so no request of
+ * this identity can change the cluster, dry run or not.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+import { parse, stringify } from "yaml";
+
+import { MANAGED_BY } from "./kubernetes-manifests";
+
+/** What the CI identity may read. */
+export interface CiReads {
+    namespace: string;
+    deployment: string;
+    /** The Secret ESO fills (read to confirm its fingerprint). */
+    secretName: string;
+    clusterSecretStore: string;
+}
+
+/** One RBAC rule. */
+export interface PolicyRule {
+    apiGroups: string[];
+    resources: string[];
+    resourceNames?: string[];
+    verbs: string[];
+}
+
+/**
+ * The namespaced rules: the runner Deployment, its ConfigMaps, our Secret
+ * and our ExternalSecrets. ConfigMaps and ExternalSecrets cannot be named:
+ * the runner's ConfigMap carries kustomize's content hash (a new name with
+ * every change of config.yaml, known only from the live Deployment), and
+ * our ExternalSecret carries the key's fingerprint. `get` without `list`
+ * still reads only an object whose name the caller already knows.
+ */
+export function namespaceRules(r: CiReads): PolicyRule[] {
+    return [
+        { apiGroups: ["apps"], resources: ["deployments"], resourceNames: [r.deployment], verbs: ["get"] },
+        { apiGroups: [""], resources: ["configmaps"], verbs: ["get"] },
+        { apiGroups: [""], resources: ["secrets"], resourceNames: [r.secretName], verbs: ["get"] },
+        { apiGroups: ["external-secrets.io"], resources: ["externalsecrets"], verbs: ["get"] },
+    ];
+}
+
+/** The cluster-scoped rule: the ClusterSecretStore (its Ready condition is a precondition). */
+export function clusterRules(r: CiReads): PolicyRule[] {
+    return [
+        { apiGroups: ["external-secrets.io"], resources: ["clustersecretstores"], resourceNames: [r.clusterSecretStore], verbs: ["get"] },
+    ];
+}
+
+/** Labels on the identity's objects. */
+export const CI_LABELS = { ...MANAGED_BY, "app.kubernetes.io/component": "ci-read-only" } as const;
+
+/** A kubeconfig's cluster entry as the operator's kubeconfig names it. */
+export interface ClusterEntry {
+    /** The context's name (kept, so CI's kubeconfig selects the same `runner.context`). */
+    context: string;
+    /** The cluster's name and its entry, with a CA file inlined as data. */
+    name: string;
+    cluster: Record<string, unknown>;
+}
+
+interface KubeconfigFile {
+    "current-context"?: string;
+    contexts?: { name?: string; context?: { cluster?: string } }[];
+    clusters?: { name?: string; cluster?: Record<string, unknown> }[];
+}
+
+/**
+ * The cluster the Kubernetes provider talks to, from the kubeconfig it
+ * loads (`path`, else $KUBECONFIG's files, else ~/.kube/config) and
+ * `context` (else the current one). Undefined with the reason when it
+ * cannot be found; never reads or returns credentials.
+ */
+export function localCluster(path: string | undefined, context: string | undefined, env = process.env): ClusterEntry | { problem: string } {
+    const files = path !== undefined ? [path] : (env["KUBECONFIG"] ?? "").split(":").filter((p) => p !== "");
+    if (files.length === 0) files.push(join(homedir(), ".kube", "config"));
+    const docs: KubeconfigFile[] = [];
+    for (const file of files.map((f) => f.replace(/^~(?=\/)/, homedir()))) {
+        if (!existsSync(file)) continue;
+        try {
+            docs.push((parse(readFileSync(file, "utf8")) ?? {}) as KubeconfigFile);
+        } catch {
+            return { problem: `${file} does not parse as YAML` };
+        }
+    }
+    const name = context ?? docs.map((d) => d["current-context"]).find((c) => c !== undefined && c !== "");
+    if (name === undefined) return { problem: `no context is named (runner.context) and ${files.join(":")} has no current-context` };
+    const ctx = docs.flatMap((d) => d.contexts ?? []).find((c) => c.name === name);
+    const clusterName = ctx?.context?.cluster;
+    const entry = docs.flatMap((d) => d.clusters ?? []).find((c) => c.name === clusterName)?.cluster;
+    if (clusterName === undefined || entry === undefined) return { problem: `context ${name} or its cluster is not in ${files.join(":")}` };
+    const cluster: Record<string, unknown> = { ...entry };
+    const caFile = cluster["certificate-authority"];
+    if (typeof caFile === "string") {
+        try {
+            cluster["certificate-authority-data"] = readFileSync(caFile).toString("base64");
+        } catch {
+            return { problem: `the cluster's certificate-authority ${caFile} cannot be read` };
+        }
+        delete cluster["certificate-authority"];
+    }
+    return { context: name, name: clusterName, cluster };
+}
+
+/** A kubeconfig that logs in to `cluster` as the ServiceAccount with `token`, in `namespace`. */
+export function ciKubeconfig(cluster: ClusterEntry, user: string, namespace: string, token: string): string {
+    return stringify({
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: [{ name: cluster.name, cluster: cluster.cluster }],
+        users: [{ name: user, user: { token } }],
+        contexts: [{ name: cluster.context, context: { cluster: cluster.name, user, namespace } }],
+        "current-context": cluster.context,
+    });
+}
