@@ -16,6 +16,10 @@ export interface RemoteTarget {
     envFile: string;
     unit: string;
     envVar: string;
+    /** The login user whose authorized keys restrict key-health's key (runner.user). Default: root. */
+    user?: string;
+    /** The public key of key-health's key (runner.checkKey), whose restriction the check reports. */
+    checkKey?: string;
 }
 
 /** Exit code the delivery script uses when the unit does not exist. */
@@ -26,8 +30,21 @@ export const EXIT_BAD_INPUT = 4;
 export const EXIT_RESTART_FAILED = 5;
 /** Exit code when the new file could not be written beside the old one (disk full, read-only). */
 export const EXIT_WRITE_FAILED = 6;
+/** Exit code when the target is not ours to write: a symlink, a file without our header, or a directory others can write. */
+export const EXIT_NOT_OURS = 7;
 
-const preamble = (t: RemoteTarget): string =>
+/** The first line of every env file this program writes (renderEnvFile). */
+const OUR_HEADER = "# Managed by ci-registry-auth";
+
+/**
+ * The shell functions and settings every script starts with. `exactUnitMatch`
+ * false keeps the text removeScript was first written with, byte for byte:
+ * ssh-runner.ts replaces the delivery when its delete script changes (that
+ * is how a new file, unit or variable is detected), so that text must not
+ * change for any other reason. Every other script matches EnvironmentFiles
+ * by the whole path.
+ */
+const preamble = (t: RemoteTarget, exactUnitMatch = true): string =>
     [
         "set -eu",
         "export LC_ALL=C",
@@ -47,9 +64,12 @@ const preamble = (t: RemoteTarget): string =>
         "  h=$(sha256sum | cut -c1-16)",
         '  if [ "$h" = e3b0c44298fc1c14 ]; then echo none; else echo "sha256:$h"; fi',
         "}",
-        // Whether the unit's EnvironmentFiles include the file.
+        // Whether the unit's EnvironmentFiles include the file: systemctl shows one
+        // `<path> (ignore_errors=yes|no)` per line; the whole path must match.
         "unit_reads_file() {",
-        '  systemctl show -p EnvironmentFiles --value -- "$unit" 2>/dev/null | grep -qF -- "$f ("',
+        exactUnitMatch
+            ? '  systemctl show -p EnvironmentFiles --value -- "$unit" 2>/dev/null | grep -qxF -e "$f (ignore_errors=yes)" -e "$f (ignore_errors=no)"'
+            : '  systemctl show -p EnvironmentFiles --value -- "$unit" 2>/dev/null | grep -qF -- "$f ("',
         "}",
         // Fingerprint of $var in the environment of the unit's running main process, or "none".
         "process_fp() {",
@@ -63,18 +83,24 @@ const preamble = (t: RemoteTarget): string =>
     ].join("\n");
 
 /**
- * Create/update: checks the unit exists, writes stdin to a temp file beside
- * the target (mode 0600, root-owned), renames it over the target only when
- * the bytes differ, and then restarts a running unit. A failure before the
- * rename leaves the old file untouched; the temp file is removed on exit,
- * and a delivery killed before that (SIGKILL, a cut link) leaves one that
- * the next delivery removes first.
+ * Create/update: checks the unit exists and that the target is ours to
+ * write, writes stdin to a temp file beside the target (mode 0600,
+ * root-owned), renames it over the target only when the bytes differ, and
+ * then restarts a running unit. A failure before the rename leaves the old
+ * file untouched; the temp file is removed on exit, and a delivery killed
+ * before that (SIGKILL, a cut link) leaves one that the next delivery
+ * removes first.
  *
- * This text is the delivery's `create`, and ssh-runner.ts replaces the
- * resource when `create` changes (a new file, unit or variable): deleting
- * first, so the file is gone and the unit restarted twice. A change to it
- * does that on every host at the next `up`; new host-side steps belong in
- * deliverAndCheckScript's part where they can.
+ * Ours to write: the target is not a symlink, an existing file starts with
+ * our header (so a path that names someone else's file is refused, not
+ * overwritten), and no directory from / to the file can be written by
+ * anyone but root (a sticky world-writable ancestor like /tmp excepted;
+ * the file's own directory never), so nobody else can swap the file or
+ * its directory under the unit.
+ *
+ * ssh-runner.ts ignores changes to this text in `create` (create runs only
+ * when the delivery is first made), so a newer version changes the
+ * delivery's `update` in place and never replaces it.
  */
 export function deliverScript(t: RemoteTarget): string {
     return [
@@ -83,9 +109,32 @@ export function deliverScript(t: RemoteTarget): string {
         '  echo "ci-registry-auth: unit $unit does not exist on $(hostname); nothing was changed. Fix: set runner.unit to the runner\'s unit" >&2',
         `  exit ${EXIT_NO_UNIT}`,
         "fi",
+        "not_ours() {",
+        '  echo "ci-registry-auth: $1; $f was not changed. Fix: point runner.envFile at a path of its own in a root-only directory (e.g. /etc/forgejo-runner/zot-api-key.env)" >&2',
+        `  exit ${EXIT_NOT_OURS}`,
+        "}",
+        'if [ -L "$f" ]; then not_ours "$f is a symbolic link"; fi',
+        'if [ -e "$f" ] && { [ ! -f "$f" ] || [ "$(head -c ' +
+            String(OUR_HEADER.length) +
+            ' -- "$f")" != ' +
+            `'${OUR_HEADER}'` +
+            " ]; }; then",
+        '  not_ours "$f exists and was not written by ci-registry-auth (its first line is not our header)"',
+        "fi",
         "umask 077",
         'dir=$(dirname -- "$f")',
         'mkdir -p -- "$dir"',
+        // From the file's directory up to /: root-owned, and writable by root alone.
+        "d=$dir",
+        "while :; do",
+        '  if [ -L "$d" ]; then not_ours "$d is a symbolic link"; fi',
+        // stat's octal mode read as an octal constant by $(( )): group/other write bits, sticky bit.
+        '  owner=$(stat -c %u -- "$d") mode=$(stat -c %a -- "$d")',
+        '  if [ "$owner" != 0 ]; then not_ours "$d is owned by uid $owner, not root"; fi',
+        '  if [ $((0$mode & 022)) != 0 ] && { [ "$d" = "$dir" ] || [ $((0$mode & 01000)) = 0 ]; }; then not_ours "$d (mode $mode) can be written by others than root"; fi',
+        '  [ "$d" = / ] && break',
+        '  d=$(dirname -- "$d")',
+        "done",
         // Deliveries of a stack are serialized by its state lock: any temp file here is a killed one's.
         'for leftover in "$dir"/.ci-registry-auth.*; do if [ -f "$leftover" ]; then rm -f -- "$leftover"; fi; done',
         "write_failed() {",
@@ -137,16 +186,18 @@ export function deliverScript(t: RemoteTarget): string {
  * in place instead of replacing it, which would delete the file first.
  */
 export function deliverAndCheckScript(t: RemoteTarget): string {
-    return [deliverScript(t), ...checkLines()].join("\n");
+    return [deliverScript(t), ...checkLines(t)].join("\n");
 }
 
 /**
  * Delete: removes the env file and restarts a running unit so that it drops
- * the variable. Touches nothing else on the host.
+ * the variable. Touches nothing else on the host. Its text identifies the
+ * target (file, unit, variable), and ssh-runner.ts replaces the delivery
+ * when it changes: keep it byte for byte (preamble's `exactUnitMatch`).
  */
 export function removeScript(t: RemoteTarget): string {
     return [
-        preamble(t),
+        preamble({ envFile: t.envFile, unit: t.unit, envVar: t.envVar }, false),
         'if [ -e "$f" ]; then',
         '  rm -f -- "$f"',
         '  if systemctl cat -- "$unit" >/dev/null 2>&1 && ! systemctl try-restart -- "$unit"; then',
@@ -164,7 +215,51 @@ export function removeScript(t: RemoteTarget): string {
  * in the environment of the unit's running main process (hashed on the host).
  */
 export function verifyScript(t: RemoteTarget): string {
-    return [preamble(t), ...checkLines()].join("\n");
+    return [preamble(t), ...checkLines(t)].join("\n");
+}
+
+/**
+ * Where the check is installed on the host, as the forced command of
+ * key-health's restricted key: beside the env file, in its root-only
+ * directory.
+ */
+export function checkCommandPath(envFile: string): string {
+    return `${envFile.slice(0, envFile.lastIndexOf("/"))}/ci-registry-auth-check`;
+}
+
+/** The installed check: verifyScript as an executable file (what key-health's key runs, whatever it asks). */
+export function checkCommandFile(t: RemoteTarget): string {
+    return [
+        "#!/bin/sh",
+        "# Installed by ci-registry-auth (Pulumi): the read-only check of this runner, the forced",
+        "# command of key-health's SSH key. It reads the env file's fingerprint, the unit and the",
+        "# runner's config; it changes nothing and ignores what the client asked to run.",
+        verifyScript(t),
+        "",
+    ].join("\n");
+}
+
+/** Installs the check (sent on stdin) at `path`, root-owned 0755, replaced atomically. */
+export function installCheckScript(path: string): string {
+    return [
+        "set -eu",
+        `p=${shellQuote(path)}`,
+        'dir=$(dirname -- "$p")',
+        "umask 077",
+        'mkdir -p -- "$dir"',
+        'tmp=$(mktemp -- "$dir/.ci-registry-auth-check.XXXXXX")',
+        "trap 'rm -f -- \"$tmp\"' EXIT",
+        'cat > "$tmp"',
+        'chown 0:0 -- "$tmp"',
+        'chmod 0755 -- "$tmp"',
+        'mv -f -- "$tmp" "$p"',
+        "echo installed=true",
+    ].join("\n");
+}
+
+/** Removes the installed check. */
+export function removeCheckScript(path: string): string {
+    return ["set -eu", `rm -f -- ${shellQuote(path)}`, "echo removed=true"].join("\n");
 }
 
 /**
@@ -172,7 +267,7 @@ export function verifyScript(t: RemoteTarget): string {
  * `checked_at` is the host's clock in nanoseconds: of two reports, the
  * later one describes the host as it is ({@link latestReport}).
  */
-function checkLines(): string[] {
+function checkLines(t: RemoteTarget): string[] {
     return [
         'echo "checked_at=$(date +%s%N)"',
         'if [ -f "$f" ]; then',
@@ -191,7 +286,94 @@ function checkLines(): string[] {
         "fi",
         'echo "process_fp=$(process_fp)"',
         ...runnerConfigLines,
+        ...checkKeyLines(t),
     ];
+}
+
+/**
+ * Whether key-health's key is restricted to the check: every line of the
+ * login user's authorized keys files (as sshd -T names them, else OpenSSH's
+ * default) that carries the key is sent back, base64, for the program to
+ * judge (judgeCheckKey). Public keys and options only.
+ */
+function checkKeyLines(t: RemoteTarget): string[] {
+    const blob = t.checkKey?.trim().split(/\s+/)[1];
+    if (blob === undefined) return ["echo check_key=none"];
+    return [
+        `ck=${shellQuote(blob)}`,
+        `login=${shellQuote(t.user ?? "root")}`,
+        'home=$(getent passwd "$login" 2>/dev/null | cut -d: -f6 || true)',
+        "sshd_bin=$(command -v sshd 2>/dev/null || true)",
+        'for p in /usr/sbin/sshd /run/current-system/sw/bin/sshd; do [ -n "$sshd_bin" ] || { [ -x "$p" ] && sshd_bin=$p; }; done',
+        "files=",
+        'if [ -n "$sshd_bin" ]; then files=$("$sshd_bin" -T -C "user=$login,host=localhost,addr=127.0.0.1" 2>/dev/null | awk \'$1 == "authorizedkeysfile" { $1 = ""; print }\' || true); fi',
+        '[ -n "$files" ] || files=".ssh/authorized_keys .ssh/authorized_keys2"',
+        "lines=$(for kf in $files; do",
+        '  kf=$(printf "%s" "$kf" | sed -e "s|%h|$home|g" -e "s|%u|$login|g" -e "s|%%|%|g")',
+        '  case $kf in /*) ;; *) kf="$home/$kf" ;; esac',
+        '  if [ -r "$kf" ]; then grep -F -- "$ck" "$kf" || true; fi',
+        "done)",
+        'echo "check_key_lines_b64=$(printf "%s" "$lines" | base64 -w0)"',
+    ];
+}
+
+/**
+ * What the host's authorized keys say of key-health's key (`runner.checkKey`):
+ * `restricted` when every line that carries it has `restrict` and the
+ * forced command `commandPath` (so it can run the check and nothing else:
+ * no shell, no other command, no forwarding, no pty); otherwise why not.
+ */
+export function judgeCheckKey(report: Record<string, string>, checkKey: string | undefined, commandPath: string): string {
+    if (checkKey === undefined || report["check_key"] === "none") {
+        return "not configured (runner.checkKey is not set)";
+    }
+    const b64 = report["check_key_lines_b64"];
+    if (b64 === undefined) return "unknown (the host check did not report it)";
+    const blob = checkKey.trim().split(/\s+/)[1] ?? "";
+    const lines = decode(b64)
+        .split("\n")
+        .filter((l) => l.trim() !== "" && !l.trim().startsWith("#") && l.split(/\s+/).includes(blob));
+    if (lines.length === 0) {
+        return "absent: the key is in none of the login user's authorized keys, so key-health cannot re-read the host";
+    }
+    for (const line of lines) {
+        const options = authorizedKeyOptions(line);
+        if (!options.includes("restrict")) {
+            return "unrestricted: a line carrying the key lacks `restrict`, so it may forward ports or agents and get a pty";
+        }
+        const command = options.find((o) => o.startsWith("command="));
+        if (command !== `command="${commandPath}"`) {
+            return `unrestricted: a line carrying the key does not force command="${commandPath}", so it can run any command as the login user`;
+        }
+    }
+    return "restricted";
+}
+
+/** The options field of an authorized_keys line (split at commas outside double quotes), or none. */
+export function authorizedKeyOptions(line: string): string[] {
+    const text = line.trim();
+    if (/^(ssh-|ecdsa-|sk-)/.test(text)) return [];
+    const options: string[] = [];
+    let current = "";
+    let quoted = false;
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i] ?? "";
+        if (!quoted && /\s/.test(c)) break;
+        if (c === "\\" && quoted) {
+            current += c + (text[i + 1] ?? "");
+            i++;
+            continue;
+        }
+        if (c === '"') quoted = !quoted;
+        if (c === "," && !quoted) {
+            options.push(current);
+            current = "";
+            continue;
+        }
+        current += c;
+    }
+    if (current !== "") options.push(current);
+    return options.map((o) => o.replace(/^([A-Za-z-]+)/, (name) => name.toLowerCase()));
 }
 
 /**
@@ -269,6 +451,34 @@ export function reportHasKey(report: Record<string, string>, fp: string): boolea
         report["unit_reads_file"] === "true" &&
         report["unit_active"] === "active"
     );
+}
+
+/** What a check report says, as the stack's ssh outputs name it: fingerprints, file metadata, unit state, jobs and the check key. */
+export interface ReportFacts {
+    fileFingerprint: string;
+    fileOwner: string;
+    fileMode: string;
+    unitReadsFile: boolean;
+    unitActive: string;
+    processFingerprint: string;
+    holdsKey: boolean;
+    jobs: JobsVerdict;
+    checkKey: string;
+}
+
+/** The facts of a check report for the key with fingerprint `fp` (the program's and key-health's one reading of it). */
+export function reportFacts(report: Record<string, string>, fp: string, t: RemoteTarget): ReportFacts {
+    return {
+        fileFingerprint: report["file_fp"] ?? "none",
+        fileOwner: report["file_owner"] ?? "none",
+        fileMode: report["file_mode"] ?? "none",
+        unitReadsFile: report["unit_reads_file"] === "true",
+        unitActive: report["unit_active"] ?? "unknown",
+        processFingerprint: report["process_fp"] ?? "none",
+        holdsKey: reportHasKey(report, fp),
+        jobs: jobsFromReport(report, t.envVar, t.unit),
+        checkKey: judgeCheckKey(report, t.checkKey, checkCommandPath(t.envFile)),
+    };
 }
 
 /**

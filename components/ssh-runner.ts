@@ -4,13 +4,16 @@ import * as pulumi from "@pulumi/pulumi";
 import type { SshRunnerConfig } from "./config";
 import { renderEnvFile } from "./envfile";
 import {
+    checkCommandFile,
+    checkCommandPath,
     deliverAndCheckScript,
     deliverScript,
-    jobsFromReport,
+    installCheckScript,
     latestReport,
     parseReport,
+    removeCheckScript,
     removeScript,
-    reportHasKey,
+    reportFacts,
     verifyScript,
     type RemoteTarget,
 } from "./remote-scripts";
@@ -54,28 +57,38 @@ export class SshRunner extends pulumi.ComponentResource {
     public readonly jobRoute: pulumi.Output<string>;
     /** File and process carry the key's fingerprint, root-only, the unit is active and reads the file, and jobs see it. */
     public readonly hasKey: pulumi.Output<boolean>;
+    /** Whether key-health's key (runner.checkKey) is restricted to the installed check: `restricted`, or why not. */
+    public readonly checkKey: pulumi.Output<string>;
 
     constructor(name: string, args: SshRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ci-registry-auth:ssh:Runner", name, {}, opts);
         const r = args.runner;
-        if (r.hostKey === undefined) {
+        if (r.insecureIgnoreHostKey) {
             void pulumi.log.warn(
                 `runner.insecureIgnoreHostKey is true: the SSH host key of ${r.host} is NOT checked, so an impostor could receive the key.`,
                 this,
             );
         }
 
+        // No private key: the command provider signs with the ssh-agent at
+        // $SSH_AUTH_SOCK of the machine that runs `pulumi up`, so the key is
+        // in neither the stack's config nor its state (README, "Trust model").
         const connection: command.types.input.remote.ConnectionArgs = {
             host: r.host,
             port: r.port,
             user: r.user,
             ...(r.hostKey !== undefined ? { hostKey: r.hostKey } : {}),
-            ...(r.privateKey !== undefined ? { privateKey: r.privateKey } : {}),
             // Fail fast on an unreachable host instead of the provider's 10 dial attempts.
             dialErrorLimit: 3,
             perDialTimeout: 10,
         };
-        const target: RemoteTarget = { envFile: r.envFile, unit: r.unit, envVar: args.envVar };
+        const target: RemoteTarget = {
+            envFile: r.envFile,
+            unit: r.unit,
+            envVar: args.envVar,
+            user: r.user,
+            ...(r.checkKey !== undefined ? { checkKey: r.checkKey } : {}),
+        };
         const stdin = pulumi.secret(pulumi.output(args.key).apply((key) => renderEnvFile(args.envVar, key)));
 
         const deliver = new command.remote.Command(
@@ -98,10 +111,33 @@ export class SshRunner extends pulumi.ComponentResource {
                 // config and registration files: kept encrypted in state.
                 additionalSecretOutputs: ["stdout", "stderr"],
                 // A different file, unit or variable is a different resource:
-                // remove the old file first, then write the new one.
-                replaceOnChanges: ["create"],
+                // remove the old file first, then write the new one. The delete
+                // script names exactly those three (and is otherwise frozen:
+                // removeScript); create runs only when the delivery is first
+                // made, so a newer create script is ignored instead of
+                // replacing the delivery (file removed, two restarts).
+                replaceOnChanges: ["delete"],
+                ignoreChanges: ["create"],
                 deleteBeforeReplace: true,
             },
+        );
+        // The check as a file on the host: the forced command of key-health's
+        // restricted key (README, "Trust model"). Not secret; updated in place.
+        const checkPath = checkCommandPath(r.envFile);
+        new command.remote.Command(
+            `${name}-check-command`,
+            {
+                connection,
+                create: installCheckScript(checkPath),
+                update: installCheckScript(checkPath),
+                delete: removeCheckScript(checkPath),
+                // After the key was read and judged: a run that stops on the key
+                // (expired, missing, too short) touches nothing on the host.
+                stdin: pulumi.output(args.keyFingerprint).apply(() => checkCommandFile(target)),
+                logging: "none",
+                addPreviousOutputInEnv: false,
+            },
+            { parent: this, replaceOnChanges: ["delete"], deleteBeforeReplace: true },
         );
         const delivered = deliver.stdout.apply(parseReport);
         this.changed = pulumi.unsecret(delivered.apply((d) => d["changed"] === "true"));
@@ -127,17 +163,7 @@ export class SshRunner extends pulumi.ComponentResource {
         // file metadata, unit state and the jobs verdict, which names settings, never values.
         const facts = pulumi.unsecret(
             pulumi.all([delivered, verify.stdout, args.keyFingerprint]).apply(([d, stdout, fp]) => {
-                const v = latestReport(d, parseReport(stdout));
-                return {
-                    fileFingerprint: v["file_fp"] ?? "none",
-                    fileOwner: v["file_owner"] ?? "none",
-                    fileMode: v["file_mode"] ?? "none",
-                    unitReadsFile: v["unit_reads_file"] === "true",
-                    unitActive: v["unit_active"] ?? "unknown",
-                    processFingerprint: v["process_fp"] ?? "none",
-                    holdsKey: reportHasKey(v, fp),
-                    jobs: jobsFromReport(v, args.envVar, r.unit),
-                };
+                return reportFacts(latestReport(d, parseReport(stdout)), fp, target);
             }),
         );
         this.fileFingerprint = facts.fileFingerprint;
@@ -149,6 +175,17 @@ export class SshRunner extends pulumi.ComponentResource {
         this.jobsSeeKey = facts.jobs.jobsSeeKey;
         this.jobRoute = facts.jobs.jobRoute;
         this.hasKey = facts.apply((f) => f.holdsKey && f.jobs.jobsSeeKey);
+        this.checkKey = facts.checkKey;
+        facts.checkKey.apply((verdict) => {
+            if (r.checkKey !== undefined && verdict !== "restricted") {
+                void pulumi.log.warn(
+                    `${name}: key-health's key (runner.checkKey) on ${r.host} is ${verdict}. Fix: in the host's authorized keys for ${r.user}, ` +
+                        `prefix that key with restrict,command="${checkPath}" (NixOS: users.users.${r.user}.openssh.authorizedKeys.keys; README, "Trust model"), ` +
+                        `then re-check with pulumi up --replace <urn of ${name}-verify>.`,
+                    this,
+                );
+            }
+        });
         facts.jobs.apply((jobs) => {
             if (jobs.fix !== undefined) {
                 void pulumi.log.warn(
@@ -167,6 +204,7 @@ export class SshRunner extends pulumi.ComponentResource {
             unitReadsFile: this.unitReadsFile,
             jobsSeeKey: this.jobsSeeKey,
             jobRoute: this.jobRoute,
+            checkKey: this.checkKey,
             hasKey: this.hasKey,
         });
     }
