@@ -17,3 +17,4 @@ export const keyDaysUntilExpiry = stack.keyDaysUntilExpiry;
 export const keyExpiryWarningDays = stack.keyExpiryWarningDays;
 export const hasKey = stack.hasKey;
 export const delivered = stack.delivered;
+export const ciKubeconfig = stack.ciKubeconfig;

@@ -28,10 +28,14 @@ export interface KeySourceConfig {
     expiryWarningDays: number;
 }
 
-/** How to reach 1Password Connect (`onepassword:url`, `onepassword:token`). */
+/**
+ * How to reach 1Password Connect: `onepassword:url` (or $OP_CONNECT_HOST).
+ * The token is read by the onepassword provider from $OP_CONNECT_TOKEN on
+ * the machine that runs pulumi, and never passes through the program or the
+ * stack's state.
+ */
 export interface ConnectConfig {
     url: string;
-    token: pulumi.Output<string>;
 }
 
 /** indri: a Deployment in a Kubernetes cluster, fed by External Secrets Operator. */
@@ -57,6 +61,8 @@ export interface KubernetesRunnerConfig {
     syncTimeoutSeconds: number;
     /** Bound on waiting for the Deployment to roll out. Default: 600. */
     rolloutTimeoutSeconds: number;
+    /** The ServiceAccount that CI's previews and key-health read the cluster as (get only). Default: `ci-registry-auth-ci`. */
+    ciServiceAccount: string;
 }
 
 /** ringtail: a systemd unit on a host reached over SSH. */
@@ -75,8 +81,13 @@ export interface SshRunnerConfig {
     envFile: string;
     /** Default: `gitea-runner-nix_container_builder.service`. */
     unit: string;
-    /** Secret config `sshPrivateKey`; when absent the ssh-agent at `$SSH_AUTH_SOCK` is used. */
-    privateKey?: pulumi.Output<string>;
+    /**
+     * The public key of key-health's SSH key, which the host restricts to the
+     * read-only check (README, "Trust model"); the check reports whether the
+     * restriction is in place. Default: none (not checked). The operator's own
+     * key is never a setting: it comes from the ssh-agent at $SSH_AUTH_SOCK.
+     */
+    checkKey?: string;
 }
 
 export type RunnerConfig = KubernetesRunnerConfig | SshRunnerConfig;
@@ -90,6 +101,8 @@ export interface StackConfig {
     /** Registry user the key belongs to (reported, not used to log in). Pulumi.yaml default: `zot-ci`. */
     registryUser: string;
     runner: RunnerConfig;
+    /** What the stack should change but may run with (stored credentials, a cleartext Connect URL): warned on every run. */
+    warnings: string[];
 }
 
 /** One configuration problem: the setting, what is wrong, and the fix. */
@@ -120,10 +133,17 @@ export interface RawConfig {
     envVar?: string;
     registryUser?: string;
     runner?: unknown;
-    hasSshPrivateKey: boolean;
+    /** `ci-registry-auth:sshPrivateKey` is in the stack's config (no longer read: a warning says how to move it out). */
+    storedSshPrivateKey: boolean;
+    /** An ssh-agent is reachable ($SSH_AUTH_SOCK). */
     hasSshAgent: boolean;
+    /** This run is a preview, which connects to no host and needs no SSH credential. */
+    preview: boolean;
     connectUrl?: string;
+    /** $OP_CONNECT_TOKEN is set. */
     hasConnectToken: boolean;
+    /** `onepassword:token` is in the stack's config (no longer read: a warning says how to move it out). */
+    storedConnectToken: boolean;
 }
 
 const K8S_DEFAULTS = {
@@ -135,6 +155,7 @@ const K8S_DEFAULTS = {
     fieldManager: PROJECT,
     syncTimeoutSeconds: 120,
     rolloutTimeoutSeconds: 600,
+    ciServiceAccount: "ci-registry-auth-ci",
 } as const;
 
 const SSH_DEFAULTS = {
@@ -159,10 +180,36 @@ class Reader {
         return `${this.prefix}.${key}`;
     }
 
+    /** The key is not in the object at all (a key with no value, or "", is there, and refused). */
+    absent(key: string): boolean {
+        return this.obj[key] === undefined;
+    }
+
+    /**
+     * A key written with no value (YAML `hostKey:`, read as null) or as ""
+     * is refused, never taken as "unset": an empty security setting must
+     * not silently turn into its default (for runner.hostKey: no pinning).
+     */
+    private empty(key: string, example: string): boolean {
+        const raw = this.obj[key];
+        if (raw !== null && raw !== "") {
+            return false;
+        }
+        this.issues.push({
+            setting: `${PROJECT}:${this.path(key)}`,
+            problem: 'is empty (a key with no value, or "")',
+            fix: `${set(this.path(key), example)}, or delete the line to use its default`,
+        });
+        return true;
+    }
+
     string(key: string, fallback: string | undefined, valid: (v: string) => boolean, what: string, example: string): string | undefined {
         const raw = this.obj[key];
-        if (raw === undefined || raw === null) {
+        if (raw === undefined) {
             return fallback;
+        }
+        if (this.empty(key, example)) {
+            return undefined;
         }
         if (typeof raw !== "string" || !valid(raw)) {
             this.issues.push({
@@ -177,7 +224,10 @@ class Reader {
 
     integer(key: string, fallback: number, min: number, max: number, example: string): number {
         const raw = this.obj[key];
-        if (raw === undefined || raw === null) {
+        if (raw === undefined) {
+            return fallback;
+        }
+        if (this.empty(key, example)) {
             return fallback;
         }
         if (typeof raw !== "number" || !Number.isInteger(raw) || raw < min || raw > max) {
@@ -193,7 +243,10 @@ class Reader {
 
     boolean(key: string, example: string): boolean {
         const raw = this.obj[key];
-        if (raw === undefined || raw === null) {
+        if (raw === undefined) {
+            return false;
+        }
+        if (this.empty(key, example)) {
             return false;
         }
         if (typeof raw !== "boolean") {
@@ -234,6 +287,7 @@ function parseKubernetes(obj: Record<string, unknown>, issues: ConfigIssue[]): K
         "fieldManager",
         "syncTimeoutSeconds",
         "rolloutTimeoutSeconds",
+        "ciServiceAccount",
     ]);
     const nonEmpty = (v: string): boolean => v.length > 0 && !/[\0\n]/.test(v);
     const context = r.string("context", undefined, nonEmpty, "a kubeconfig context name", "minikube");
@@ -270,8 +324,15 @@ function parseKubernetes(obj: Record<string, unknown>, issues: ConfigIssue[]): K
     );
     const syncTimeoutSeconds = r.integer("syncTimeoutSeconds", K8S_DEFAULTS.syncTimeoutSeconds, 10, 3600, "120");
     const rolloutTimeoutSeconds = r.integer("rolloutTimeoutSeconds", K8S_DEFAULTS.rolloutTimeoutSeconds, 30, 7200, "600");
+    const ciServiceAccount = r.string(
+        "ciServiceAccount",
+        K8S_DEFAULTS.ciServiceAccount,
+        isDns1123Subdomain,
+        "a ServiceAccount name",
+        K8S_DEFAULTS.ciServiceAccount,
+    );
     issues.push(...r.issues);
-    if (r.issues.length > 0 || !namespace || !deployment || !container || !store || !secretName || !fieldManager) {
+    if (r.issues.length > 0 || !namespace || !deployment || !container || !store || !secretName || !fieldManager || !ciServiceAccount) {
         return undefined;
     }
     return {
@@ -286,14 +347,19 @@ function parseKubernetes(obj: Record<string, unknown>, issues: ConfigIssue[]): K
         fieldManager,
         syncTimeoutSeconds,
         rolloutTimeoutSeconds,
+        ciServiceAccount,
     };
 }
 
-function parseSsh(obj: Record<string, unknown>, raw: RawConfig, issues: ConfigIssue[]): Omit<SshRunnerConfig, "privateKey"> | undefined {
+function parseSsh(
+    obj: Record<string, unknown>,
+    raw: Pick<RawConfig, "hasSshAgent" | "preview">,
+    issues: ConfigIssue[],
+): SshRunnerConfig | undefined {
     const r = new Reader(obj, "runner");
-    r.unknownKeys(["kind", "host", "port", "user", "hostKey", "insecureIgnoreHostKey", "envFile", "unit"]);
+    r.unknownKeys(["kind", "host", "port", "user", "hostKey", "insecureIgnoreHostKey", "envFile", "unit", "checkKey"]);
     const host = r.string("host", undefined, isHost, "a host name or IP address (no user@, no port)", "ringtail");
-    if (obj["host"] === undefined) {
+    if (r.absent("host")) {
         r.issues.push({
             setting: `${PROJECT}:runner.host`,
             problem: "is required for ssh runners",
@@ -310,7 +376,7 @@ function parseSsh(obj: Record<string, unknown>, raw: RawConfig, issues: ConfigIs
         'one public host key in authorized_keys form ("ssh-ed25519 AAAA...")',
         `"$(ssh-keyscan -t ed25519 ${host ?? "HOST"} 2>/dev/null | cut -d' ' -f2-)"`,
     );
-    if (obj["hostKey"] === undefined && !insecureIgnoreHostKey) {
+    if (r.absent("hostKey") && !insecureIgnoreHostKey) {
         r.issues.push({
             setting: `${PROJECT}:runner.hostKey`,
             problem: "is required: without it the SSH connection would trust any host and could hand the key to an impostor",
@@ -319,6 +385,20 @@ function parseSsh(obj: Record<string, unknown>, raw: RawConfig, issues: ConfigIs
                 " (runner.insecureIgnoreHostKey: true turns the check off, for throwaway test hosts only)",
         });
     }
+    if (!r.absent("hostKey") && insecureIgnoreHostKey) {
+        r.issues.push({
+            setting: `${PROJECT}:runner.insecureIgnoreHostKey`,
+            problem: "is true while runner.hostKey is set: the host key would be pinned, so the opt-out says something untrue",
+            fix: "pulumi config rm --path runner.insecureIgnoreHostKey (keep the pinned host key)",
+        });
+    }
+    const checkKey = r.string(
+        "checkKey",
+        undefined,
+        isSshPublicKey,
+        'one public key in authorized_keys form ("ssh-ed25519 AAAA... ci-registry-auth-check")',
+        '"$(cat ~/.ssh/ci-registry-auth-check.pub)"',
+    );
     const envFile = r.string(
         "envFile",
         SSH_DEFAULTS.envFile,
@@ -327,11 +407,14 @@ function parseSsh(obj: Record<string, unknown>, raw: RawConfig, issues: ConfigIs
         SSH_DEFAULTS.envFile,
     );
     const unit = r.string("unit", SSH_DEFAULTS.unit, isSystemdServiceName, "a systemd .service unit name", SSH_DEFAULTS.unit);
-    if (!raw.hasSshPrivateKey && !raw.hasSshAgent) {
+    // A preview connects to no host, so CI's preview holds no SSH key at all.
+    if (!raw.preview && !raw.hasSshAgent) {
         r.issues.push({
-            setting: `${PROJECT}:sshPrivateKey`,
-            problem: "no SSH credential: the secret is not set and no ssh-agent is reachable ($SSH_AUTH_SOCK is unset)",
-            fix: `pulumi config set --secret ${PROJECT}:sshPrivateKey < ~/.ssh/id_ed25519 (or start an ssh-agent holding the key)`,
+            setting: "SSH_AUTH_SOCK",
+            problem: "no ssh-agent is reachable, and `pulumi up` needs one holding the key that logs in to the host as runner.user",
+            fix:
+                'eval "$(ssh-agent)" && ssh-add ~/.ssh/ci-registry-auth, then run pulumi again ' +
+                "(or, for one run: ssh-agent sh -c 'ssh-add ~/.ssh/ci-registry-auth && pulumi up')",
         });
     }
     issues.push(...r.issues);
@@ -347,7 +430,42 @@ function parseSsh(obj: Record<string, unknown>, raw: RawConfig, issues: ConfigIs
         insecureIgnoreHostKey,
         envFile,
         unit,
+        ...(checkKey !== undefined ? { checkKey: checkKey.trim() } : {}),
     };
+}
+
+/** The `runner` object, validated for its kind; undefined (with the issues) when it is not valid. */
+function parseRunner(obj: unknown, raw: Pick<RawConfig, "hasSshAgent" | "preview">, issues: ConfigIssue[]): RunnerConfig | undefined {
+    if (obj === undefined || obj === null || typeof obj !== "object" || Array.isArray(obj)) {
+        issues.push({
+            setting: `${PROJECT}:runner`,
+            problem: obj === undefined ? "is not set: the stack does not say which runner it serves" : "is not an object",
+            fix: `${set("runner.kind", "kubernetes")} (or ssh), in the stack's Pulumi.<stack>.yaml`,
+        });
+        return undefined;
+    }
+    const record = obj as Record<string, unknown>;
+    const kind = record["kind"];
+    if (kind === "kubernetes") return parseKubernetes(record, issues);
+    if (kind === "ssh") return parseSsh(record, raw, issues);
+    issues.push({
+        setting: `${PROJECT}:runner.kind`,
+        problem: kind === undefined ? "is not set" : `${JSON.stringify(kind)} is not a runner kind (kubernetes or ssh)`,
+        fix: set("runner.kind", "kubernetes") + " (or ssh)",
+    });
+    return undefined;
+}
+
+/**
+ * A stack's `runner` object as the program reads it (defaults applied),
+ * for a reader that connects to no runner and holds no credential
+ * (key-health's re-read). Throws one ConfigError.
+ */
+export function readRunnerSettings(obj: unknown): RunnerConfig {
+    const issues: ConfigIssue[] = [];
+    const runner = parseRunner(obj, { hasSshAgent: false, preview: true }, issues);
+    if (issues.length > 0 || runner === undefined) throw new ConfigError(issues);
+    return runner;
 }
 
 /**
@@ -355,10 +473,7 @@ function parseSsh(obj: Record<string, unknown>, raw: RawConfig, issues: ConfigIs
  * Pure: the caller reads Pulumi config and the environment into `raw`.
  * Throws one ConfigError listing every problem.
  */
-export function parseConfig(raw: RawConfig): Omit<StackConfig, "connect" | "runner"> & {
-    runner: KubernetesRunnerConfig | Omit<SshRunnerConfig, "privateKey">;
-    connectUrl: string;
-} {
+export function parseConfig(raw: RawConfig): StackConfig {
     const issues: ConfigIssue[] = [];
     const need = (key: keyof RawConfig, value: string | undefined, example: string): string => {
         if (value === undefined || value.trim() === "" || /[\0\n]/.test(value)) {
@@ -396,6 +511,7 @@ export function parseConfig(raw: RawConfig): Omit<StackConfig, "connect" | "runn
         });
     }
 
+    const warnings: string[] = [];
     const connectUrl = raw.connectUrl ?? "";
     if (connectUrl === "") {
         issues.push({
@@ -409,58 +525,76 @@ export function parseConfig(raw: RawConfig): Omit<StackConfig, "connect" | "runn
             problem: `${JSON.stringify(connectUrl)} is not an http(s) URL`,
             fix: "pulumi config set onepassword:url https://connect.example:8080",
         });
+    } else if (cleartextHost(connectUrl) !== undefined) {
+        warnings.push(
+            `onepassword:url ${connectUrl} is plain http:// to ${cleartextHost(connectUrl) ?? ""}, not this machine: ` +
+                "the Connect token and the key travel in cleartext over the network. Use https:// (Connect serves TLS with OP_HTTPS_PORT and a certificate).",
+        );
     }
     if (!raw.hasConnectToken) {
         issues.push({
-            setting: "onepassword:token",
-            problem: "the 1Password Connect token is not set (nor is $OP_CONNECT_TOKEN)",
-            fix: "pulumi config set --secret onepassword:token < connect-token.txt",
+            setting: "OP_CONNECT_TOKEN",
+            problem: "the 1Password Connect token is not in the environment, where the onepassword provider reads it",
+            fix:
+                "export OP_CONNECT_TOKEN=\"$(op read 'op://<vault>/<connect token item>/credential')\" (or from your secret store), then run pulumi again" +
+                (raw.storedConnectToken ? "; the token in the stack's config is no longer read (see the warning)" : ""),
         });
+    }
+    if (raw.storedConnectToken) {
+        warnings.push(
+            "onepassword:token is kept in the stack's encrypted config, which anyone with the stack's passphrase (CI too) can decrypt, " +
+                'and this program no longer reads it. Move it out: export OP_CONNECT_TOKEN="$(pulumi config get onepassword:token)" ' +
+                "(or read it from 1Password with op read), then pulumi config rm onepassword:token. " +
+                "Older states and backups of this stack hold it: rotate the Connect token once it is moved.",
+        );
+    }
+    if (raw.storedSshPrivateKey) {
+        warnings.push(
+            `${PROJECT}:sshPrivateKey is kept in the stack's encrypted config, which anyone with the stack's passphrase (CI too) can decrypt, ` +
+                "and this program no longer reads it. Move it out: pulumi config get ci-registry-auth:sshPrivateKey > ~/.ssh/ci-registry-auth " +
+                "&& chmod 600 ~/.ssh/ci-registry-auth && ssh-add ~/.ssh/ci-registry-auth, then pulumi config rm ci-registry-auth:sshPrivateKey. " +
+                "Older states and backups of this stack hold it: replace that key on the host once it is moved.",
+        );
     }
 
-    let runner: KubernetesRunnerConfig | Omit<SshRunnerConfig, "privateKey"> | undefined;
-    const obj = raw.runner;
-    if (obj === undefined || obj === null || typeof obj !== "object" || Array.isArray(obj)) {
-        issues.push({
-            setting: `${PROJECT}:runner`,
-            problem: obj === undefined ? "is not set: the stack does not say which runner it serves" : "is not an object",
-            fix: `${set("runner.kind", "kubernetes")} (or ssh), in the stack's Pulumi.<stack>.yaml`,
-        });
-    } else {
-        const record = obj as Record<string, unknown>;
-        const kind = record["kind"];
-        if (kind === "kubernetes") {
-            runner = parseKubernetes(record, issues);
-        } else if (kind === "ssh") {
-            runner = parseSsh(record, raw, issues);
-        } else {
-            issues.push({
-                setting: `${PROJECT}:runner.kind`,
-                problem: kind === undefined ? "is not set" : `${JSON.stringify(kind)} is not a runner kind (kubernetes or ssh)`,
-                fix: set("runner.kind", "kubernetes") + " (or ssh)",
-            });
-        }
-    }
+    const runner = parseRunner(raw.runner, raw, issues);
 
     if (issues.length > 0 || runner === undefined) {
         throw new ConfigError(issues);
     }
     return {
         key: { vault, item, field, expiryField, expiryWarningDays },
+        connect: { url: connectUrl },
         envVar,
         registryUser,
         runner,
-        connectUrl,
+        warnings,
     };
 }
 
-/** Reads this stack's Pulumi config (once) and validates it. */
+/** The host of a plain-http URL when it is not this machine (loopback), else undefined. */
+export function cleartextHost(url: string): string | undefined {
+    let parsed: URL;
+    try {
+        parsed = new URL(url);
+    } catch {
+        return undefined;
+    }
+    if (parsed.protocol !== "http:") return undefined;
+    const host = parsed.hostname.replace(/^\[|\]$/g, "");
+    const loopback = host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+    return loopback ? undefined : host;
+}
+
+/**
+ * Reads this stack's Pulumi config (once) and validates it. Credentials are
+ * never read from it: the Connect token comes from $OP_CONNECT_TOKEN (read
+ * by the provider), the SSH key from the ssh-agent (used by the command
+ * provider); a stack that still keeps them gets a warning.
+ */
 export function loadConfig(): StackConfig {
     const cfg = new pulumi.Config(PROJECT);
     const op = new pulumi.Config("onepassword");
-    const sshPrivateKey = cfg.getSecret("sshPrivateKey");
-    const tokenFromConfig = op.getSecret("token");
-    const tokenFromEnv = process.env["OP_CONNECT_TOKEN"];
     const raw: RawConfig = {
         vault: cfg.get("vault"),
         item: cfg.get("item"),
@@ -470,22 +604,13 @@ export function loadConfig(): StackConfig {
         envVar: cfg.get("envVar"),
         registryUser: cfg.get("registryUser"),
         runner: cfg.getObject<unknown>("runner"),
-        hasSshPrivateKey: sshPrivateKey !== undefined,
+        // Only whether they are there, for the warning: their values are never read.
+        storedSshPrivateKey: cfg.getSecret("sshPrivateKey") !== undefined,
         hasSshAgent: (process.env["SSH_AUTH_SOCK"] ?? "") !== "",
+        preview: pulumi.runtime.isDryRun(),
         connectUrl: op.get("url") ?? process.env["OP_CONNECT_HOST"],
-        hasConnectToken: tokenFromConfig !== undefined || (tokenFromEnv ?? "") !== "",
+        hasConnectToken: (process.env["OP_CONNECT_TOKEN"] ?? "") !== "",
+        storedConnectToken: op.getSecret("token") !== undefined,
     };
-    const parsed = parseConfig(raw);
-    const token = tokenFromConfig ?? pulumi.secret(tokenFromEnv ?? "");
-    const runner: RunnerConfig =
-        parsed.runner.kind === "ssh"
-            ? { ...parsed.runner, ...(sshPrivateKey !== undefined ? { privateKey: sshPrivateKey } : {}) }
-            : parsed.runner;
-    return {
-        key: parsed.key,
-        connect: { url: parsed.connectUrl, token },
-        envVar: parsed.envVar,
-        registryUser: parsed.registryUser,
-        runner,
-    };
+    return parseConfig(raw);
 }

@@ -1,4 +1,4 @@
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 
 import type { StackConfig } from "./config";
 import { KubernetesRunner } from "./kubernetes-runner";
@@ -20,15 +20,16 @@ export interface StackOutputs {
     hasKey: pulumi.Output<boolean>;
     /** Per-runner facts behind hasKey. */
     delivered: Record<string, pulumi.Output<unknown>>;
+    /** kubernetes: the kubeconfig of CI's read-only identity, a secret (README, "Trust model"); ssh: undefined. */
+    ciKubeconfig: pulumi.Output<string | undefined>;
 }
 
 /** Builds the one key and the one runner of a stack. */
 export function defineStack(config: StackConfig): StackOutputs {
-    const key = new OnePasswordKey("zot-ci-key", {
-        connectUrl: config.connect.url,
-        connectToken: config.connect.token,
-        ...config.key,
-    });
+    for (const warning of config.warnings) {
+        void pulumi.log.warn(warning);
+    }
+    const key = new OnePasswordKey("zot-ci-key", { connectUrl: config.connect.url, ...config.key });
     const common = {
         runnerKind: config.runner.kind,
         registryUser: config.registryUser,
@@ -63,6 +64,7 @@ export function defineStack(config: StackConfig): StackOutputs {
                 jobsSeeKey: runner.jobsSeeKey,
                 jobRoute: runner.jobRoute,
             },
+            ciKubeconfig: runner.ciKubeconfig,
         };
     }
     const runner = new SshRunner("ringtail", {
@@ -84,6 +86,8 @@ export function defineStack(config: StackConfig): StackOutputs {
             processFingerprint: runner.processFingerprint,
             jobsSeeKey: runner.jobsSeeKey,
             jobRoute: runner.jobRoute,
+            checkKey: runner.checkKey,
         },
+        ciKubeconfig: pulumi.output(undefined),
     };
 }

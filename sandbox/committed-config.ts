@@ -6,7 +6,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 
 import { parseConfig, type RawConfig, type StackConfig } from "../components/config";
@@ -41,10 +40,12 @@ export function rawConfig(stack: "indri" | "ringtail", overrides: Partial<RawCon
         envVar: d["envVar"] as string,
         registryUser: d["registryUser"] as string,
         runner: committedRunner(stack),
-        hasSshPrivateKey: true,
-        hasSshAgent: false,
+        storedSshPrivateKey: false,
+        hasSshAgent: true,
+        preview: false,
         connectUrl: "http://127.0.0.1:18080",
         hasConnectToken: true,
+        storedConnectToken: false,
         ...overrides,
     };
 }
@@ -57,18 +58,5 @@ export function stackConfig(stack: "indri" | "ringtail", overrides: Partial<RawC
         stack === "ringtail"
             ? { ...committedRunner("ringtail"), hostKey: TEST_HOST_KEY, ...(overrides.runner as object | undefined) }
             : undefined;
-    const parsed = parseConfig(rawConfig(stack, { ...overrides, ...(runner ? { runner } : {}) }));
-    return {
-        key: parsed.key,
-        envVar: parsed.envVar,
-        registryUser: parsed.registryUser,
-        connect: { url: parsed.connectUrl, token: pulumi.secret("connect-token-for-tests") },
-        runner:
-            parsed.runner.kind === "ssh"
-                ? {
-                      ...parsed.runner,
-                      privateKey: pulumi.secret("-----BEGIN OPENSSH PRIVATE KEY-----\ntest\n-----END OPENSSH PRIVATE KEY-----"),
-                  }
-                : parsed.runner,
-    };
+    return parseConfig(rawConfig(stack, { ...overrides, ...(runner ? { runner } : {}) }));
 }

@@ -51,6 +51,8 @@ export interface World {
     hostConfig?: string;
     /** ringtail: the runner's registration file (`.runner`); undefined: absent. */
     hostRegistration?: string;
+    /** ringtail: the check installed as key-health's forced command. */
+    checkCommand?: string;
 }
 
 /** Where the mock Deployment mounts the runner's config, and the ConfigMap behind it (kustomize-suffixed). */
@@ -58,6 +60,9 @@ export const RUNNER_CONFIG_MAP = "forgejo-runner-config-7f2b9c4d8m";
 /** The ringtail unit's config and state directory in the mock host. */
 export const HOST_CONFIG = "/nix/store/0m3w4xv2k6zq-config.yaml";
 export const HOST_STATE = "/var/lib/gitea-runner/nix_container_builder";
+
+/** The token the mock token controller puts into CI's ServiceAccount token Secret. */
+export const SERVICE_ACCOUNT_TOKEN = "eyJhbGciOiJSUzI1NiJ9.mock-service-account-token.sig";
 
 const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 const SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -192,7 +197,20 @@ export class Harness implements pulumi.runtime.Mocks {
                     return this.readSecret(args.id);
                 }
                 const meta = inputs["metadata"] as { namespace: string; name: string };
-                return { id: `${meta.namespace}/${meta.name}`, state: inputs };
+                // The token controller fills a ServiceAccount token Secret; the provider waits for it.
+                const token =
+                    inputs["type"] === "kubernetes.io/service-account-token"
+                        ? { data: { token: Buffer.from(SERVICE_ACCOUNT_TOKEN).toString("base64") } }
+                        : {};
+                return { id: `${meta.namespace}/${meta.name}`, state: { ...inputs, ...token } };
+            }
+            case "kubernetes:core/v1:ServiceAccount":
+            case "kubernetes:rbac.authorization.k8s.io/v1:Role":
+            case "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding":
+            case "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole":
+            case "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": {
+                const meta = inputs["metadata"] as { namespace?: string; name: string };
+                return { id: meta.namespace !== undefined ? `${meta.namespace}/${meta.name}` : meta.name, state: inputs };
             }
             case "kubernetes:apps/v1:DeploymentPatch":
                 return this.applyPatch(inputs);
@@ -212,6 +230,10 @@ export class Harness implements pulumi.runtime.Mocks {
     private runRemote(inputs: Record<string, unknown>): { stdout: string } {
         const script = String(inputs["create"]);
         const stdin = unwrap(inputs["stdin"]);
+        if (script.includes(".ci-registry-auth-check.XXXXXX")) {
+            this.world.checkCommand = String(stdin);
+            return { stdout: "installed=true" };
+        }
         const file = /^f='([^']*)'$/m.exec(script)?.[1] ?? "";
         const envVar = /^var='([^']*)'$/m.exec(script)?.[1] ?? "";
         if (typeof stdin === "string") {

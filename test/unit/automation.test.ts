@@ -1,12 +1,12 @@
 /** The PR comment, the key-health issue and the job's environment, without Forgejo or Pulumi. */
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { afterEach, describe, expect, it } from "vitest";
 
-import { applyJobSettings, jobContext, JobEnvError } from "../../automation/job";
-import { stackArg } from "../../automation/pr-preview";
+import { jobContext, JobEnvError, prepareJobHome, pullRequestFork, stackArg } from "../../automation/job";
+import { projectStacks } from "../../automation/key-health";
 import {
     commentMarker,
     healthProblems,
@@ -181,14 +181,45 @@ describe("the job's environment", () => {
         expect(message).toMatch(/GITHUB_EVENT_PATH is not set: run this on a pull_request event/);
     });
 
-    it("puts a kubeconfig where the provider looks by default, 0600 in a HOME of its own, and never in KUBECONFIG", () => {
-        const env = applyJobSettings("/nonexistent", "indri", { CI_REGISTRY_AUTH_KUBECONFIG: "apiVersion: v1\n", PULUMI_HOME: "/p" });
-        dirs.push(env["HOME"] ?? "");
-        expect(env).toEqual({ HOME: expect.stringMatching(/cra-home-/) as unknown, PULUMI_HOME: "/p" });
-        const file = join(env["HOME"] ?? "", ".kube", "config");
+    it("puts a kubeconfig where the provider looks by default, 0600 in a HOME of its own, never in KUBECONFIG, and removes it at the end", () => {
+        const home = prepareJobHome({ CI_REGISTRY_AUTH_KUBECONFIG: "apiVersion: v1\n", PULUMI_HOME: "/p" });
+        expect(home.env).toEqual({ HOME: expect.stringMatching(/cra-home-/) as unknown, PULUMI_HOME: "/p" });
+        const file = join(home.env["HOME"] ?? "", ".kube", "config");
         expect(readFileSync(file, "utf8")).toBe("apiVersion: v1\n");
         expect(statSync(file).mode & 0o777).toBe(0o600);
-        expect(applyJobSettings("/nonexistent", "indri", {})).toEqual({});
+        expect(home.checkKeyFile).toBeUndefined();
+        home.dispose();
+        expect(existsSync(home.env["HOME"] ?? "")).toBe(false);
+    });
+
+    it("writes key-health's check key 0600 with its final newline, and removes it with the HOME", () => {
+        const home = prepareJobHome({
+            CI_REGISTRY_AUTH_CHECK_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----",
+        });
+        const file = home.checkKeyFile ?? "";
+        expect(readFileSync(file, "utf8").endsWith("-----END OPENSSH PRIVATE KEY-----\n")).toBe(true);
+        expect(statSync(file).mode & 0o777).toBe(0o600);
+        home.dispose();
+        expect(existsSync(file)).toBe(false);
+    });
+
+    it("tells a fork's pull request from a branch of this repository", () => {
+        const dir = mkdtempSync(join(tmpdir(), "cra-event-"));
+        dirs.push(dir);
+        const event = (head: string) => {
+            writeFileSync(
+                join(dir, "event.json"),
+                JSON.stringify({ number: 3, pull_request: { number: 3, head: { repo: { full_name: head } } } }),
+            );
+            return { GITHUB_EVENT_PATH: join(dir, "event.json"), GITHUB_REPOSITORY: "eblume/ci-registry-auth" };
+        };
+        expect(pullRequestFork(event("mallory/ci-registry-auth"))).toBe("mallory/ci-registry-auth");
+        expect(pullRequestFork(event("eblume/ci-registry-auth"))).toBeUndefined();
+        expect(pullRequestFork({})).toBeUndefined();
+    });
+
+    it("finds the stacks from the project's Pulumi.<stack>.yaml files", () => {
+        expect(projectStacks(join(__dirname, "..", ".."))).toEqual(["indri", "ringtail"]);
     });
 
     it("takes --stack arguments and refuses anything else", () => {

@@ -32,6 +32,7 @@ describe("committed stacks", () => {
             fieldManager: "ci-registry-auth",
             syncTimeoutSeconds: 120,
             rolloutTimeoutSeconds: 600,
+            ciServiceAccount: "ci-registry-auth-ci",
         });
         expect(parsed.key).toEqual({
             vault: "blumeops",
@@ -89,19 +90,24 @@ describe("bad input gives one error naming each setting and its fix", () => {
         ["host with user", ringtail({ host: "root@ringtail" }), "ci-registry-auth:runner.host", /runner\.host/],
         ["port out of range", ringtail({ port: 70000 }), "ci-registry-auth:runner.port", /runner\.port/],
         ["bad unit", ringtail({ unit: "gitea runner" }), "ci-registry-auth:runner.unit", /runner\.unit/],
-        [
-            "no ssh credential",
-            ringtail({}, { hasSshPrivateKey: false, hasSshAgent: false }),
-            "ci-registry-auth:sshPrivateKey",
-            /pulumi config set --secret ci-registry-auth:sshPrivateKey/,
-        ],
+        ["no ssh-agent for an up", ringtail({}, { hasSshAgent: false }), "SSH_AUTH_SOCK", /ssh-add /],
         ["no Connect URL", rawConfig("indri", { connectUrl: undefined }), "onepassword:url", /pulumi config set onepassword:url/],
         ["bad Connect URL", rawConfig("indri", { connectUrl: "connect:8080" }), "onepassword:url", /onepassword:url/],
+        ["no Connect token", rawConfig("indri", { hasConnectToken: false }), "OP_CONNECT_TOKEN", /export OP_CONNECT_TOKEN=/],
+        // A key with no value (YAML `hostKey:`) or "" is refused, never read as unset.
+        ["empty host key (no value)", ringtail({ hostKey: null }), "ci-registry-auth:runner.hostKey", /runner\.hostKey.*delete the line/],
+        ['empty host key ("")', ringtail({ hostKey: "" }), "ci-registry-auth:runner.hostKey", /runner\.hostKey/],
+        ["empty host", ringtail({ host: "" }), "ci-registry-auth:runner.host", /runner\.host/],
+        ["empty opt-out", ringtail({ insecureIgnoreHostKey: null }), "ci-registry-auth:runner.insecureIgnoreHostKey", /delete the line/],
+        ["empty port", ringtail({ port: null }), "ci-registry-auth:runner.port", /runner\.port/],
+        ["empty check key", ringtail({ checkKey: "" }), "ci-registry-auth:runner.checkKey", /runner\.checkKey/],
+        ["empty namespace", indri({ namespace: null }), "ci-registry-auth:runner.namespace", /runner\.namespace/],
+        ["empty CI account", indri({ ciServiceAccount: "" }), "ci-registry-auth:runner.ciServiceAccount", /ciServiceAccount/],
         [
-            "no Connect token",
-            rawConfig("indri", { hasConnectToken: false }),
-            "onepassword:token",
-            /pulumi config set --secret onepassword:token/,
+            "opt-out beside a pinned key",
+            ringtail({ insecureIgnoreHostKey: true }),
+            "ci-registry-auth:runner.insecureIgnoreHostKey",
+            /pulumi config rm --path runner\.insecureIgnoreHostKey/,
         ],
         ["empty vault", rawConfig("indri", { vault: "" }), "ci-registry-auth:vault", /pulumi config set ci-registry-auth:vault/],
         ["missing item", rawConfig("indri", { item: undefined }), "ci-registry-auth:item", /pulumi config set ci-registry-auth:item/],
@@ -125,9 +131,9 @@ describe("bad input gives one error naming each setting and its fix", () => {
     it("lists every problem at once", () => {
         const issues = issuesOf(rawConfig("ringtail", { connectUrl: undefined, hasConnectToken: false, envVar: "x-y" }));
         expect(issues.map((i) => i.setting).sort()).toEqual([
+            "OP_CONNECT_TOKEN",
             "ci-registry-auth:envVar",
             "ci-registry-auth:runner.hostKey",
-            "onepassword:token",
             "onepassword:url",
         ]);
     });
@@ -139,7 +145,49 @@ describe("bad input gives one error naming each setting and its fix", () => {
         expect(parsed.runner).not.toHaveProperty("hostKey");
     });
 
-    it("accepts an ssh-agent instead of a private key", () => {
-        expect(() => parseConfig(ringtail({}, { hasSshPrivateKey: false, hasSshAgent: true }))).not.toThrow();
+    it("a preview needs no SSH credential at all: CI's preview job holds none", () => {
+        expect(() => parseConfig(ringtail({}, { hasSshAgent: false, preview: true }))).not.toThrow();
+    });
+
+    it("the pinning messages are true: the opt-out alone turns pinning off, and only it", () => {
+        const opted = parseConfig(ringtail({ hostKey: undefined, insecureIgnoreHostKey: true })).runner;
+        expect(opted).toMatchObject({ insecureIgnoreHostKey: true });
+        expect(opted).not.toHaveProperty("hostKey");
+        for (const empty of [null, ""]) {
+            const issues = issuesOf(ringtail({ hostKey: empty }));
+            expect(issues.map((i) => i.setting)).toEqual(["ci-registry-auth:runner.hostKey"]);
+            expect(issues[0]!.problem).toMatch(/^is empty/);
+        }
+        const missing = issuesOf(ringtail({ hostKey: undefined }));
+        expect(missing[0]!.problem).toMatch(/is required: without it the SSH connection would trust any host/);
+    });
+});
+
+describe("credentials never come from the stack's config", () => {
+    it("a stack that still keeps the SSH key or the Connect token gets one warning each, with the commands that move them out", () => {
+        const parsed = parseConfig(ringtail({}, { storedSshPrivateKey: true, storedConnectToken: true }));
+        expect(parsed.warnings).toHaveLength(2);
+        const [token, ssh] = parsed.warnings;
+        expect(token).toMatch(/onepassword:token is kept in the stack's encrypted config.*no longer reads it/);
+        expect(token).toContain('export OP_CONNECT_TOKEN="$(pulumi config get onepassword:token)"');
+        expect(token).toContain("pulumi config rm onepassword:token");
+        expect(ssh).toMatch(/sshPrivateKey is kept in the stack's encrypted config/);
+        expect(ssh).toContain("ssh-add ~/.ssh/ci-registry-auth");
+        expect(ssh).toContain("pulumi config rm ci-registry-auth:sshPrivateKey");
+    });
+
+    it("a token kept only in the stack's config is not used: the run stops and says where the token must be", () => {
+        const issues = issuesOf(rawConfig("indri", { hasConnectToken: false, storedConnectToken: true }));
+        expect(issues.map((i) => i.setting)).toEqual(["OP_CONNECT_TOKEN"]);
+        expect(issues[0]!.fix).toMatch(/the token in the stack's config is no longer read/);
+    });
+
+    it("warns when the Connect URL is plain http to another host, and not for loopback or https", () => {
+        const warned = parseConfig(rawConfig("indri", { connectUrl: "http://connect.ops.eblu.me:8080" })).warnings;
+        expect(warned).toHaveLength(1);
+        expect(warned[0]).toMatch(/onepassword:url .* plain http:\/\/ to connect\.ops\.eblu\.me.*cleartext/);
+        for (const url of ["https://connect.ops.eblu.me:8443", "http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"]) {
+            expect(parseConfig(rawConfig("indri", { connectUrl: url })).warnings).toEqual([]);
+        }
     });
 });

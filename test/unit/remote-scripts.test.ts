@@ -4,7 +4,21 @@
  * the sandbox end-to-end tests run them against real systemd over SSH.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+    chmodSync,
+    chownSync,
+    existsSync,
+    lstatSync,
+    mkdirSync,
+    mkdtempSync,
+    readdirSync,
+    readFileSync,
+    rmSync,
+    statSync,
+    symlinkSync,
+    writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -14,14 +28,19 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import {
+    checkCommandFile,
     deliverAndCheckScript,
     deliverScript,
     EXIT_BAD_INPUT,
     EXIT_NO_UNIT,
+    EXIT_NOT_OURS,
     EXIT_RESTART_FAILED,
+    installCheckScript,
     jobsFromReport,
+    judgeCheckKey,
     latestReport,
     parseReport,
+    removeCheckScript,
     removeScript,
     reportHasKey,
     verifyScript,
@@ -384,5 +403,140 @@ describe("latestReport", () => {
         expect(latestReport(delivery, check)["file_fp"]).toBe(fingerprint("zak_next_0123456789"));
         const recheck = parseReport(sh(verifyScript(target())).stdout);
         expect(latestReport(delivery, recheck)).toBe(recheck);
+    });
+});
+
+describe("deliver: only into a target that is ours", () => {
+    const refused = (r: { code: number; stderr: string }, why: RegExp) => {
+        expect(r.code).toBe(EXIT_NOT_OURS);
+        expect(r.stderr).toMatch(why);
+        expect(r.stderr).toMatch(/was not changed\. Fix: point runner\.envFile/);
+        expect(restarts()).toBe(0);
+    };
+
+    it("refuses a symbolic link, leaving it and what it points to as they were", () => {
+        mkdirSync(join(dir, "etc", "forgejo-runner"), { recursive: true });
+        const elsewhere = join(dir, "shadow");
+        writeFileSync(elsewhere, "root:x:0:0::/root:/bin/sh\n");
+        symlinkSync(elsewhere, envFile);
+        refused(sh(deliverScript(target()), renderEnvFile(VAR, KEY)), /is a symbolic link/);
+        expect(lstatSync(envFile).isSymbolicLink()).toBe(true);
+        expect(readFileSync(elsewhere, "utf8")).toBe("root:x:0:0::/root:/bin/sh\n");
+    });
+
+    it("refuses an existing file it did not write (no header), leaving it untouched", () => {
+        mkdirSync(join(dir, "etc", "forgejo-runner"), { recursive: true });
+        writeFileSync(envFile, "TOKEN=the-runner-registration-token\n");
+        refused(sh(deliverScript(target()), renderEnvFile(VAR, KEY)), /exists and was not written by ci-registry-auth/);
+        expect(readFileSync(envFile, "utf8")).toBe("TOKEN=the-runner-registration-token\n");
+        expect(leftovers()).toEqual([]);
+    });
+
+    it("refuses a directory that others than root can write, and an ancestor that is not root's", () => {
+        mkdirSync(join(dir, "etc", "forgejo-runner"), { recursive: true });
+        chmodSync(join(dir, "etc", "forgejo-runner"), 0o777);
+        refused(sh(deliverScript(target()), renderEnvFile(VAR, KEY)), /forgejo-runner \(mode 777\) can be written by others than root/);
+        chmodSync(join(dir, "etc", "forgejo-runner"), 0o1777);
+        refused(sh(deliverScript(target()), renderEnvFile(VAR, KEY)), /mode 1777/);
+        chmodSync(join(dir, "etc", "forgejo-runner"), 0o755);
+        chownSync(join(dir, "etc"), 1000, 1000);
+        refused(sh(deliverScript(target()), renderEnvFile(VAR, KEY)), /\/etc is owned by uid 1000, not root/);
+        chownSync(join(dir, "etc"), 0, 0);
+        expect(existsSync(envFile)).toBe(false);
+        // The same tree made root's alone takes the key; /tmp above it is world-writable but sticky.
+        const ok = sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        expect(ok.code, ok.stderr).toBe(0);
+        expect(readFileSync(envFile, "utf8")).toBe(renderEnvFile(VAR, KEY));
+    });
+
+    it("overwrites its own file, with the header it writes", () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const r = sh(deliverAndCheckScript(target()), renderEnvFile(VAR, "zak_next_0123456789abcdef"));
+        expect(r.code, r.stderr).toBe(0);
+        expect(readFileSync(envFile, "utf8")).toBe(renderEnvFile(VAR, "zak_next_0123456789abcdef"));
+    });
+});
+
+describe("the unit reads the file: the exact path, not a substring", () => {
+    it.each([
+        ["the path itself", (f: string) => `${f} (ignore_errors=no)`, "true"],
+        ["the path, optional", (f: string) => `/etc/forgejo-runner/token.env (ignore_errors=no)\n${f} (ignore_errors=yes)`, "true"],
+        ["a longer path ending in it", (f: string) => `/srv${f} (ignore_errors=no)`, "false"],
+        ["a path it is the start of", (f: string) => `${f}.bak (ignore_errors=no)`, "false"],
+        ["another file", () => "/etc/other.env (ignore_errors=no)", "false"],
+    ])("%s", (_label, files, expected) => {
+        const r = sh(verifyScript(target()), "", { FAKE_ENVFILES: files(envFile) });
+        expect(parseReport(r.stdout)["unit_reads_file"]).toBe(expected);
+    });
+});
+
+describe("remove: its text names the target and nothing else changes it", () => {
+    it("is byte for byte the script the first deliveries were made with (a change would replace every delivery)", () => {
+        const t = { envFile: "/etc/forgejo-runner/zot-api-key.env", unit: UNIT, envVar: VAR };
+        expect(createHash("sha256").update(removeScript(t)).digest("hex")).toBe(
+            "92390a06f463bcc9e4e2044abc10a0b5835cf21d8e69f3c388b9ec4deff5f03a",
+        );
+        // Settings outside the target (check key, login) do not reach it.
+        expect(removeScript({ ...t, user: "ops", checkKey: CHECK_KEY })).toBe(removeScript(t));
+    });
+});
+
+const CHECK_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC2ZkN0NlY2sta2V5LWZvci11bml0LXRlc3RzLW9ubHk ci-registry-auth-check";
+
+describe("the check key: restricted to the installed check", () => {
+    const path = "/etc/forgejo-runner/ci-registry-auth-check";
+    const blob = CHECK_KEY.split(" ")[1]!;
+    const report = (lines: string) => ({ check_key_lines_b64: Buffer.from(lines).toString("base64") });
+
+    it("restricted: restrict and the forced command on every line that carries it", () => {
+        expect(judgeCheckKey(report(`restrict,command="${path}" ssh-ed25519 ${blob} ci`), CHECK_KEY, path)).toBe("restricted");
+        expect(judgeCheckKey(report(`command="${path}",restrict ssh-ed25519 ${blob}`), CHECK_KEY, path)).toBe("restricted");
+    });
+
+    it.each([
+        ["no options", `ssh-ed25519 ${blob}`, /^unrestricted: .*lacks `restrict`/],
+        ["forced command without restrict", `command="${path}" ssh-ed25519 ${blob}`, /lacks `restrict`/],
+        ["restrict without forced command", `restrict ssh-ed25519 ${blob}`, /does not force command=/],
+        ["another command", `restrict,command="/bin/sh" ssh-ed25519 ${blob}`, /can run any command/],
+        ["a second, open line", `restrict,command="${path}" ssh-ed25519 ${blob}\nssh-ed25519 ${blob} again`, /lacks `restrict`/],
+        ["a quoted comma", `restrict,command="${path},x" ssh-ed25519 ${blob}`, /does not force/],
+    ])("unrestricted: %s", (_label, lines, why) => {
+        expect(judgeCheckKey(report(lines), CHECK_KEY, path)).toMatch(why);
+    });
+
+    it("absent, not configured, and a commented line that does not count", () => {
+        expect(judgeCheckKey(report(""), CHECK_KEY, path)).toMatch(/^absent: /);
+        expect(judgeCheckKey(report(`# restrict,command="${path}" ssh-ed25519 ${blob}`), CHECK_KEY, path)).toMatch(/^absent/);
+        expect(judgeCheckKey({ check_key: "none" }, undefined, path)).toBe("not configured (runner.checkKey is not set)");
+    });
+
+    it("the host check finds the lines in the files sshd -T names, expanding %h and %u", () => {
+        const keys = join(dir, "authorized_keys.d");
+        mkdirSync(keys);
+        writeFileSync(join(keys, "root"), `ssh-ed25519 AAAAother operator\nrestrict,command="${path}" ${CHECK_KEY}\n`);
+        const sshd = join(dir, "bin", "sshd");
+        writeFileSync(sshd, `#!/bin/sh\necho "port 22"\necho "authorizedkeysfile %h/.ssh/nonexistent ${keys}/%u"\n`);
+        chmodSync(sshd, 0o755);
+        const r = sh(verifyScript({ ...target(), checkKey: CHECK_KEY }));
+        expect(r.code, r.stderr).toBe(0);
+        const found = parseReport(r.stdout);
+        expect(Buffer.from(found["check_key_lines_b64"] ?? "", "base64").toString()).toBe(`restrict,command="${path}" ${CHECK_KEY}`);
+        expect(judgeCheckKey(found, CHECK_KEY, path)).toBe("restricted");
+        expect(parseReport(sh(verifyScript(target())).stdout)["check_key"]).toBe("none");
+    });
+
+    it("the installed check is the verify script as an executable that ignores what the client asks", () => {
+        sh(deliverScript(target()), renderEnvFile(VAR, KEY));
+        const installed = join(dir, "etc", "forgejo-runner", "ci-registry-auth-check");
+        const r = sh(installCheckScript(installed), checkCommandFile(target()));
+        expect(r.code, r.stderr).toBe(0);
+        expect(statSync(installed).mode & 0o7777).toBe(0o755);
+        // sshd runs the forced command with the client's request in SSH_ORIGINAL_COMMAND, never as the command.
+        const run = spawnSync(installed, [], { env: { ...env, SSH_ORIGINAL_COMMAND: "id; cat /etc/shadow" }, encoding: "utf8" });
+        expect(run.status).toBe(0);
+        expect(parseReport(run.stdout)).toMatchObject({ file: "present", file_fp: fingerprint(KEY) });
+        expect(run.stdout).not.toMatch(/uid=/);
+        expect(sh(removeCheckScript(installed)).code).toBe(0);
+        expect(existsSync(installed)).toBe(false);
     });
 });

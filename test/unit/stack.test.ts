@@ -2,8 +2,13 @@
  * The whole program for each stack under Pulumi mocks: what it registers,
  * what it must never put in plaintext, what it reports, and how it fails.
  */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it, vi } from "vitest";
+import { parse } from "yaml";
 
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
@@ -16,12 +21,13 @@ import {
     isSecretValue,
     plainStrings,
     RUNNER_CONFIG_MAP,
+    SERVICE_ACCOUNT_TOKEN,
     unwrap,
     type Recorded,
     type World,
 } from "../support/harness";
 import { valueOf, valuesOf } from "../support/outputs";
-import { stackConfig } from "../support/stack-config";
+import { committedRunner, stackConfig } from "../support/stack-config";
 
 const KEY = "zak_3f9c2a71d04e4b6c9a8e5d2b17f0c6e1";
 const ROTATED = "zak_8e1d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
@@ -50,7 +56,7 @@ describe("ringtail (ssh)", () => {
         await valueOf(outputs.hasKey);
 
         const commands = harness.byType("command:remote:Command");
-        expect(commands.map((c) => c.name).sort()).toEqual(["ringtail-env-file", "ringtail-verify"]);
+        expect(commands.map((c) => c.name).sort()).toEqual(["ringtail-check-command", "ringtail-env-file", "ringtail-verify"]);
         const deliver = commands.find((c) => c.name === "ringtail-env-file")!;
         expect(isSecretValue(deliver.inputs["stdin"])).toBe(true);
         expect(unwrap(deliver.inputs["stdin"])).toContain(`ZOT_CI_API_KEY=${KEY}\n`);
@@ -63,7 +69,7 @@ describe("ringtail (ssh)", () => {
         expectNoPlainKey(harness.resources, KEY);
     });
 
-    it("pins the host key and passes the private key only as a secret", async () => {
+    it("pins the host key and holds no private key: the ssh-agent of the machine running pulumi signs", async () => {
         const { harness, outputs } = run("ringtail");
         await valueOf(outputs.hasKey);
         for (const c of harness.byType("command:remote:Command")) {
@@ -71,8 +77,19 @@ describe("ringtail (ssh)", () => {
             expect(connection["host"]).toBe("ringtail");
             expect(connection["user"]).toBe("root");
             expect(String(connection["hostKey"])).toMatch(/^ssh-ed25519 /);
-            expect(plainStrings(c.inputs["connection"]).some((s) => s.text.includes("PRIVATE KEY"))).toBe(false);
+            expect(Object.keys(connection).sort()).toEqual(["dialErrorLimit", "host", "hostKey", "perDialTimeout", "port", "user"]);
         }
+    });
+
+    it("installs the check as key-health's forced command beside the env file, and reports the check key's restriction", async () => {
+        const { harness, outputs } = run("ringtail");
+        await valueOf(outputs.hasKey);
+        const install = harness.byType("command:remote:Command").find((c) => c.name === "ringtail-check-command")!;
+        expect(install.inputs["create"]).toContain("p='/etc/forgejo-runner/ci-registry-auth-check'");
+        expect(harness.world.checkCommand).toMatch(/^#!\/bin\/sh\n/);
+        expect(harness.world.checkCommand).toContain("f='/etc/forgejo-runner/zot-api-key.env'");
+        expect(harness.world.checkCommand).not.toContain(KEY);
+        expect(await valueOf(outputs.delivered["checkKey"]!)).toBe("not configured (runner.checkKey is not set)");
     });
 
     it("reports matching fingerprints and hasKey when the host holds the key", async () => {
@@ -162,11 +179,93 @@ describe("ringtail (ssh)", () => {
     });
 });
 
+describe("indri: CI's read-only identity", () => {
+    it("grants the ServiceAccount get on exactly what the program reads, and no other verb", async () => {
+        const { harness, outputs } = run("indri");
+        await valueOf(outputs.hasKey);
+        const account = harness.one("kubernetes:core/v1:ServiceAccount");
+        expect(account.inputs["metadata"]).toMatchObject({ name: "ci-registry-auth-ci", namespace: "forgejo-runner" });
+        const role = harness.one("kubernetes:rbac.authorization.k8s.io/v1:Role");
+        expect(role.inputs["rules"]).toEqual([
+            { apiGroups: ["apps"], resources: ["deployments"], resourceNames: ["forgejo-runner"], verbs: ["get"] },
+            { apiGroups: [""], resources: ["configmaps"], verbs: ["get"] },
+            { apiGroups: [""], resources: ["secrets"], resourceNames: ["zot-ci-api-key"], verbs: ["get"] },
+            { apiGroups: ["external-secrets.io"], resources: ["externalsecrets"], verbs: ["get"] },
+        ]);
+        const clusterRole = harness.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole");
+        expect(clusterRole.inputs["metadata"]).toMatchObject({ name: "forgejo-runner-ci-registry-auth-ci" });
+        expect(clusterRole.inputs["rules"]).toEqual([
+            {
+                apiGroups: ["external-secrets.io"],
+                resources: ["clustersecretstores"],
+                resourceNames: ["onepassword-blumeops"],
+                verbs: ["get"],
+            },
+        ]);
+        for (const binding of ["RoleBinding", "ClusterRoleBinding"]) {
+            expect(harness.one(`kubernetes:rbac.authorization.k8s.io/v1:${binding}`).inputs["subjects"]).toEqual([
+                { kind: "ServiceAccount", name: "ci-registry-auth-ci", namespace: "forgejo-runner" },
+            ]);
+        }
+        const token = harness.byType("kubernetes:core/v1:Secret").find((r) => r.inputs["type"] === "kubernetes.io/service-account-token")!;
+        expect(token.inputs["metadata"]).toMatchObject({
+            name: "ci-registry-auth-ci-token",
+            annotations: { "kubernetes.io/service-account.name": "ci-registry-auth-ci" },
+        });
+    });
+
+    it("exports a kubeconfig for it, secret, on the operator's cluster entry and context name", async () => {
+        const dir = mkdtempSync(join(tmpdir(), "cra-kubeconfig-"));
+        const ca = join(dir, "ca.crt");
+        writeFileSync(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        const kubeconfig = join(dir, "config");
+        writeFileSync(
+            kubeconfig,
+            [
+                "apiVersion: v1",
+                "kind: Config",
+                "clusters:",
+                `- name: minikube\n  cluster:\n    server: https://192.168.49.2:8443\n    certificate-authority: ${ca}`,
+                "users:",
+                "- name: minikube\n  user:\n    client-key-data: T1BFUkFUT1ItQURNSU4tS0VZ",
+                "contexts:",
+                "- name: minikube\n  context: {cluster: minikube, user: minikube}",
+                "current-context: minikube",
+                "",
+            ].join("\n"),
+        );
+        harness.reset(healthyWorld(KEY));
+        const outputs = defineStack(stackConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig } }));
+        expect(await valueOf(outputs.hasKey)).toBe(true);
+        expect(await pulumi.isSecret(outputs.ciKubeconfig)).toBe(true);
+        const made = parse((await valueOf(outputs.ciKubeconfig)) ?? "") as Record<string, unknown>;
+        expect(made).toEqual({
+            apiVersion: "v1",
+            kind: "Config",
+            clusters: [
+                {
+                    name: "minikube",
+                    cluster: {
+                        server: "https://192.168.49.2:8443",
+                        "certificate-authority-data": readFileSync(ca).toString("base64"),
+                    },
+                },
+            ],
+            users: [{ name: "ci-registry-auth-ci", user: { token: SERVICE_ACCOUNT_TOKEN } }],
+            contexts: [{ name: "minikube", context: { cluster: "minikube", user: "ci-registry-auth-ci", namespace: "forgejo-runner" } }],
+            "current-context": "minikube",
+        });
+        rmSync(dir, { recursive: true, force: true });
+    });
+});
+
 describe("indri (kubernetes)", () => {
     it("creates an ExternalSecret named after the key that ESO merges into a stable Secret", async () => {
         const { harness, outputs } = run("indri");
         await valueOf(outputs.hasKey);
-        const secret = harness.byType("kubernetes:core/v1:Secret").filter((r) => r.id === undefined);
+        const secret = harness
+            .byType("kubernetes:core/v1:Secret")
+            .filter((r) => r.id === undefined && r.inputs["type"] !== "kubernetes.io/service-account-token");
         expect(secret.map((r) => r.inputs)).toEqual([
             expect.objectContaining({
                 metadata: expect.objectContaining({ name: "zot-ci-api-key", namespace: "forgejo-runner" }) as unknown,
@@ -315,7 +414,6 @@ describe("1Password key", () => {
         const { OnePasswordKey } = await import("../../components/onepassword-key");
         const key = new OnePasswordKey("k", {
             connectUrl: "http://127.0.0.1:1",
-            connectToken: "t",
             vault: "blumeops",
             item: "zot-ci-apikey",
             field: "credential",
@@ -329,8 +427,9 @@ describe("1Password key", () => {
         expect(harness.invokes).toEqual([
             { token: "onepassword:index/getItem:getItem", inputs: { vault: "blumeops", title: "zot-ci-apikey" } },
         ]);
+        // The token is the plugin's own $OP_CONNECT_TOKEN: never an input, so never in state.
         const provider = harness.one("pulumi:providers:onepassword");
-        expect(isSecretValue(provider.inputs["token"])).toBe(true);
+        expect(Object.keys(provider.inputs)).toEqual(["url"]);
     });
 
     it("names vault, item and the fix when the item cannot be read", async () => {
@@ -356,6 +455,41 @@ describe("1Password key", () => {
         world.item = { credential: KEY, sections: [{ id: "s", label: "rotation", fields: [{ label: "expires", value: "2020-01-01" }] }] };
         const { harness, outputs } = run("ringtail", world);
         await expect(valueOf(outputs.keyFingerprint)).rejects.toThrow(/expired on 2020-01-01.*create a new API key/);
+        expect(harness.byType("command:remote:Command")).toEqual([]);
+    });
+
+    it("refuses a key shorter than 20 characters, whose published fingerprint could be reversed, before anything reaches a runner", async () => {
+        const world = healthyWorld("zak_short_key_1234");
+        const { harness, outputs } = run("ringtail", world);
+        const error = await valueOf(outputs.keyFingerprint).then(
+            () => undefined,
+            (err: unknown) => String(err),
+        );
+        expect(error).toMatch(
+            /has 18 characters, fewer than 20: its published fingerprint could be reversed.*Fix: store the registry's whole API key/,
+        );
+        expect(error).not.toContain("zak_short_key_1234");
+        expect(harness.byType("command:remote:Command")).toEqual([]);
+        // Twenty characters are enough.
+        const { outputs: ok } = run("ringtail", healthyWorld("zak_0123456789abcdef"));
+        expect(await valueOf(ok.hasKey)).toBe(true);
+    });
+
+    it("never shows a field's value in an error, even when expiryField names the field that holds the key", async () => {
+        const world = healthyWorld(KEY);
+        world.item = {
+            credential: KEY,
+            sections: [{ id: "s", label: "rotation", fields: [{ id: "apikey", label: "apikey", value: KEY }] }],
+        };
+        harness.reset(world);
+        const config = stackConfig("ringtail");
+        const outputs = defineStack({ ...config, key: { ...config.key, expiryField: "apikey" } });
+        const error = await valueOf(outputs.keyFingerprint).then(
+            () => undefined,
+            (err: unknown) => String(err),
+        );
+        expect(error).toMatch(/field "apikey" does not hold a date .*its value is not shown.*ci-registry-auth:expiryField/);
+        expect(error).not.toContain(KEY);
         expect(harness.byType("command:remote:Command")).toEqual([]);
     });
 
