@@ -20,9 +20,15 @@ export interface ForgejoTarget {
     token: string;
 }
 
+/** Who wrote a comment or issue. */
+export interface Author {
+    login: string;
+}
+
 export interface Comment {
     id: number;
     body: string;
+    user?: Author;
     html_url?: string;
 }
 
@@ -31,6 +37,7 @@ export interface Issue {
     title: string;
     body: string;
     state: "open" | "closed";
+    user?: Author;
     html_url?: string;
 }
 
@@ -53,16 +60,29 @@ const PAGE = 50;
 const MAX_PAGES = 50;
 
 export class Forgejo {
+    private readonly api: string;
     private readonly base: string;
+    private me: Promise<string> | undefined;
 
     constructor(private readonly target: ForgejoTarget) {
-        this.base = `${target.serverUrl.replace(/\/+$/, "")}/api/v1/repos/${target.repository}`;
+        this.api = `${target.serverUrl.replace(/\/+$/, "")}/api/v1`;
+        this.base = `/repos/${target.repository}`;
     }
 
-    private async call<T>(method: string, route: string, body?: unknown): Promise<T> {
+    /**
+     * The login the token acts as (for a job's token, the server's actions
+     * user): comments and issues are ours only when they carry our marker
+     * and this author, so a marker planted by anyone else is never touched.
+     */
+    whoami(): Promise<string> {
+        this.me ??= this.call<Author>("GET", "/user", undefined, false).then((u) => u.login);
+        return this.me;
+    }
+
+    private async call<T>(method: string, route: string, body?: unknown, inRepo = true): Promise<T> {
         let res: Response;
         try {
-            res = await fetch(`${this.base}${route}`, {
+            res = await fetch(`${this.api}${inRepo ? this.base : ""}${route}`, {
                 method,
                 headers: {
                     Authorization: `token ${this.target.token}`,
@@ -98,15 +118,23 @@ export class Forgejo {
     }
 
     /**
-     * Edits the one comment of `index` that carries `marker`, or creates it.
-     * Extra comments with the marker (a race of two runs) are left alone.
+     * Edits the one comment of `index` that carries `marker` and is ours
+     * (whoami), or creates it. Comments with the marker by anyone else, and
+     * extra ones of ours (a race of two runs), are left alone.
      */
     async upsertComment(index: number, marker: string, body: string): Promise<{ comment: Comment; created: boolean }> {
-        const mine = (await this.comments(index)).find((c) => c.body.includes(marker));
+        const me = await this.whoami();
+        const mine = (await this.comments(index)).find((c) => c.body.includes(marker) && c.user?.login === me);
         if (mine !== undefined) {
             return { comment: await this.editComment(mine.id, body), created: false };
         }
         return { comment: await this.createComment(index, body), created: true };
+    }
+
+    /** The newest issue that carries `marker` and is ours (whoami); issues others wrote are never ours, marker or not. */
+    async ownIssue(marker: string): Promise<Issue | undefined> {
+        const me = await this.whoami();
+        return (await this.issues()).find((i) => i.body.includes(marker) && i.user?.login === me);
     }
 
     /** Issues (not pull requests), open and closed, newest first. */

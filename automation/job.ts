@@ -6,7 +6,7 @@
  * `pulumi config set --secret` on stdin, never on a command line.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -18,6 +18,25 @@ export interface JobContext extends ForgejoTarget {
     pullRequest?: number;
     /** The page of this run, for the comment's link. */
     runUrl?: string;
+}
+
+/** The slice of a pull_request event read here. */
+interface PullRequestEvent {
+    number?: number;
+    pull_request?: { number?: number; head?: { repo?: { full_name?: string } } };
+}
+
+/**
+ * The repository a pull request's head branch lives in, when that is not
+ * this repository (a fork's), else undefined. Forgejo gives such a job no
+ * secrets, so the preview says so and stops before it needs any.
+ */
+export function pullRequestFork(env: NodeJS.ProcessEnv): string | undefined {
+    const eventPath = env["FORGEJO_EVENT_PATH"] ?? env["GITHUB_EVENT_PATH"];
+    const repository = env["FORGEJO_REPOSITORY"] ?? env["GITHUB_REPOSITORY"];
+    if (eventPath === undefined || repository === undefined) return undefined;
+    const head = (JSON.parse(readFileSync(eventPath, "utf8")) as PullRequestEvent).pull_request?.head?.repo?.full_name;
+    return head !== undefined && head !== repository ? head : undefined;
 }
 
 /** A missing or malformed job variable: names it and the fix. */
@@ -49,7 +68,7 @@ export function jobContext(env: NodeJS.ProcessEnv, needPullRequest: boolean): Jo
         if (eventPath === undefined) {
             problems.push("GITHUB_EVENT_PATH is not set: run this on a pull_request event");
         } else {
-            const event = JSON.parse(readFileSync(eventPath, "utf8")) as { number?: number; pull_request?: { number?: number } };
+            const event = JSON.parse(readFileSync(eventPath, "utf8")) as PullRequestEvent;
             pullRequest = event.pull_request?.number ?? event.number;
             if (pullRequest === undefined) problems.push(`the event at ${eventPath} is not a pull request: run this on pull_request`);
         }
@@ -63,6 +82,18 @@ export function jobContext(env: NodeJS.ProcessEnv, needPullRequest: boolean): Jo
         ...(pullRequest !== undefined ? { pullRequest } : {}),
         ...(run !== undefined ? { runUrl: `${serverUrl.replace(/\/+$/, "")}/${repository}/actions/runs/${run}` } : {}),
     };
+}
+
+/** `--stack <name>`, each once; the usage error names the argument. */
+export function stackArg(argv: string[]): string[] {
+    const stacks: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+        const a = argv[i] ?? "";
+        if (a === "--stack" && argv[i + 1] !== undefined) stacks.push(argv[++i] ?? "");
+        else if (a.startsWith("--stack=")) stacks.push(a.slice("--stack=".length));
+        else throw new Error(`unknown argument ${JSON.stringify(a)}; usage: --stack <name>`);
+    }
+    return stacks;
 }
 
 /** Sets one stack setting the way an operator does, the value on stdin (`--path` keys, `--secret` when secret). */
@@ -85,33 +116,58 @@ export function setConfig(
     }
 }
 
+/** What a job hands to pulumi and to the re-read of an SSH runner, in a HOME of its own. */
+export interface JobHome {
+    /** Extra environment for the pulumi commands. */
+    env: Record<string, string>;
+    /** key-health's restricted SSH key, written 0600 here, when the job has one. */
+    checkKeyFile?: string;
+    /** Removes the HOME and what it holds (the kubeconfig, the check key). */
+    dispose(): void;
+}
+
 /**
- * Applies what the committed stack files leave to each machine, from the
- * job's environment (the workflow maps repository secrets and variables to
- * these names); returns extra environment for the pulumi commands.
+ * Lays out what the job's secrets give CI, in a temporary HOME removed by
+ * `dispose` (and when the process exits): the workflow maps repository
+ * secrets to these names; none of them can change a runner, the cluster,
+ * the state or the vault (README, "Trust model").
  *
- * - CI_REGISTRY_AUTH_HOST_KEY: `runner.hostKey` (ssh stacks);
- * - CI_REGISTRY_AUTH_SSH_KEY: `sshPrivateKey`, a secret (ssh stacks);
- * - CI_REGISTRY_AUTH_KUBECONFIG: a kubeconfig (kubernetes stacks), written
- *   0600 to `.kube/config` in a HOME of this job's own, where the
- *   Kubernetes provider looks by default: neither KUBECONFIG nor
- *   `runner.kubeconfig` is set, either of which would become an input of the
- *   provider and show as a change against the operator's `up` (README,
- *   "Pull-request previews"). PULUMI_HOME stays where it was.
+ * - CI_REGISTRY_AUTH_KUBECONFIG: the kubeconfig of indri's read-only
+ *   ServiceAccount (the stack's `ciKubeconfig` output), written 0600 to
+ *   `.kube/config`, where the Kubernetes provider looks by default: neither
+ *   KUBECONFIG nor `runner.kubeconfig` is set, either of which would become
+ *   an input of the provider and show as a change against the operator's
+ *   `up` (README, "CI and trust"). PULUMI_HOME stays where it was.
+ * - CI_REGISTRY_AUTH_CHECK_KEY: key-health's SSH key, which the host
+ *   restricts to the read-only check, written 0600 to
+ *   `.ssh/ci-registry-auth-check`.
+ *
  * The 1Password Connect URL and token come as OP_CONNECT_HOST and
- * OP_CONNECT_TOKEN, which the program reads itself.
+ * OP_CONNECT_TOKEN, which the program and its provider read themselves.
+ * There is no SSH key for the preview: a preview connects to no host.
  */
-export function applyJobSettings(workDir: string, stack: string, env: NodeJS.ProcessEnv): Record<string, string> {
-    const hostKey = env["CI_REGISTRY_AUTH_HOST_KEY"];
-    if (hostKey !== undefined && hostKey !== "") setConfig(workDir, stack, "ci-registry-auth:runner.hostKey", hostKey.trim(), false);
-    const sshKey = env["CI_REGISTRY_AUTH_SSH_KEY"];
-    if (sshKey !== undefined && sshKey !== "") setConfig(workDir, stack, "ci-registry-auth:sshPrivateKey", sshKey, true);
+export function prepareJobHome(env: NodeJS.ProcessEnv): JobHome {
+    const home = mkdtempSync(join(tmpdir(), "cra-home-"));
+    const dispose = (): void => {
+        rmSync(home, { recursive: true, force: true });
+    };
+    process.once("exit", dispose);
     const kubeconfig = env["CI_REGISTRY_AUTH_KUBECONFIG"];
     if (kubeconfig !== undefined && kubeconfig !== "") {
-        const home = mkdtempSync(join(tmpdir(), "cra-home-"));
         mkdirSync(join(home, ".kube"), { mode: 0o700 });
         writeFileSync(join(home, ".kube", "config"), kubeconfig, { mode: 0o600 });
-        return { HOME: home, PULUMI_HOME: env["PULUMI_HOME"] ?? join(homedir(), ".pulumi") };
     }
-    return {};
+    let checkKeyFile: string | undefined;
+    const checkKey = env["CI_REGISTRY_AUTH_CHECK_KEY"];
+    if (checkKey !== undefined && checkKey !== "") {
+        mkdirSync(join(home, ".ssh"), { mode: 0o700 });
+        checkKeyFile = join(home, ".ssh", "ci-registry-auth-check");
+        // OpenSSH refuses a key file without its final newline, which secret stores often drop.
+        writeFileSync(checkKeyFile, checkKey.endsWith("\n") ? checkKey : `${checkKey}\n`, { mode: 0o600 });
+    }
+    return {
+        env: { HOME: home, PULUMI_HOME: env["PULUMI_HOME"] ?? join(homedir(), ".pulumi") },
+        ...(checkKeyFile !== undefined ? { checkKeyFile } : {}),
+        dispose,
+    };
 }

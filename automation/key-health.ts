@@ -1,59 +1,73 @@
 /**
- * `npm run key-health [-- --stack <name> ...]` (default: indri and ringtail):
- * the scheduled check. Re-reads each runner without delivering (ringtail's
- * read-only host check is run again; indri's cluster is read by every
- * preview), previews each stack, and keeps one issue (found by a hidden
- * marker) in step: opened or edited when a key expires within its
- * `expiryWarningDays`, a runner lacks the key (`hasKey` false), or a preview
- * shows pending changes; closed when all is well again. Fails the job when
- * a stack could not be checked.
+ * `npm run key-health [-- --stack <name> ...]` (default: every
+ * `Pulumi.<stack>.yaml` of the project): the scheduled check. Previews each
+ * stack (which reads 1Password and indri's cluster live), re-reads each SSH
+ * runner with key-health's restricted key (the host's forced read-only
+ * check; nothing is delivered and no state is written), and keeps one issue
+ * (found by a hidden marker and its author) in step: opened or edited when
+ * a key expires within its `expiryWarningDays`, a runner lacks the key
+ * (`hasKey` false), or a preview shows pending changes; closed when all is
+ * well again. Fails the job when a stack could not be checked.
  */
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 
 import { Forgejo } from "./forgejo";
-import { applyJobSettings, jobContext } from "./job";
-import { openStack, previewFacts, recheckRunner } from "./preview";
-import { stackArg } from "./pr-preview";
+import { jobContext, prepareJobHome, stackArg, type JobHome } from "./job";
+import { openStack, previewFacts, runnerSettings } from "./preview";
+import { rereadSshRunner } from "./reread";
 import { HEALTH_MARKER, healthProblems, renderHealthIssue, type StackFacts } from "./report";
 
 const ROOT = join(__dirname, "..");
 
-async function checkStack(name: string): Promise<StackFacts> {
-    const env = applyJobSettings(ROOT, name, process.env);
-    const stack = await openStack(name, ROOT, env);
-    try {
-        const urn = await recheckRunner(stack);
-        if (urn !== undefined) console.log(`${name}: re-read the runner (${urn})`);
-    } catch (err) {
+/** The project's stacks: one `Pulumi.<stack>.yaml` each. */
+export function projectStacks(dir: string): string[] {
+    return readdirSync(dir)
+        .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+        .filter((s): s is string => s !== undefined)
+        .sort();
+}
+
+async function checkStack(name: string, home: JobHome): Promise<StackFacts> {
+    const stack = await openStack(name, ROOT, home.env);
+    const facts = await previewFacts(stack);
+    const runner = await runnerSettings(stack);
+    if (!facts.ok || runner.kind !== "ssh") return facts;
+    if (home.checkKeyFile === undefined) {
         return {
-            stack: name,
-            ok: false,
-            errors: [
-                `re-reading the runner failed: ${(err instanceof Error ? err.message : String(err)).split("\n").slice(0, 12).join("\n")}`,
+            ...facts,
+            warnings: [
+                ...facts.warnings,
+                `${name} was not re-read: the job has no check key (RINGTAIL_CHECK_KEY); its outputs are as of the last up`,
             ],
-            warnings: [],
-            counts: {},
-            changes: [],
-            now: {},
-            last: undefined,
-            diff: "",
         };
     }
-    return previewFacts(stack);
+    try {
+        const now = rereadSshRunner(runner, facts.now.envVar ?? "ZOT_CI_API_KEY", facts.now.keyFingerprint ?? "", home.checkKeyFile);
+        console.log(`${name}: re-read ${runner.user}@${runner.host} with the check key`);
+        return { ...facts, now: { ...facts.now, ...now } };
+    } catch (err) {
+        return { ...facts, ok: false, errors: [`re-reading the runner failed: ${err instanceof Error ? err.message : String(err)}`] };
+    }
 }
 
 async function main(): Promise<void> {
     const names = stackArg(process.argv.slice(2));
     const job = jobContext(process.env, false);
+    const home = prepareJobHome(process.env);
     const all: StackFacts[] = [];
-    for (const name of names.length > 0 ? names : ["indri", "ringtail"]) {
-        const facts = await checkStack(name);
-        const problems = healthProblems(facts);
-        console.log(`${name}: ${problems.length === 0 ? "healthy" : problems.join("; ")}`);
-        all.push(facts);
+    try {
+        for (const name of names.length > 0 ? names : projectStacks(ROOT)) {
+            const facts = await checkStack(name, home);
+            const problems = healthProblems(facts);
+            console.log(`${name}: ${problems.length === 0 ? "healthy" : problems.join("; ")}`);
+            all.push(facts);
+        }
+    } finally {
+        home.dispose();
     }
     const forgejo = new Forgejo(job);
-    const existing = (await forgejo.issues()).find((i) => i.body.includes(HEALTH_MARKER));
+    const existing = await forgejo.ownIssue(HEALTH_MARKER);
     const unhealthy = all.some((f) => healthProblems(f).length > 0);
     const { title, body } = renderHealthIssue(all, job.runUrl);
     if (unhealthy) {
@@ -73,7 +87,9 @@ async function main(): Promise<void> {
     if (all.some((f) => !f.ok)) process.exitCode = 1;
 }
 
-main().catch((err: unknown) => {
-    console.error(err instanceof Error ? err.message : String(err));
-    process.exitCode = 1;
-});
+if (require.main === module) {
+    main().catch((err: unknown) => {
+        console.error(err instanceof Error ? err.message : String(err));
+        process.exitCode = 1;
+    });
+}

@@ -6,10 +6,10 @@
  * warnings and errors (never debug diagnostics, which can carry secrets:
  * README, "Security notes"), and the diff text.
  *
- * Also the one way to re-read a runner without delivering anything:
- * {@link recheckRunner}.
  */
 import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/automation";
+
+import { readRunnerSettings, type RunnerConfig } from "../components/config";
 
 import type { KeyOutputs, StackFacts } from "./report";
 
@@ -23,6 +23,7 @@ function keyOutputs(values: Record<string, unknown>): KeyOutputs {
     const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
     const delivered = values["delivered"];
     return {
+        envVar: str(values["envVar"]),
         keyFingerprint: str(values["keyFingerprint"]),
         keyDaysUntilExpiry: num(values["keyDaysUntilExpiry"]),
         keyExpiresAt: str(values["keyExpiresAt"]),
@@ -93,19 +94,8 @@ export async function previewFacts(stack: Stack): Promise<StackFacts> {
     };
 }
 
-/**
- * Re-reads a runner without delivering: for an ssh stack, replaces its
- * read-only host check (`ringtail-verify`) alone, i.e.
- * `pulumi up --target <urn> --replace <urn>`, which runs the check again and
- * refreshes the stack's outputs. A kubernetes stack needs nothing: every
- * preview and up reads its cluster live. Returns the URN re-read, if any.
- */
-export async function recheckRunner(stack: Stack): Promise<string | undefined> {
-    const outputs = await stack.outputs();
-    if (outputs["runnerKind"]?.value !== "ssh") return undefined;
-    const project = (await stack.workspace.projectSettings()).name;
-    // The check is a child of the runner component "ringtail" (components/stack.ts).
-    const urn = `urn:pulumi:${stack.name}::${project}::ci-registry-auth:ssh:Runner$command:remote:Command::ringtail-verify`;
-    await stack.up({ target: [urn], replace: [urn], color: "never" });
-    return urn;
+/** The stack's `runner` settings as the program reads them (defaults applied), from the stack's config. */
+export async function runnerSettings(stack: Stack): Promise<RunnerConfig> {
+    const raw = (await stack.getAllConfig())["ci-registry-auth:runner"]?.value;
+    return readRunnerSettings(raw === undefined ? undefined : (JSON.parse(raw) as unknown));
 }

@@ -7,6 +7,7 @@
 
 /** The stack's outputs that matter here (from a preview, or from the last `up`). */
 export interface KeyOutputs {
+    envVar?: string;
     keyFingerprint?: string;
     keyDaysUntilExpiry?: number;
     keyExpiresAt?: string;
@@ -142,6 +143,10 @@ export function healthProblems(facts: StackFacts): string[] {
         problems.push(
             `the runner lacks the key (hasKey ${String(facts.now.hasKey)}${typeof route === "string" ? `; jobs: ${route}` : ""})`,
         );
+    }
+    const checkKey = facts.now.delivered?.["checkKey"];
+    if (typeof checkKey === "string" && checkKey.startsWith("unrestricted")) {
+        problems.push(`key-health's SSH key is ${checkKey}: restrict it on the host (README, "Trust model")`);
     }
     const pending = rotationPending(facts);
     if (pending.length > 0) problems.push(`rotation pending: run \`pulumi up --stack ${facts.stack}\``);
