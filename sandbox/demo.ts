@@ -33,7 +33,7 @@ import { Dockerd } from "./dockerd";
 import { importJobImage, runIndriJob, runRingtailJob, WORKFLOWS } from "./jobs";
 import { IMAGE_DIR, Ringtail, uploadImage } from "./ringtail";
 import { readKey, rotateKey } from "./onepassword";
-import { indriSettings, projectStack, providerPluginDir, ringtailSettings, type ProjectRun } from "./project-stack";
+import { indriSettings, operatorEnv, projectStack, providerPluginDir, ringtailSettings, type ProjectRun } from "./project-stack";
 import { indriProgram, inlineStack, type Run } from "./stack";
 
 const TOKEN = randomBytes(16).toString("hex");
@@ -171,8 +171,12 @@ async function main(): Promise<void> {
         if (whole) {
             console.log("Whole stacks: `pulumi up` of index.ts with the committed Pulumi.ringtail.yaml and Pulumi.indri.yaml,");
             console.log(`the command and onepassword plugins from ${process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? ""}.`);
-            const ringtail = await projectStack("ringtail", ringtailSettings(emulator.url, TOKEN, host.facts), { SSH_AUTH_SOCK: "" });
-            const indri = await projectStack("indri", indriSettings(emulator.url, TOKEN, cluster.kubeconfig));
+            const ringtail = await projectStack(
+                "ringtail",
+                ringtailSettings(emulator.url, host.facts),
+                operatorEnv(TOKEN, await host.agent()),
+            );
+            const indri = await projectStack("indri", indriSettings(emulator.url, cluster.kubeconfig), operatorEnv(TOKEN));
             started.push(() => {
                 ringtail.dispose();
                 indri.dispose();

@@ -25,25 +25,31 @@ import { nonDebug, persistedState, recording, type Run } from "./stack";
 /** A stack setting as `pulumi config set --path` takes it. */
 export type Settings = Record<string, { value: string; secret?: boolean }>;
 
-/** Where the sandbox differs from the committed Pulumi.ringtail.yaml. */
-export function ringtailSettings(connectUrl: string, connectToken: string, host: HostFacts): Settings {
+/** Where the sandbox differs from the committed Pulumi.ringtail.yaml (settings only: no credential is one). */
+export function ringtailSettings(connectUrl: string, host: HostFacts): Settings {
     return {
         "onepassword:url": { value: connectUrl },
-        "onepassword:token": { value: connectToken, secret: true },
         "ci-registry-auth:runner.host": { value: host.host },
         "ci-registry-auth:runner.port": { value: String(host.port) },
         "ci-registry-auth:runner.hostKey": { value: host.hostKey },
-        "ci-registry-auth:sshPrivateKey": { value: readFileSync(host.privateKeyFile, "utf8"), secret: true },
     };
 }
 
 /** Where the sandbox differs from the committed Pulumi.indri.yaml. */
-export function indriSettings(connectUrl: string, connectToken: string, kubeconfig: string): Settings {
+export function indriSettings(connectUrl: string, kubeconfig: string): Settings {
     return {
         "onepassword:url": { value: connectUrl },
-        "onepassword:token": { value: connectToken, secret: true },
         "ci-registry-auth:runner.kubeconfig": { value: kubeconfig },
     };
+}
+
+/**
+ * The operator's credentials, from the operator's machine at run time as
+ * the README says: the Connect token in the environment, the SSH key in an
+ * agent (ringtail; none for indri, whose provider reads the kubeconfig).
+ */
+export function operatorEnv(connectToken: string, agent?: { env: { SSH_AUTH_SOCK: string } }): Record<string, string> {
+    return { OP_CONNECT_TOKEN: connectToken, SSH_AUTH_SOCK: agent?.env.SSH_AUTH_SOCK ?? "" };
 }
 
 const ROOT = join(__dirname, "..");

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { parseReport, verifyScript } from "../components/remote-scripts";
+import { SshAgent } from "./ssh-agent";
 
 const HOST_SCRIPT = join(__dirname, "ringtail", "host");
 
@@ -41,6 +42,7 @@ export class Ringtail {
     /** Everything ssh printed, for leak scans. */
     readonly transcript: string[] = [];
     readonly knownHosts: string;
+    private operatorAgent: SshAgent | undefined;
 
     private constructor(
         readonly state: string,
@@ -57,8 +59,15 @@ export class Ringtail {
         return new Ringtail(state, JSON.parse(readFileSync(join(state, "host.json"), "utf8")) as HostFacts);
     }
 
+    /** An ssh-agent holding the operator's key for this host, as on the operator's machine (stopped with the host). */
+    async agent(): Promise<SshAgent> {
+        this.operatorAgent ??= await SshAgent.start([this.facts.privateKeyFile]);
+        return this.operatorAgent;
+    }
+
     /** Powers the machine off and removes its network namespace and keys. */
     stop(): void {
+        void this.operatorAgent?.stop();
         try {
             hostScript("stop", this.state);
         } finally {

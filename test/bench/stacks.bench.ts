@@ -26,7 +26,14 @@ import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
 import { committedRunner, stackConfig } from "../../sandbox/committed-config";
-import { indriSettings, projectStack, providerPluginDir, ringtailSettings, type ProjectRun } from "../../sandbox/project-stack";
+import {
+    indriSettings,
+    operatorEnv,
+    projectStack,
+    providerPluginDir,
+    ringtailSettings,
+    type ProjectRun,
+} from "../../sandbox/project-stack";
 import { Ringtail } from "../../sandbox/ringtail";
 
 const ROOT = join(__dirname, "..", "..");
@@ -234,8 +241,12 @@ async function main(): Promise<void> {
             stops.push(() => {
                 host.stop();
             });
-            const ringtail = await projectStack("ringtail", ringtailSettings(emulator.url, TOKEN, host.facts), { SSH_AUTH_SOCK: "" });
-            const indri = await projectStack("indri", indriSettings(emulator.url, TOKEN, cluster.kubeconfig));
+            const ringtail = await projectStack(
+                "ringtail",
+                ringtailSettings(emulator.url, host.facts),
+                operatorEnv(TOKEN, await host.agent()),
+            );
+            const indri = await projectStack("indri", indriSettings(emulator.url, cluster.kubeconfig), operatorEnv(TOKEN));
             stops.push(() => {
                 ringtail.dispose();
                 indri.dispose();

@@ -32,6 +32,7 @@ import { setConfig } from "../../automation/job";
 import { rotateKey } from "../../sandbox/onepassword";
 import {
     indriSettings,
+    operatorEnv,
     killPulumi,
     outputValues,
     projectStack,
@@ -151,8 +152,8 @@ beforeAll(async () => {
     host = Ringtail.start();
     cluster = Cluster.start();
     cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
-    ringtail = await projectStack("ringtail", ringtailSettings(emulator.url, TOKEN, host.facts), { SSH_AUTH_SOCK: "" });
-    indri = await projectStack("indri", indriSettings(emulator.url, TOKEN, cluster.kubeconfig));
+    ringtail = await projectStack("ringtail", ringtailSettings(emulator.url, host.facts), operatorEnv(TOKEN, await host.agent()));
+    indri = await projectStack("indri", indriSettings(emulator.url, cluster.kubeconfig), operatorEnv(TOKEN));
     for (const run of [ringtail, indri]) {
         expect((await run.stack.up(recording(run))).outputs["hasKey"]?.value).toBe(true);
     }

@@ -21,6 +21,7 @@ import {
     leakSources,
     outputValues,
     indriSettings,
+    operatorEnv,
     projectStack,
     type ProjectRun,
     type Settings,
@@ -37,8 +38,12 @@ let cluster: Cluster;
 let run: ProjectRun;
 const runs: ProjectRun[] = [];
 
-async function stack(overrides: Settings = {}): Promise<ProjectRun> {
-    const r = await projectStack("indri", { ...indriSettings(emulator.url, TOKEN, cluster.kubeconfig), ...overrides });
+async function stack(overrides: Settings = {}, env: Record<string, string> = {}): Promise<ProjectRun> {
+    const r = await projectStack(
+        "indri",
+        { ...indriSettings(emulator.url, cluster.kubeconfig), ...overrides },
+        { ...operatorEnv(TOKEN), ...env },
+    );
     runs.push(r);
     return r;
 }
@@ -140,7 +145,7 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
 
     it("a wrong Connect token fails naming onepassword:token, and the cluster is left as it was", async () => {
         const before = deployment().metadata;
-        const bad = await stack({ "onepassword:token": { value: "not-the-token", secret: true } });
+        const bad = await stack({}, { OP_CONNECT_TOKEN: "not-the-token" });
         const r = await attempt(bad, "up");
         expect(r.ok).toBe(false);
         expect(r.message).toMatch(/onepassword:token/);

@@ -23,6 +23,7 @@ import { recording } from "../../sandbox/stack";
 import {
     attempt,
     leakSources,
+    operatorEnv,
     outputValues,
     projectStack,
     ringtailSettings,
@@ -32,6 +33,7 @@ import {
 import { startRegistry, type Registry } from "../../sandbox/registry";
 import { runRingtailJob, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
 import { IMAGE_DIR, Ringtail, uploadImage } from "../../sandbox/ringtail";
+import { SshAgent } from "../../sandbox/ssh-agent";
 import { findLeaks } from "../support/leaks";
 
 const TOKEN = "sandbox-connect-token-ringtail";
@@ -51,10 +53,11 @@ let run: ProjectRun;
 const runs: ProjectRun[] = [];
 
 /** The sandbox's differences from the committed ringtail stack. */
-const sandboxConfig = (): Settings => ringtailSettings(emulator.url, TOKEN, host.facts);
+const sandboxConfig = (): Settings => ringtailSettings(emulator.url, host.facts);
 
-async function stack(overrides: Settings = {}): Promise<ProjectRun> {
-    const r = await projectStack("ringtail", { ...sandboxConfig(), ...overrides }, { SSH_AUTH_SOCK: "" });
+/** A stack of the operator's, with `overrides` to its settings and `env` to the operator's environment (Connect token, ssh-agent). */
+async function stack(overrides: Settings = {}, env: Record<string, string> = {}): Promise<ProjectRun> {
+    const r = await projectStack("ringtail", { ...sandboxConfig(), ...overrides }, { ...operatorEnv(TOKEN, await host.agent()), ...env });
     runs.push(r);
     return r;
 }
@@ -219,19 +222,30 @@ describe("bad input: one clear error, the runner as it was", () => {
         expect(unchanged()).toEqual(before);
     });
 
-    it("a private key the host does not accept fails with an authentication error", async () => {
+    it("an ssh-agent whose key the host does not accept fails with an authentication error", async () => {
         const dir = mkdtempSync(join(tmpdir(), "cra-badkey-"));
+        spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "id")]);
+        const agent = await SshAgent.start([join(dir, "id")]);
         try {
-            spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "id")]);
             const before = unchanged();
-            const bad = await stack({ "ci-registry-auth:sshPrivateKey": { value: readFileSync(join(dir, "id"), "utf8"), secret: true } });
+            const bad = await stack({}, agent.env);
             const r = await attempt(bad, "up");
             expect(r.ok).toBe(false);
             expect(r.message).toMatch(/unable to authenticate|handshake failed|permission denied/i);
             expect(unchanged()).toEqual(before);
         } finally {
+            await agent.stop();
             rmSync(dir, { recursive: true, force: true });
         }
+    });
+
+    it("no ssh-agent: an up stops before anything runs and says how to give it the key", async () => {
+        const before = unchanged();
+        const bad = await stack({}, { SSH_AUTH_SOCK: "" });
+        const r = await attempt(bad, "up");
+        expect(r.ok).toBe(false);
+        expect(r.message).toMatch(/SSH_AUTH_SOCK: no ssh-agent is reachable[\s\S]*Fix: eval "\$\(ssh-agent\)" && ssh-add/);
+        expect(unchanged()).toEqual(before);
     });
 
     it.each([
@@ -242,26 +256,35 @@ describe("bad input: one clear error, the runner as it was", () => {
             { "ci-registry-auth:item": { value: "Forgejo Secrets" }, "ci-registry-auth:field": { value: "zot-ci-api" } },
             /no field "zot-ci-api" among the item's standard fields[\s\S]*custom field outside any section is invisible[\s\S]*Fix: move the field into a section/,
         ],
-        ["a wrong Connect token", { "onepassword:token": { value: "not-the-token", secret: true } }, /onepassword:token/],
+        ["a wrong Connect token", {}, /onepassword:token/, { OP_CONNECT_TOKEN: "not-the-token" }],
+        [
+            "no Connect token",
+            {},
+            /OP_CONNECT_TOKEN: the 1Password Connect token is not in the environment[\s\S]*Fix: export OP_CONNECT_TOKEN=/,
+            { OP_CONNECT_TOKEN: "" },
+        ],
         ["an unreachable Connect server", { "onepassword:url": { value: "http://127.0.0.1:1" } }, /127\.0\.0\.1:1[\s\S]*onepassword:url/],
         ["an expired key", { "ci-registry-auth:item": { value: "zot-ci-apikey-expired" } }, /expired on \d{4}-\d{2}-\d{2}[\s\S]*Fix:/],
-    ] as [string, Settings, RegExp][])("%s fails naming the setting, and nothing reaches the host", async (_what, overrides, pattern) => {
-        const before = unchanged();
-        const bad = await stack(overrides);
-        const r = await attempt(bad, "up");
-        expect(r.ok).toBe(false);
-        expect(r.message).toMatch(pattern);
-        // One error, not a JavaScript stack trace.
-        expect(r.message).not.toMatch(/^\s+at /m);
-        expect(unchanged()).toEqual(before);
-    });
+    ] as [string, Settings, RegExp, Record<string, string>?][])(
+        "%s fails naming the setting, and nothing reaches the host",
+        async (_what, overrides, pattern, env) => {
+            const before = unchanged();
+            const bad = await stack(overrides, env);
+            const r = await attempt(bad, "up");
+            expect(r.ok).toBe(false);
+            expect(r.message).toMatch(pattern);
+            // One error, not a JavaScript stack trace.
+            expect(r.message).not.toMatch(/^\s+at /m);
+            expect(unchanged()).toEqual(before);
+        },
+    );
 
     it("missing settings fail before anything runs, each named with its fix", async () => {
         const before = unchanged();
         const config = sandboxConfig();
         delete config["onepassword:url"];
         delete config["ci-registry-auth:runner.hostKey"];
-        const bad = await projectStack("ringtail", config, { SSH_AUTH_SOCK: "" });
+        const bad = await projectStack("ringtail", config, operatorEnv(TOKEN, await host.agent()));
         runs.push(bad);
         const r = await attempt(bad, "up");
         expect(r.ok).toBe(false);
