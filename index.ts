@@ -16,5 +16,7 @@ export const keyExpiresAt = stack.keyExpiresAt;
 export const keyDaysUntilExpiry = stack.keyDaysUntilExpiry;
 export const keyExpiryWarningDays = stack.keyExpiryWarningDays;
 export const hasKey = stack.hasKey;
+export const canPush = stack.canPush;
+export const registry = stack.registry;
 export const delivered = stack.delivered;
 export const ciKubeconfig = stack.ciKubeconfig;

@@ -1,6 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 
+import { X509Certificate } from "node:crypto";
+
 import { isValidEnvVarName } from "./envfile";
+import type { RegistrySettings } from "./registry-probe";
 import {
     envFilePathProblem,
     isDns1123Label,
@@ -92,6 +95,14 @@ export interface SshRunnerConfig {
 
 export type RunnerConfig = KubernetesRunnerConfig | SshRunnerConfig;
 
+/**
+ * The registry the probe asks (`ci-registry-auth:registry`): `url`
+ * (default `https://registry.ops.eblu.me`), `repository` (a repository CI
+ * pushes to; default `blumeops/runner-job-image`), `caBundle` (PEM of a
+ * private CA; default: the system's CAs).
+ */
+export type RegistryConfig = RegistrySettings;
+
 /** Everything one stack needs, read once and validated. */
 export interface StackConfig {
     key: KeySourceConfig;
@@ -100,6 +111,7 @@ export interface StackConfig {
     envVar: string;
     /** Registry user the key belongs to (reported, not used to log in). Pulumi.yaml default: `zot-ci`. */
     registryUser: string;
+    registry: RegistryConfig;
     runner: RunnerConfig;
     /** What the stack should change but may run with (stored credentials, a cleartext Connect URL): warned on every run. */
     warnings: string[];
@@ -133,6 +145,7 @@ export interface RawConfig {
     envVar?: string;
     registryUser?: string;
     runner?: unknown;
+    registry?: unknown;
     /** `ci-registry-auth:sshPrivateKey` is in the stack's config (no longer read: a warning says how to move it out). */
     storedSshPrivateKey: boolean;
     /** An ssh-agent is reachable ($SSH_AUTH_SOCK). */
@@ -157,6 +170,14 @@ const K8S_DEFAULTS = {
     rolloutTimeoutSeconds: 600,
     ciServiceAccount: "ci-registry-auth-ci",
 } as const;
+
+const REGISTRY_DEFAULTS = {
+    url: "https://registry.ops.eblu.me",
+    repository: "blumeops/runner-job-image",
+} as const;
+
+/** An OCI distribution repository name (lowercase path components). */
+const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
 
 const SSH_DEFAULTS = {
     port: 22,
@@ -434,6 +455,60 @@ function parseSsh(
     };
 }
 
+/** The `registry` object; undefined (with the issues) when it is not valid. */
+function parseRegistry(obj: unknown, issues: ConfigIssue[], warnings: string[]): RegistryConfig | undefined {
+    if (obj !== undefined && (obj === null || typeof obj !== "object" || Array.isArray(obj))) {
+        issues.push({
+            setting: `${PROJECT}:registry`,
+            problem: "is not an object",
+            fix: set("registry.url", REGISTRY_DEFAULTS.url),
+        });
+        return undefined;
+    }
+    const r = new Reader((obj ?? {}) as Record<string, unknown>, "registry");
+    r.unknownKeys(["url", "repository", "caBundle"]);
+    const url = r.string(
+        "url",
+        REGISTRY_DEFAULTS.url,
+        (v) => /^https?:\/\/[^\s/?#]+\/?$/.test(v),
+        "the registry's http(s) URL, without a path",
+        REGISTRY_DEFAULTS.url,
+    );
+    const repository = r.string(
+        "repository",
+        REGISTRY_DEFAULTS.repository,
+        (v) => v.length <= 255 && REPOSITORY.test(v),
+        "a repository name (lowercase, e.g. blumeops/runner-job-image)",
+        REGISTRY_DEFAULTS.repository,
+    );
+    const caBundle = r.string(
+        "caBundle",
+        undefined,
+        (v) => pemCertificates(v) > 0,
+        "one or more PEM certificates (-----BEGIN CERTIFICATE-----)",
+        '"$(cat private-ca.pem)"',
+    );
+    issues.push(...r.issues);
+    if (r.issues.length > 0 || url === undefined || repository === undefined) return undefined;
+    if (cleartextHost(url) !== undefined) {
+        warnings.push(
+            `registry.url ${url} is plain http:// to ${cleartextHost(url) ?? ""}: the probe's key travels in cleartext, as every push's does. Use https://.`,
+        );
+    }
+    return { url: url.replace(/\/$/, ""), repository, ...(caBundle !== undefined ? { caBundle } : {}) };
+}
+
+/** How many PEM certificates `text` holds, each parsed; 0 when any does not parse. */
+function pemCertificates(text: string): number {
+    const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    try {
+        for (const block of blocks) new X509Certificate(block);
+    } catch {
+        return 0;
+    }
+    return blocks.length;
+}
+
 /** The `runner` object, validated for its kind; undefined (with the issues) when it is not valid. */
 function parseRunner(obj: unknown, raw: Pick<RawConfig, "hasSshAgent" | "preview">, issues: ConfigIssue[]): RunnerConfig | undefined {
     if (obj === undefined || obj === null || typeof obj !== "object" || Array.isArray(obj)) {
@@ -558,8 +633,9 @@ export function parseConfig(raw: RawConfig): StackConfig {
     }
 
     const runner = parseRunner(raw.runner, raw, issues);
+    const registry = parseRegistry(raw.registry, issues, warnings);
 
-    if (issues.length > 0 || runner === undefined) {
+    if (issues.length > 0 || runner === undefined || registry === undefined) {
         throw new ConfigError(issues);
     }
     return {
@@ -567,6 +643,7 @@ export function parseConfig(raw: RawConfig): StackConfig {
         connect: { url: connectUrl },
         envVar,
         registryUser,
+        registry,
         runner,
         warnings,
     };
@@ -604,6 +681,7 @@ export function loadConfig(): StackConfig {
         envVar: cfg.get("envVar"),
         registryUser: cfg.get("registryUser"),
         runner: cfg.getObject<unknown>("runner"),
+        registry: cfg.getObject<unknown>("registry"),
         // Only whether they are there, for the warning: their values are never read.
         storedSshPrivateKey: cfg.getSecret("sshPrivateKey") !== undefined,
         hasSshAgent: (process.env["SSH_AUTH_SOCK"] ?? "") !== "",

@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "./config";
 import { KubernetesRunner } from "./kubernetes-runner";
 import { OnePasswordKey } from "./onepassword-key";
+import { probeRegistry, type ProbeResult } from "./registry-probe";
 import { SshRunner } from "./ssh-runner";
 
 /** What a stack exports. No value here is, or contains, the key. */
@@ -20,6 +21,10 @@ export interface StackOutputs {
     hasKey: pulumi.Output<boolean>;
     /** Per-runner facts behind hasKey. */
     delivered: Record<string, pulumi.Output<unknown>>;
+    /** What the registry answered to an upload with the key and one without (README, "Outputs"). */
+    registry: pulumi.Output<ProbeResult>;
+    /** hasKey, and the registry accepts the key: every job on the runner can push. */
+    canPush: pulumi.Output<boolean>;
     /** kubernetes: the kubeconfig of CI's read-only identity, a secret (README, "Trust model"); ssh: undefined. */
     ciKubeconfig: pulumi.Output<string | undefined>;
 }
@@ -30,6 +35,15 @@ export function defineStack(config: StackConfig): StackOutputs {
         void pulumi.log.warn(warning);
     }
     const key = new OnePasswordKey("zot-ci-key", { connectUrl: config.connect.url, ...config.key });
+    // The probe starts as soon as the key is read, beside the runner's reads.
+    // It runs in an apply because it needs the key, and on every preview and
+    // up; what it opens at the registry it cancels, and nothing stays.
+    const registry = pulumi.unsecret(key.value.apply((value) => probeRegistry(config.registry, config.registryUser, value)));
+    registry.apply((r) => {
+        if (r.verdict !== "ok") {
+            void pulumi.log.warn(`registry: ${r.verdict}. The delivery went ahead; jobs cannot push until this is fixed.`);
+        }
+    });
     const common = {
         runnerKind: config.runner.kind,
         registryUser: config.registryUser,
@@ -38,7 +52,10 @@ export function defineStack(config: StackConfig): StackOutputs {
         keyExpiresAt: key.expiresAt,
         keyDaysUntilExpiry: key.daysUntilExpiry,
         keyExpiryWarningDays: config.key.expiryWarningDays,
+        registry,
     };
+    const canPush = (hasKey: pulumi.Output<boolean>): pulumi.Output<boolean> =>
+        pulumi.all([hasKey, registry]).apply(([has, r]) => has && r.acceptsKey);
     if (config.runner.kind === "kubernetes") {
         const runner = new KubernetesRunner("indri", {
             runner: config.runner,
@@ -50,6 +67,7 @@ export function defineStack(config: StackConfig): StackOutputs {
         return {
             ...common,
             hasKey: runner.hasKey,
+            canPush: canPush(runner.hasKey),
             delivered: {
                 secretName: runner.secretName,
                 externalSecretName: runner.externalSecretName,
@@ -76,6 +94,7 @@ export function defineStack(config: StackConfig): StackOutputs {
     return {
         ...common,
         hasKey: runner.hasKey,
+        canPush: canPush(runner.hasKey),
         delivered: {
             changed: runner.changed,
             fileFingerprint: runner.fileFingerprint,

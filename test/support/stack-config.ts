@@ -1,2 +1,14 @@
 /** The committed stack settings, for tests (shared with the demo). */
-export { committedRunner, projectDefaults, rawConfig, stackConfig, TEST_HOST_KEY } from "../../sandbox/committed-config";
+import type { RawConfig, StackConfig } from "../../components/config";
+import { stackConfig as committedStackConfig } from "../../sandbox/committed-config";
+
+export { committedRunner, projectDefaults, rawConfig, TEST_HOST_KEY } from "../../sandbox/committed-config";
+
+/**
+ * A StackConfig as loadConfig returns it for the committed files, with the
+ * registry probe pointed at a closed loopback port unless `overrides` name
+ * one: unit tests never ask the real registry.
+ */
+export function stackConfig(stack: "indri" | "ringtail", overrides: Partial<RawConfig> = {}): StackConfig {
+    return committedStackConfig(stack, { registry: { url: "http://127.0.0.1:9" }, ...overrides });
+}

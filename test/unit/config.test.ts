@@ -94,6 +94,48 @@ describe("bad input gives one error naming each setting and its fix", () => {
         ["no Connect URL", rawConfig("indri", { connectUrl: undefined }), "onepassword:url", /pulumi config set onepassword:url/],
         ["bad Connect URL", rawConfig("indri", { connectUrl: "connect:8080" }), "onepassword:url", /onepassword:url/],
         ["no Connect token", rawConfig("indri", { hasConnectToken: false }), "OP_CONNECT_TOKEN", /export OP_CONNECT_TOKEN=/],
+        [
+            "registry URL with a path",
+            rawConfig("indri", { registry: { url: "https://registry.ops.eblu.me/v2/" } }),
+            "ci-registry-auth:registry.url",
+            /registry\.url/,
+        ],
+        [
+            "registry URL without scheme",
+            rawConfig("indri", { registry: { url: "registry.ops.eblu.me" } }),
+            "ci-registry-auth:registry.url",
+            /https:\/\/registry/,
+        ],
+        [
+            "registry repository in capitals",
+            rawConfig("indri", { registry: { repository: "BlumeOps/x" } }),
+            "ci-registry-auth:registry.repository",
+            /registry\.repository/,
+        ],
+        [
+            "CA bundle that is no certificate",
+            rawConfig("indri", { registry: { caBundle: "not a pem" } }),
+            "ci-registry-auth:registry.caBundle",
+            /private-ca\.pem/,
+        ],
+        [
+            "CA bundle that does not parse",
+            rawConfig("indri", { registry: { caBundle: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----" } }),
+            "ci-registry-auth:registry.caBundle",
+            /caBundle/,
+        ],
+        [
+            "unknown registry setting",
+            rawConfig("indri", { registry: { uri: "x" } }),
+            "ci-registry-auth:registry.uri",
+            /pulumi config rm --path registry\.uri/,
+        ],
+        [
+            "empty registry repository",
+            rawConfig("indri", { registry: { repository: "" } }),
+            "ci-registry-auth:registry.repository",
+            /delete the line/,
+        ],
         // A key with no value (YAML `hostKey:`) or "" is refused, never read as unset.
         ["empty host key (no value)", ringtail({ hostKey: null }), "ci-registry-auth:runner.hostKey", /runner\.hostKey.*delete the line/],
         ['empty host key ("")', ringtail({ hostKey: "" }), "ci-registry-auth:runner.hostKey", /runner\.hostKey/],
@@ -180,6 +222,20 @@ describe("credentials never come from the stack's config", () => {
         const issues = issuesOf(rawConfig("indri", { hasConnectToken: false, storedConnectToken: true }));
         expect(issues.map((i) => i.setting)).toEqual(["OP_CONNECT_TOKEN"]);
         expect(issues[0]!.fix).toMatch(/the token in the stack's config is no longer read/);
+    });
+
+    it("the registry defaults to registry.ops.eblu.me and a repository CI pushes to; plain http to another host is warned", () => {
+        expect(parseConfig(rawConfig("indri")).registry).toEqual({
+            url: "https://registry.ops.eblu.me",
+            repository: "blumeops/runner-job-image",
+        });
+        const plain = parseConfig(rawConfig("indri", { registry: { url: "http://registry.lan:5000/" } }));
+        expect(plain.registry.url).toBe("http://registry.lan:5000");
+        expect(plain.warnings).toEqual([
+            expect.stringMatching(
+                /registry\.url http:\/\/registry\.lan:5000\/ is plain http:\/\/ to registry\.lan: the probe's key travels in cleartext/,
+            ) as unknown,
+        ]);
     });
 
     it("warns when the Connect URL is plain http to another host, and not for loopback or https", () => {

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import * as pulumi from "@pulumi/pulumi";
-import { beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parse } from "yaml";
 
 import { renderEnvFile } from "../../components/envfile";
@@ -26,6 +26,7 @@ import {
     type Recorded,
     type World,
 } from "../support/harness";
+import { fakeRegistry, type FakeRegistry } from "../support/fake-registry";
 import { valueOf, valuesOf } from "../support/outputs";
 import { committedRunner, stackConfig } from "../support/stack-config";
 
@@ -176,6 +177,56 @@ describe("ringtail (ssh)", () => {
         expect(world.restarts).toBe(0);
         expect(await valueOf(outputs.delivered["processFingerprint"]!)).toBe(fingerprint(ROTATED));
         expect(await valueOf(outputs.hasKey)).toBe(false);
+    });
+});
+
+describe("the registry: canPush", () => {
+    let zot: FakeRegistry;
+    beforeAll(async () => {
+        zot = await fakeRegistry("zot-ci");
+    });
+    afterAll(async () => {
+        await zot.close();
+    });
+
+    it.each(["ringtail", "indri"] as const)(
+        "%s: canPush when the runner has the key and the registry accepts it; the probe's facts are outputs",
+        async (stack) => {
+            zot.keys.clear();
+            zot.keys.add(KEY);
+            harness.reset(healthyWorld(KEY));
+            const outputs = defineStack(stackConfig(stack, { registry: { url: zot.url, repository: "blumeops/runner-job-image" } }));
+            expect(await valueOf(outputs.hasKey)).toBe(true);
+            expect(await valueOf(outputs.canPush)).toBe(true);
+            expect(await pulumi.isSecret(outputs.registry)).toBe(false);
+            expect(await valueOf(outputs.registry)).toMatchObject({
+                url: zot.url,
+                repository: "blumeops/runner-job-image",
+                acceptsKey: true,
+                refusesAnonymous: true,
+                keyStatus: 202,
+                anonymousStatus: 401,
+                cancelStatus: 403,
+                verdict: "ok",
+            });
+        },
+    );
+
+    it("a key the registry refuses: hasKey stays true, canPush is false, one warning names the registry and the status, and the delivery still happens", async () => {
+        zot.keys.clear();
+        harness.reset(healthyWorld(KEY));
+        const warn = vi.spyOn(pulumi.log, "warn");
+        const outputs = defineStack(stackConfig("ringtail", { registry: { url: zot.url } }));
+        expect(await valueOf(outputs.hasKey)).toBe(true);
+        expect(await valueOf(outputs.canPush)).toBe(false);
+        expect((await valueOf(outputs.registry)).keyStatus).toBe(401);
+        const messages = warn.mock.calls.map((c) => String(c[0])).filter((m) => m.startsWith("registry:"));
+        expect(messages).toEqual([
+            expect.stringMatching(/^registry: http:\/\/127\.0\.0\.1:\d+ refuses the key \(401\).*The delivery went ahead/) as unknown,
+        ]);
+        expect(messages.join()).not.toContain(KEY);
+        expect(harness.world.files.size).toBe(1);
+        warn.mockRestore();
     });
 });
 

@@ -1,0 +1,147 @@
+/**
+ * The push-permission probe: asks the registry itself whether CI can push
+ * with the key, and whether anyone can without it. It opens a blob upload
+ * on `registry.repository` with `registryUser` and the key (zot answers
+ * 202 and a Location), cancels it (zot answers 403 unless the user may
+ * delete: its garbage collector removes the session after gcDelay), and
+ * sends the same request without credentials, which must get 401. A blob
+ * upload writes nothing that stays: no blob, manifest or tag is made.
+ *
+ * `GET /v2/` proves nothing: with anonymous read it answers 200 to anyone.
+ * Verdicts name the registry and the status, never the key, which travels
+ * only in the Authorization header.
+ */
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+
+/** Where the probe asks (the stack's `registry` settings). */
+export interface RegistrySettings {
+    /** e.g. `https://registry.ops.eblu.me`. */
+    url: string;
+    /** A repository CI pushes to, e.g. `blumeops/runner-job-image`. */
+    repository: string;
+    /** PEM certificates of a private CA that signs the registry's certificate. */
+    caBundle?: string;
+}
+
+/** What the registry answered. Status 0: no HTTP answer (see verdict). */
+export interface ProbeResult {
+    url: string;
+    repository: string;
+    /** An upload opened with the key was accepted (202). */
+    acceptsKey: boolean;
+    /** The same upload without credentials was refused (401, or 403). */
+    refusesAnonymous: boolean;
+    keyStatus: number;
+    anonymousStatus: number;
+    /** Cancelling the upload the key opened: 204, or 403 when the user may not delete (the registry collects it). 0: nothing to cancel. */
+    cancelStatus: number;
+    /** When the registry answered (ISO 8601): changes with every run. */
+    checkedAt: string;
+    /** `ok`, or what is wrong, naming the registry and statuses. */
+    verdict: string;
+}
+
+interface Answer {
+    status: number;
+    location?: string;
+    /** The error code when there was no HTTP answer. */
+    error?: string;
+}
+
+const TIMEOUT_MS = 10_000;
+
+const TLS_ERRORS =
+    /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_|ERR_SSL_|ERR_CERT_|HOSTNAME_MISMATCH)/;
+
+function send(method: string, url: URL, auth: string | undefined, ca: string | undefined): Promise<Answer> {
+    const request = url.protocol === "https:" ? httpsRequest : httpRequest;
+    return new Promise((resolve) => {
+        const req = request(
+            url,
+            {
+                method,
+                headers: { "Content-Length": "0", ...(auth !== undefined ? { Authorization: auth } : {}) },
+                timeout: TIMEOUT_MS,
+                ...(ca !== undefined ? { ca } : {}),
+            },
+            (res: IncomingMessage) => {
+                res.resume();
+                res.on("end", () => {
+                    const location = res.headers.location;
+                    resolve({ status: res.statusCode ?? 0, ...(location !== undefined ? { location } : {}) });
+                });
+            },
+        );
+        req.on("timeout", () => req.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })));
+        req.on("error", (err: NodeJS.ErrnoException) => {
+            resolve({ status: 0, error: err.code ?? err.message });
+        });
+        req.end();
+    });
+}
+
+/** Why an upload with the key was not accepted, naming the registry and the status. */
+export function keyVerdict(url: string, repository: string, user: string, answer: Answer): string {
+    const at = url;
+    const s = answer.status;
+    if (s === 0) {
+        const code = answer.error ?? "no answer";
+        return TLS_ERRORS.test(code)
+            ? `TLS with ${at} failed (${code}): its certificate is not trusted here; set registry.caBundle to the PEM of the CA that signs it`
+            : `${at} is unreachable (${code})`;
+    }
+    if (s >= 300 && s < 400) {
+        return `${at} redirected the upload (${s}) to ${answer.location ?? "nowhere"}: a login page or proxy answers instead of the registry`;
+    }
+    if (s === 401) return `${at} refuses the key (401): it is revoked, expired, or not ${user}'s; create a new key and rotate`;
+    if (s === 403) return `${user} may not push to ${repository} on ${at} (403): grant it create and update there`;
+    if (s === 404) return `${at} has no registry API for ${repository} (404): check registry.url and registry.repository`;
+    if (s === 429) return `${at} is rate limiting (429): try again later`;
+    if (s >= 500) return `${at} failed (${s}): the registry is in trouble`;
+    return `${at} answered ${s} to an upload with the key, not 202`;
+}
+
+/**
+ * Probes `settings` as `user` with `key`: both uploads at once, then the
+ * cancel. Never throws: a failure is a verdict (the delivery must still
+ * happen while the registry is down).
+ */
+export async function probeRegistry(settings: RegistrySettings, user: string, key: string): Promise<ProbeResult> {
+    const base = settings.url.replace(/\/+$/, "");
+    const upload = new URL(`${base}/v2/${settings.repository}/blobs/uploads/`);
+    const auth = `Basic ${Buffer.from(`${user}:${key}`).toString("base64")}`;
+    const [withKey, anonymous] = await Promise.all([
+        send("POST", upload, auth, settings.caBundle),
+        send("POST", upload, undefined, settings.caBundle),
+    ]);
+    const checkedAt = new Date().toISOString();
+    // Give back what was opened: zot answers 403 unless the user may delete.
+    const cancel = async (answer: Answer, as: string | undefined): Promise<number> =>
+        answer.status === 202 && answer.location !== undefined
+            ? (await send("DELETE", new URL(answer.location, upload), as, settings.caBundle)).status
+            : 0;
+    const [cancelStatus] = await Promise.all([cancel(withKey, auth), cancel(anonymous, undefined)]);
+    const acceptsKey = withKey.status === 202;
+    const refusesAnonymous = anonymous.status === 401 || anonymous.status === 403;
+    const problems: string[] = [];
+    if (!acceptsKey) problems.push(keyVerdict(base, settings.repository, user, withKey));
+    if (anonymous.status >= 200 && anonymous.status < 300) {
+        problems.push(
+            `${base} accepts an upload to ${settings.repository} without credentials (${anonymous.status}): its authentication is off`,
+        );
+    } else if (!refusesAnonymous && acceptsKey) {
+        problems.push(`${base} answered ${anonymous.status} to an upload without credentials, not 401`);
+    }
+    return {
+        url: base,
+        repository: settings.repository,
+        acceptsKey,
+        refusesAnonymous,
+        keyStatus: withKey.status,
+        anonymousStatus: anonymous.status,
+        cancelStatus,
+        checkedAt,
+        verdict: problems.length === 0 ? "ok" : problems.join("; "),
+    };
+}
