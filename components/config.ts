@@ -32,13 +32,14 @@ export interface KeySourceConfig {
 }
 
 /**
- * How to reach 1Password Connect: `onepassword:url` (or $OP_CONNECT_HOST).
- * The token is read by the onepassword provider from $OP_CONNECT_TOKEN on
- * the machine that runs pulumi, and never passes through the program or the
- * stack's state.
+ * How to reach 1Password Connect: `onepassword:url` (or $OP_CONNECT_HOST)
+ * and the token from $OP_CONNECT_TOKEN on the machine that runs pulumi. The
+ * token stays in the program's memory: never an Output, an input of a
+ * resource or the stack's state (components/connect.ts).
  */
 export interface ConnectConfig {
     url: string;
+    token: string;
 }
 
 /** indri: a Deployment in a Kubernetes cluster, fed by External Secrets Operator. */
@@ -153,8 +154,8 @@ export interface RawConfig {
     /** This run is a preview, which connects to no host and needs no SSH credential. */
     preview: boolean;
     connectUrl?: string;
-    /** $OP_CONNECT_TOKEN is set. */
-    hasConnectToken: boolean;
+    /** $OP_CONNECT_TOKEN. */
+    connectToken?: string;
     /** `onepassword:token` is in the stack's config (no longer read: a warning says how to move it out). */
     storedConnectToken: boolean;
 }
@@ -606,10 +607,11 @@ export function parseConfig(raw: RawConfig): StackConfig {
                 "the Connect token and the key travel in cleartext over the network. Use https:// (Connect serves TLS with OP_HTTPS_PORT and a certificate).",
         );
     }
-    if (!raw.hasConnectToken) {
+    const connectToken = raw.connectToken ?? "";
+    if (connectToken === "") {
         issues.push({
             setting: "OP_CONNECT_TOKEN",
-            problem: "the 1Password Connect token is not in the environment, where the onepassword provider reads it",
+            problem: "the 1Password Connect token is not in the environment, where the program reads it",
             fix:
                 "export OP_CONNECT_TOKEN=\"$(op read 'op://<vault>/<connect token item>/credential')\" (or from your secret store), then run pulumi again" +
                 (raw.storedConnectToken ? "; the token in the stack's config is no longer read (see the warning)" : ""),
@@ -640,7 +642,7 @@ export function parseConfig(raw: RawConfig): StackConfig {
     }
     return {
         key: { vault, item, field, expiryField, expiryWarningDays },
-        connect: { url: connectUrl },
+        connect: { url: connectUrl, token: connectToken },
         envVar,
         registryUser,
         registry,
@@ -687,7 +689,7 @@ export function loadConfig(): StackConfig {
         hasSshAgent: (process.env["SSH_AUTH_SOCK"] ?? "") !== "",
         preview: pulumi.runtime.isDryRun(),
         connectUrl: op.get("url") ?? process.env["OP_CONNECT_HOST"],
-        hasConnectToken: (process.env["OP_CONNECT_TOKEN"] ?? "") !== "",
+        connectToken: process.env["OP_CONNECT_TOKEN"],
         storedConnectToken: op.getSecret("token") !== undefined,
     };
     return parseConfig(raw);

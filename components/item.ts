@@ -1,57 +1,41 @@
 /**
- * Pure logic over the 1Password item as the onepassword provider returns it
- * (`onepassword:index/getItem:getItem`). Kept free of Pulumi so it is tested
- * directly.
+ * Pure logic over a 1Password item as Connect returns it (components/connect.ts).
+ * Kept free of Pulumi and I/O so it is tested directly. Names fields, never values.
  */
+import type { ConnectField, ConnectItem } from "./connect";
 
-/** The slice of the provider's GetItemResult that this program reads. */
-export interface ItemView {
-    category?: string;
-    credential?: string;
-    password?: string;
-    username?: string;
-    sections?: {
-        id?: string;
-        label?: string;
-        fields?: { id?: string; label?: string; value?: string; type?: string }[];
-    }[];
+/** The slice of Connect's item that this program reads. */
+export type ItemView = Pick<ConnectItem, "category" | "fields" | "sections">;
+
+/** Fields whose id is `name`, else those whose label is `name`. */
+function fieldsNamed(item: ItemView, name: string): ConnectField[] {
+    const all = item.fields ?? [];
+    const byId = all.filter((f) => f.id === name);
+    return byId.length > 0 ? byId : all.filter((f) => f.label === name);
 }
 
 /**
- * Finds the key in `item`. The provider maps the API Credential field with id
- * `credential` (and `password`, `username`) to top-level attributes; any other
- * field is only visible inside a section, matched here by id, then by label.
- * Returns undefined when there is no such field or it is empty.
+ * Finds the key in `item`: the field whose id is `field` (an API
+ * Credential's key is the field with id `credential`), else the one
+ * labelled so. Returns undefined when there is no such field or it is
+ * empty; throws when the label names two fields.
  */
 export function selectField(item: ItemView, field: string): string | undefined {
-    const top: Record<string, string | undefined> = {
-        credential: item.credential,
-        password: item.password,
-        username: item.username,
-    };
-    const direct = top[field];
-    if (direct !== undefined && direct !== "") {
-        return direct;
-    }
-    const all = (item.sections ?? []).flatMap((s) => s.fields ?? []);
-    const byId = all.filter((f) => f.id === field);
-    const matches = byId.length > 0 ? byId : all.filter((f) => f.label === field);
+    const matches = fieldsNamed(item, field);
     if (matches.length > 1) {
-        throw new Error(`field "${field}" is ambiguous: ${matches.length} fields in the item's sections carry that id or label`);
+        throw new Error(`field "${field}" is ambiguous: ${matches.length} fields of the item carry that id or label`);
     }
     const value = matches[0]?.value;
     return value === undefined || value === "" ? undefined : value;
 }
 
 /**
- * Finds the expiry date in a section field labelled (or with id) `label`.
- * Accepts what 1Password stores for a DATE field (Unix seconds) and ISO 8601
+ * Finds the expiry date in the field with id (or label) `label`. Accepts
+ * what 1Password stores for a DATE field (Unix seconds) and ISO 8601
  * dates. Returns undefined when absent; throws when present but unreadable.
  */
 export function findExpiry(item: ItemView, label: string): Date | undefined {
-    const all = (item.sections ?? []).flatMap((s) => s.fields ?? []);
-    const found = all.find((f) => f.id === label) ?? all.find((f) => f.label === label);
-    const raw = found?.value?.trim();
+    const raw = fieldsNamed(item, label)[0]?.value?.trim();
     if (raw === undefined || raw === "") {
         return undefined;
     }
@@ -104,25 +88,14 @@ export function judgeExpiry(expires: Date | undefined, now: Date, warningDays: n
     return days < warningDays ? { state: "soon", days } : { state: "ok", days };
 }
 
-/**
- * Why `field` gave no key, and the fix, for an item where
- * {@link selectField} found nothing. Names fields, never values. The
- * onepassword provider returns the standard fields of an item and the
- * fields inside its sections only: a custom field added outside any section
- * (as 1Password's apps allow) never reaches the program.
- */
+/** Why `field` gave no key, and the fix, for an item where {@link selectField} found nothing. Names fields, never values. */
 export function missingFieldMessage(item: ItemView, field: string): string {
-    const standard = ["credential", "password", "username"];
-    const sectioned = (item.sections ?? []).flatMap((s) => s.fields ?? []);
-    const labels = [...new Set(sectioned.map((f) => f.label ?? f.id ?? "").filter((l) => l !== ""))];
-    if (standard.includes(field) || sectioned.some((f) => f.id === field || f.label === field)) {
+    if (fieldsNamed(item, field).length > 0) {
         return `field "${field}" is empty. Fix: store the key in it (or set ci-registry-auth:field to the field that holds it).`;
     }
+    const labels = [...new Set((item.fields ?? []).map((f) => f.label ?? f.id ?? "").filter((l) => l !== ""))];
     return (
-        `no field "${field}" among the item's standard fields (${standard.join(", ")}) or in its sections` +
-        ` (${labels.length > 0 ? `they hold: ${labels.join(", ")}` : "it has none"}). ` +
-        "1Password's provider sees only those: a custom field outside any section is invisible to it. " +
-        "Fix: move the field into a section of the item (or keep the key in an API Credential item's 'credential' field), " +
-        "then set ci-registry-auth:field to its label."
+        `the item has no field with id or label "${field}" (${labels.length > 0 ? `it has: ${labels.join(", ")}` : "it has none"}). ` +
+        "Fix: set ci-registry-auth:field to the id or label of the field that holds the key (an API Credential's is credential)."
     );
 }

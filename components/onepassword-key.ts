@@ -1,21 +1,22 @@
-import * as onepassword from "@1password/pulumi-onepassword";
-import { getVersion } from "@1password/pulumi-onepassword/utilities";
 import * as pulumi from "@pulumi/pulumi";
 
+import { readItem, type ConnectItem } from "./connect";
 import { fingerprint } from "./fingerprint";
-import { findExpiry, judgeExpiry, MIN_KEY_LENGTH, missingFieldMessage, selectField, type ItemView } from "./item";
+import { findExpiry, judgeExpiry, MIN_KEY_LENGTH, missingFieldMessage, selectField } from "./item";
 
 /** Arguments of {@link OnePasswordKey}. */
 export interface OnePasswordKeyArgs {
-    /** 1Password Connect URL (`onepassword:url`). The token is the provider's own $OP_CONNECT_TOKEN. */
-    connectUrl: pulumi.Input<string>;
+    /** 1Password Connect URL (`onepassword:url`). */
+    connectUrl: string;
+    /** 1Password Connect token ($OP_CONNECT_TOKEN): used for the read, kept in no Output. */
+    connectToken: string;
     /** Vault name or id. */
     vault: string;
-    /** Item title. */
+    /** Item title (or id). */
     item: string;
     /** Field id or label that holds the key. */
     field: string;
-    /** Label of the section field with the expiry date. */
+    /** Id or label of the field with the expiry date. */
     expiryField: string;
     /** Warn when the key expires within this many days. */
     expiryWarningDays: number;
@@ -24,10 +25,10 @@ export interface OnePasswordKeyArgs {
 }
 
 /**
- * The zot CI API key, read from a 1Password item through Connect. The key
- * is a secret Output from the moment it is read; only its fingerprint and
- * its expiry are plain. An expired key stops the deployment before anything
- * reaches a runner.
+ * The zot CI API key, read from a 1Password item through Connect's REST API
+ * on every preview and up. The key is a secret Output from the moment it
+ * is read; only its fingerprint and its expiry are plain. An expired key
+ * stops the deployment before anything reaches a runner.
  */
 export class OnePasswordKey extends pulumi.ComponentResource {
     /** The key itself: secret. */
@@ -42,26 +43,15 @@ export class OnePasswordKey extends pulumi.ComponentResource {
     constructor(name: string, args: OnePasswordKeyArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ci-registry-auth:onepassword:Key", name, {}, opts);
 
-        // Not onepassword.Provider: its constructor copies $OP_CONNECT_TOKEN into
-        // the provider's inputs, which Pulumi keeps in the stack's state, where
-        // anyone with the passphrase (CI too) could decrypt it. Made without a
-        // token, the plugin reads $OP_CONNECT_TOKEN itself when it configures
-        // (terraform-provider-onepassword's Configure), and the token stays on
-        // the machine that runs pulumi.
-        const provider = new ConnectProvider(`${name}-connect`, args.connectUrl, { parent: this });
         const where = `item "${args.item}" in vault "${args.vault}"`;
         // One error naming the setting and the fix, without a JavaScript stack
         // trace (RunError; a ResourceError would carry this whole component).
         const fail = (message: string): pulumi.RunError => new pulumi.RunError(`1Password: ${message}`);
-        // The provider's invoke drops secretness, so the whole item stays
-        // inside this chain and only the chosen field leaves it, as a secret.
-        const item: pulumi.Output<ItemView> = pulumi.output(
-            onepassword.getItem({ vault: args.vault, title: args.item }, { provider, parent: this }).catch((err: unknown) => {
-                throw fail(
-                    `could not read ${where}: ${describe(err)}. ` +
-                        "Fix: check ci-registry-auth:vault and ci-registry-auth:item name an existing item " +
-                        "(titles must be unique in the vault), and that onepassword:url and onepassword:token reach a Connect server that can read the vault.",
-                );
+        // The whole item stays inside this chain, registered nowhere; only the
+        // chosen field leaves it, as a secret.
+        const item: pulumi.Output<ConnectItem> = pulumi.output(
+            readItem(args.connectUrl, args.connectToken, args.vault, args.item).catch((err: unknown) => {
+                throw fail(`could not read ${where}: ${err instanceof Error ? err.message : String(err)}. ${readFix(err)}`);
             }),
         );
 
@@ -72,8 +62,8 @@ export class OnePasswordKey extends pulumi.ComponentResource {
                 expires = findExpiry(i, args.expiryField);
             } catch (err) {
                 throw fail(
-                    `${where}: ${describe(err)}. ` +
-                        `Fix: store the expiry as a date in the section field "${args.expiryField}", or set ci-registry-auth:expiryField to the label of the field that holds it.`,
+                    `${where}: ${err instanceof Error ? err.message : String(err)}. ` +
+                        `Fix: store the expiry as a date in the field "${args.expiryField}", or set ci-registry-auth:expiryField to the label of the field that holds it.`,
                 );
             }
             const judged = judgeExpiry(expires, now(), args.expiryWarningDays);
@@ -91,7 +81,7 @@ export class OnePasswordKey extends pulumi.ComponentResource {
                     break;
                 case "unknown":
                     void pulumi.log.warn(
-                        `${where} records no expiry in a section field labelled "${args.expiryField}", so expiry is not checked.`,
+                        `${where} records no expiry in a field labelled "${args.expiryField}", so expiry is not checked.`,
                         this,
                     );
                     break;
@@ -108,7 +98,9 @@ export class OnePasswordKey extends pulumi.ComponentResource {
                 try {
                     value = selectField(i, args.field);
                 } catch (err) {
-                    throw fail(`${where}: ${describe(err)}. Fix: set ci-registry-auth:field to the id of the field that holds the key.`);
+                    throw fail(
+                        `${where}: ${err instanceof Error ? err.message : String(err)}. Fix: set ci-registry-auth:field to the id of the field that holds the key.`,
+                    );
                 }
                 if (value === undefined) {
                     throw fail(`${where} has no value in field "${args.field}": ${missingFieldMessage(i, args.field)}`);
@@ -135,29 +127,15 @@ export class OnePasswordKey extends pulumi.ComponentResource {
     }
 }
 
-/**
- * The onepassword plugin's provider resource with `url` alone: the SDK's
- * Provider without the copy of $OP_CONNECT_TOKEN its constructor makes.
- * Asks the engine for the plugin version the SDK does, from 1Password's releases.
- */
-class ConnectProvider extends pulumi.ProviderResource {
-    constructor(name: string, url: pulumi.Input<string>, opts: pulumi.ResourceOptions) {
-        super(
-            "onepassword",
-            name,
-            { url },
-            { ...opts, version: getVersion(), pluginDownloadURL: "github://api.github.com/1Password/pulumi-onepassword" },
-        );
-    }
-}
-
-/** The message of an invoke error on one line, without the SDK's prefix. */
-function describe(err: unknown): string {
-    const text = err instanceof Error ? err.message : String(err);
-    const lines = text
-        .replace(/Invoke of '[^']+' failed: /g, "")
-        .split("\n")
-        .map((l) => l.trim())
-        .filter((l) => l !== "" && !l.startsWith("at "));
-    return lines.join(" ") || "no error message";
+/** The fix for a failed read, by what Connect answered (components/connect.ts). */
+function readFix(err: unknown): string {
+    const status = (err as { status?: number }).status;
+    if (status === 401) return "Fix: OP_CONNECT_TOKEN is not a token this Connect server accepts; export the right one.";
+    if (status === 403)
+        return 'Fix: the token may not read this vault; use a token granted it (README, "Trust model"), or set ci-registry-auth:vault.';
+    if (status === 0) return "Fix: check onepassword:url (or OP_CONNECT_HOST) names a Connect server this machine reaches.";
+    return (
+        "Fix: check ci-registry-auth:vault and ci-registry-auth:item name an existing item (titles must be unique in the vault), " +
+        "and that onepassword:url and OP_CONNECT_TOKEN reach a Connect server that can read the vault."
+    );
 }

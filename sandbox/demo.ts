@@ -7,12 +7,12 @@
  * it all again; stops everything.
  *
  * With CI_REGISTRY_AUTH_PROVIDER_PLUGINS naming a directory that holds the
- * command and onepassword provider plugins, each round is `pulumi up` of
- * both whole stacks (index.ts with the committed stack files). Without it,
- * two stand-ins, said on screen too: the key is read through the official
- * Connect JS SDK instead of the onepassword provider, and ringtail's delivery
- * runs the program's own host scripts over OpenSSH instead of through the
- * command provider, because neither provider plugin can be built here.
+ * command provider plugin, each round is `pulumi up` of both whole stacks
+ * (index.ts with the committed stack files). Without it, stand-ins, said on
+ * screen too: ringtail's delivery runs the program's own host scripts over
+ * OpenSSH instead of through the command provider, which cannot be built
+ * here, and indri's runner component runs alone, given the key's
+ * fingerprint as read with the Connect JS SDK.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
         let deliver: (key: string) => Promise<Row[]>;
         if (whole) {
             console.log("Whole stacks: `pulumi up` of index.ts with the committed Pulumi.ringtail.yaml and Pulumi.indri.yaml,");
-            console.log(`the command and onepassword plugins from ${process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? ""}.`);
+            console.log(`the command plugin from ${process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? ""}.`);
             const ringtail = await projectStack(
                 "ringtail",
                 ringtailSettings(emulator.url, host.facts),
@@ -184,9 +184,9 @@ async function main(): Promise<void> {
             // The key is read by the program itself; both stacks run at once.
             deliver = () => Promise.all([upStack(ringtail, "ringtail (ssh)"), upStack(indri, "indri (kubernetes)")]);
         } else {
-            console.log("Stand-ins: the key is read with the Connect JS SDK (not the onepassword provider) and ringtail's");
-            console.log("delivery runs the program's host scripts over OpenSSH (not the command provider): see README.");
-            console.log("Set CI_REGISTRY_AUTH_PROVIDER_PLUGINS to a directory with both plugins to run the whole stacks.");
+            console.log("Stand-ins: ringtail's delivery runs the program's host scripts over OpenSSH (not the command provider),");
+            console.log("and indri's runner component runs alone, given the key's fingerprint read with the Connect JS SDK: see README.");
+            console.log("Set CI_REGISTRY_AUTH_PROVIDER_PLUGINS to a directory with the command plugin to run the whole stacks.");
             deliver = await standIns(cluster, host, started);
         }
 

@@ -5,11 +5,11 @@
  * backend in a temp dir. Only what the sandbox changes is set on top of the
  * committed stack file, with `pulumi config set` as an operator would.
  *
- * The command and onepassword provider plugins cannot be built by this
- * project (README, "Offline toolchain"). These stacks take them from the
- * directory named by CI_REGISTRY_AUTH_PROVIDER_PLUGINS and refuse to run
- * without it; a temp PULUMI_HOME holds them beside the toolchain's
- * kubernetes plugin, at exactly the versions the npm packages request.
+ * The command provider plugin cannot be built by this project (README,
+ * "Offline toolchain"). These stacks take it from the directory named by
+ * CI_REGISTRY_AUTH_PROVIDER_PLUGINS and refuse to run without it; a temp
+ * PULUMI_HOME holds it beside the toolchain's kubernetes plugin, at exactly
+ * the versions the npm packages request.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
@@ -55,15 +55,15 @@ export function operatorEnv(connectToken: string, agent?: { env: { SSH_AUTH_SOCK
 const ROOT = join(__dirname, "..");
 const PASSPHRASE = "sandbox-passphrase";
 
-/** The directory of the command and onepassword provider binaries, or a clear error. */
+/** The directory of the command provider binary, or a clear error. */
 export function providerPluginDir(): string {
     const dir = process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? "";
-    const missing = ["pulumi-resource-command", "pulumi-resource-onepassword"].filter((b) => dir === "" || !existsSync(join(dir, b)));
+    const missing = ["pulumi-resource-command"].filter((b) => dir === "" || !existsSync(join(dir, b)));
     if (missing.length > 0) {
         throw new Error(
-            `running the whole stacks needs the ${missing.join(" and ")} provider plugin(s), which this project cannot build ` +
-                '(their Go modules are not served here; README, "Offline toolchain"). ' +
-                "Fix: build them, put both binaries in one directory and set CI_REGISTRY_AUTH_PROVIDER_PLUGINS to it.",
+            `running the whole stacks needs the ${missing.join(" and ")} provider plugin, which this project cannot build ` +
+                '(its Go module is not served here; README, "Offline toolchain"). ' +
+                "Fix: build it, put the binary in a directory and set CI_REGISTRY_AUTH_PROVIDER_PLUGINS to it.",
         );
     }
     return dir;
@@ -75,7 +75,7 @@ function npmVersion(pkg: string): string {
 
 /**
  * A PULUMI_HOME whose plugins are the toolchain's kubernetes provider and
- * the given command and onepassword binaries, each at the version its npm
+ * the given command binary, each at the version its npm
  * package asks the engine for.
  */
 function pluginHome(into: string, pluginDir: string): string {
@@ -90,7 +90,6 @@ function pluginHome(into: string, pluginDir: string): string {
     const plugins: [string, string, string][] = [
         ["kubernetes", kubernetes, join(toolchainHome, "plugins", `resource-kubernetes-v${kubernetes}`)],
         ["command", npmVersion("@pulumi/command"), pluginDir],
-        ["onepassword", npmVersion("@1password/pulumi-onepassword"), pluginDir],
     ];
     for (const [name, version, from] of plugins) {
         const dir = join(home, "plugins", `resource-${name}-v${version}`);

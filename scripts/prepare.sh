@@ -3,14 +3,14 @@
 # that starts the sandbox needs first.
 #
 #   . scripts/prepare.sh
-#   use_provider_plugins          # the whole stacks when both plugins are there
+#   use_provider_plugins          # the whole stacks when the command plugin is there
 #   prepare_sandbox_run WHAT      # toolchain, sandbox, dependencies, the lock
 cache=${CI_REGISTRY_AUTH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ci-registry-auth}
 # shellcheck source=../toolchain/lib.sh
 . toolchain/lib.sh
 
-# Exports CI_REGISTRY_AUTH_PROVIDER_PLUGINS when the command and onepassword
-# plugins are found (README, "Offline toolchain"), and unsets it otherwise.
+# Exports CI_REGISTRY_AUTH_PROVIDER_PLUGINS when the command provider plugin
+# is found (README, "Offline toolchain"), and unsets it otherwise.
 use_provider_plugins() {
     local plugins
     plugins=$(provider_plugins)

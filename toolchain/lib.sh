@@ -46,13 +46,13 @@ go_build() {
     say "built $name in $(elapsed "$start")"
 }
 
-# provider_plugins: the directory that holds the command and onepassword
-# provider plugins this project cannot build (README, "Offline toolchain"):
+# provider_plugins: the directory that holds the command provider plugin,
+# which this project cannot build (README, "Offline toolchain"):
 # CI_REGISTRY_AUTH_PROVIDER_PLUGINS when set, else the cache's
 # provider-plugins directory. Prints nothing when either plugin is missing.
 provider_plugins() {
     local dir=${CI_REGISTRY_AUTH_PROVIDER_PLUGINS:-$cache/provider-plugins}
-    if [ -x "$dir/pulumi-resource-command" ] && [ -x "$dir/pulumi-resource-onepassword" ]; then
+    if [ -x "$dir/pulumi-resource-command" ]; then
         printf '%s\n' "$dir"
     fi
 }

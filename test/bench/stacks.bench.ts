@@ -9,8 +9,8 @@
  * events timed as they arrive, per step, for one no-op up and one rotation
  * of each stack.
  *
- * With the command and onepassword plugins (README, "Offline toolchain") the
- * stacks are index.ts with the committed stack files; without them only
+ * With the command plugin (README, "Offline toolchain") the
+ * stacks are index.ts with the committed stack files; without it only
  * indri's runner component runs (a project whose index.ts builds it with a
  * fixed fingerprint), and the table says so.
  */
@@ -134,8 +134,8 @@ const indriComponentStack = (work: string, kubeconfig: string, fp: string): Prom
 
 /**
  * The floors: what any program that reads the same things pays. The key
- * read through the onepassword plugin as the program reads it (its
- * OnePasswordKey component, nothing else) and, for indri, that plus the
+ * read from Connect as the program reads it (its OnePasswordKey
+ * component, nothing else) and, for indri, that plus the
  * kubernetes plugin and one read of the runner's Deployment. `pluginEnv`
  * is a whole stack's (PULUMI_HOME with the plugins).
  */
@@ -253,14 +253,10 @@ async function main(): Promise<void> {
             });
             stacks.push(fromRun(ringtail), fromRun(indri));
             floors.push(...(await floorStacks(work, emulator.url, cluster.kubeconfig, ringtail.env)), await emptyStack(work, "empty-2"));
-            console.log(
-                "The whole stacks: index.ts with the committed stack files, the real command, onepassword and kubernetes providers.",
-            );
+            console.log("The whole stacks: index.ts with the committed stack files, the real command and kubernetes providers.");
         } else {
             stacks.push(await indriComponentStack(work, cluster.kubeconfig, "sha256:0000000000000000"));
-            console.log(
-                "Without the command and onepassword plugins: indri's runner component alone (real kubernetes provider), no ringtail.",
-            );
+            console.log("Without the command plugin: indri's runner component alone (real kubernetes provider), no ringtail.");
         }
         for (const s of [empty, ...stacks, ...floors]) up(s);
 
@@ -321,7 +317,7 @@ async function main(): Promise<void> {
                     "| program | time (vs empty up) |",
                     "|---|---|",
                     floor("empty", base),
-                    floor("the key read through the onepassword plugin, nothing else", median(t["no-op up"]?.["key-read"] ?? [])),
+                    floor("the key read from Connect, nothing else", median(t["no-op up"]?.["key-read"] ?? [])),
                     floor(
                         "that, plus the kubernetes plugin and one read of the runner Deployment",
                         median(t["no-op up"]?.["key-and-deployment-read"] ?? []),

@@ -1,6 +1,7 @@
 /**
  * Pulumi mocks that stand for the world the program talks to: 1Password
- * (the getItem invoke), a Kubernetes cluster with ESO, and an SSH host. Every
+ * (the Connect emulator, in this process, which the program reads over
+ * HTTP), a Kubernetes cluster with ESO, and an SSH host. Every
  * registered resource and invoke is recorded; an unexpected resource type or
  * invoke token fails the test. The fake host keeps the file it was sent on
  * stdin, and its check reports fingerprints of what it holds, so a wrong or
@@ -9,6 +10,8 @@
 import * as pulumi from "@pulumi/pulumi";
 
 import { fingerprint } from "../../components/fingerprint";
+import { ConnectEmulator, type Field } from "../../sandbox/connect-emulator";
+import { useConnect } from "./stack-config";
 import { readEnvFile } from "./systemd-env";
 
 export interface Recorded {
@@ -22,14 +25,12 @@ export interface Recorded {
 
 /** The state of the world the mocks answer from; tests change it to make things go wrong. */
 export interface World {
-    /** The item's fields as 1Password Connect returns them (through the provider). */
+    /** The item: its `credential` field and the fields of its sections; undefined: no such item in the vault. */
     item?: {
         credential?: string;
         category?: string;
         sections?: { id?: string; label?: string; fields?: { id?: string; label?: string; value?: string }[] }[];
     };
-    /** Error the getItem invoke fails with, as the provider would. */
-    itemError?: string;
     /** Containers of the runner Deployment; undefined means it does not exist. */
     containers?: string[];
     /** The Deployment as our patch left it; later reads return it. */
@@ -106,7 +107,13 @@ export function plainStrings(value: unknown, path = "$"): { path: string; text: 
     return [];
 }
 
+/** The Connect token the harness's emulator takes (the program gets it as $OP_CONNECT_TOKEN). */
+export const CONNECT_TOKEN = "connect-token-for-tests";
+
 export class Harness implements pulumi.runtime.Mocks {
+    readonly connect = new ConnectEmulator(CONNECT_TOKEN);
+    /** The emulator's URL, once installed. */
+    connectUrl = "";
     readonly resources: Recorded[] = [];
     readonly invokes: { token: string; inputs: Record<string, unknown> }[] = [];
     world: World = healthyWorld("");
@@ -117,6 +124,9 @@ export class Harness implements pulumi.runtime.Mocks {
      * test that registers its outputs late must still find its own monitor.
      */
     async install(preview = false): Promise<void> {
+        this.connectUrl = await this.connect.listen();
+        this.connect.addVault("blumeops");
+        useConnect(this.connectUrl);
         await pulumi.runtime.setMocks(this, "ci-registry-auth", preview ? "preview" : "test", preview);
     }
 
@@ -125,6 +135,34 @@ export class Harness implements pulumi.runtime.Mocks {
         this.world = world;
         this.resources.length = 0;
         this.invokes.length = 0;
+        this.connect.items.clear();
+        const vault = [...this.connect.vaults.values()][0];
+        if (vault !== undefined && world.item !== undefined) {
+            const item = world.item;
+            const fields: Field[] = [
+                ...(item.credential !== undefined
+                    ? [{ id: "credential", type: "CONCEALED", label: "credential", value: item.credential }]
+                    : []),
+                ...(item.sections ?? []).flatMap((sec) =>
+                    (sec.fields ?? []).map((f) => ({
+                        id: f.id ?? f.label ?? "",
+                        type: "STRING",
+                        label: f.label ?? f.id ?? "",
+                        ...(f.value !== undefined ? { value: f.value } : {}),
+                        section: { id: sec.id ?? "s" },
+                    })),
+                ),
+            ];
+            this.connect.addItem(vault.id, {
+                title: "zot-ci-apikey",
+                category: item.category ?? "API_CREDENTIAL",
+                sections: (item.sections ?? []).map((sec) => ({
+                    id: sec.id ?? "s",
+                    ...(sec.label !== undefined ? { label: sec.label } : {}),
+                })),
+                fields,
+            });
+        }
         return this;
     }
 
@@ -142,23 +180,7 @@ export class Harness implements pulumi.runtime.Mocks {
 
     call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
         this.invokes.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
-        if (args.token !== "onepassword:index/getItem:getItem") {
-            throw new Error(`unexpected invoke ${args.token}`);
-        }
-        if (this.world.itemError !== undefined) {
-            // The engine reports a failed invoke as a gRPC error whose details the SDK shows.
-            throw Object.assign(new Error(this.world.itemError), { details: this.world.itemError });
-        }
-        const item = this.world.item ?? {};
-        return {
-            id: "vaults/vvvvvvvvvvvvvvvvvvvvvvvvvv/items/iiiiiiiiiiiiiiiiiiiiiiiiii",
-            uuid: "iiiiiiiiiiiiiiiiiiiiiiiiii",
-            vault: "vvvvvvvvvvvvvvvvvvvvvvvvvv",
-            title: (args.inputs as Record<string, unknown>)["title"],
-            category: (item.category ?? "API_CREDENTIAL").toLowerCase(),
-            ...(item.credential !== undefined ? { credential: item.credential } : {}),
-            sections: item.sections ?? [],
-        };
+        throw new Error(`unexpected invoke ${args.token}`);
     }
 
     newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
@@ -175,7 +197,6 @@ export class Harness implements pulumi.runtime.Mocks {
             return { id: undefined, state: {} };
         }
         switch (args.type) {
-            case "pulumi:providers:onepassword":
             case "pulumi:providers:kubernetes":
             case "pulumi:providers:command":
                 return { id: `${args.name}-id`, state: inputs };

@@ -7,8 +7,16 @@ export { committedRunner, projectDefaults, rawConfig, TEST_HOST_KEY } from "../.
 /**
  * A StackConfig as loadConfig returns it for the committed files, with the
  * registry probe pointed at a closed loopback port unless `overrides` name
- * one: unit tests never ask the real registry.
+ * one (unit tests never ask the real registry), and 1Password at the
+ * harness's Connect emulator (useConnect).
  */
 export function stackConfig(stack: "indri" | "ringtail", overrides: Partial<RawConfig> = {}): StackConfig {
-    return committedStackConfig(stack, { registry: { url: "http://127.0.0.1:9" }, ...overrides });
+    return committedStackConfig(stack, { registry: { url: "http://127.0.0.1:9" }, connectUrl: connectUrl(), ...overrides });
 }
+
+let harnessConnectUrl = "";
+/** Points stackConfig's 1Password at the harness's Connect emulator. */
+export function useConnect(url: string): void {
+    harnessConnectUrl = url;
+}
+const connectUrl = (): string => harnessConnectUrl || "http://127.0.0.1:9";

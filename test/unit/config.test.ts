@@ -93,7 +93,7 @@ describe("bad input gives one error naming each setting and its fix", () => {
         ["no ssh-agent for an up", ringtail({}, { hasSshAgent: false }), "SSH_AUTH_SOCK", /ssh-add /],
         ["no Connect URL", rawConfig("indri", { connectUrl: undefined }), "onepassword:url", /pulumi config set onepassword:url/],
         ["bad Connect URL", rawConfig("indri", { connectUrl: "connect:8080" }), "onepassword:url", /onepassword:url/],
-        ["no Connect token", rawConfig("indri", { hasConnectToken: false }), "OP_CONNECT_TOKEN", /export OP_CONNECT_TOKEN=/],
+        ["no Connect token", rawConfig("indri", { connectToken: undefined }), "OP_CONNECT_TOKEN", /export OP_CONNECT_TOKEN=/],
         [
             "registry URL with a path",
             rawConfig("indri", { registry: { url: "https://registry.ops.eblu.me/v2/" } }),
@@ -171,7 +171,7 @@ describe("bad input gives one error naming each setting and its fix", () => {
     });
 
     it("lists every problem at once", () => {
-        const issues = issuesOf(rawConfig("ringtail", { connectUrl: undefined, hasConnectToken: false, envVar: "x-y" }));
+        const issues = issuesOf(rawConfig("ringtail", { connectUrl: undefined, connectToken: undefined, envVar: "x-y" }));
         expect(issues.map((i) => i.setting).sort()).toEqual([
             "OP_CONNECT_TOKEN",
             "ci-registry-auth:envVar",
@@ -219,7 +219,7 @@ describe("credentials never come from the stack's config", () => {
     });
 
     it("a token kept only in the stack's config is not used: the run stops and says where the token must be", () => {
-        const issues = issuesOf(rawConfig("indri", { hasConnectToken: false, storedConnectToken: true }));
+        const issues = issuesOf(rawConfig("indri", { connectToken: undefined, storedConnectToken: true }));
         expect(issues.map((i) => i.setting)).toEqual(["OP_CONNECT_TOKEN"]);
         expect(issues[0]!.fix).toMatch(/the token in the stack's config is no longer read/);
     });

@@ -33,20 +33,20 @@ afterEach(() => {
 });
 
 describe("providerPluginDir", () => {
-    it("without the variable names both plugins, the variable and the fix", () => {
+    it("without the variable names the plugin, the variable and the fix", () => {
         delete process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"];
         expect(() => providerPluginDir()).toThrow(
-            /pulumi-resource-command and pulumi-resource-onepassword[\s\S]*Fix:[\s\S]*CI_REGISTRY_AUTH_PROVIDER_PLUGINS/,
+            /the pulumi-resource-command provider plugin[\s\S]*Fix:[\s\S]*CI_REGISTRY_AUTH_PROVIDER_PLUGINS/,
         );
     });
 
-    it("names only the plugin that is missing", () => {
-        process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] = pluginDir("pulumi-resource-command");
-        expect(() => providerPluginDir()).toThrow(/the pulumi-resource-onepassword provider plugin/);
+    it("refuses a directory without it", () => {
+        process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] = pluginDir("pulumi-resource-onepassword");
+        expect(() => providerPluginDir()).toThrow(/the pulumi-resource-command provider plugin/);
     });
 
-    it("returns the directory when both are there", () => {
-        const dir = pluginDir("pulumi-resource-command", "pulumi-resource-onepassword");
+    it("returns the directory when it is there", () => {
+        const dir = pluginDir("pulumi-resource-command");
         process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] = dir;
         expect(providerPluginDir()).toBe(dir);
     });
@@ -60,7 +60,7 @@ describe("npm run test:full-stack without the plugins", () => {
         delete env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"];
         const r = spawnSync("bash", [join(__dirname, "..", "..", "scripts", "test"), "--full-stack"], { env, encoding: "utf8" });
         expect(r.status).toBe(2);
-        expect(r.stderr).toContain(`not both in ${cache}/provider-plugins`);
+        expect(r.stderr).toContain(`pulumi-resource-command is not in ${cache}/provider-plugins`);
         expect(r.stdout).not.toContain("== tests");
     });
 
@@ -68,7 +68,7 @@ describe("npm run test:full-stack without the plugins", () => {
         const env = { ...process.env, CI_REGISTRY_AUTH_PROVIDER_PLUGINS: pluginDir("pulumi-resource-onepassword") };
         const r = spawnSync("bash", [join(__dirname, "..", "..", "scripts", "test"), "--full-stack"], { env, encoding: "utf8" });
         expect(r.status).toBe(2);
-        expect(r.stderr).toMatch(/pulumi-resource-command and pulumi-resource-onepassword are not both in \/tmp\/cra-plugins-[\s\S]*Fix:/);
+        expect(r.stderr).toMatch(/pulumi-resource-command is not in \/tmp\/cra-plugins-[\s\S]*Fix:/);
         expect(r.stdout).not.toContain("== tests");
     });
 });

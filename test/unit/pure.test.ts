@@ -105,31 +105,36 @@ describe("shell quoting", () => {
 });
 
 describe("1Password item", () => {
-    it("finds the API Credential's credential field, then section fields by id, then label", () => {
-        expect(selectField({ credential: "k1" }, "credential")).toBe("k1");
-        const item = {
-            sections: [
-                { id: "s1", fields: [{ id: "abc", label: "token", value: "k2" }] },
-                { id: "s2", fields: [{ id: "token", label: "other", value: "k3" }] },
-            ],
-        };
+    const field = (id: string, label: string, value: string, section?: string) => ({
+        id,
+        label,
+        value,
+        ...(section ? { section: { id: section } } : {}),
+    });
+
+    it("finds the field by id first (an API Credential's key is `credential`), then by label", () => {
+        expect(selectField({ fields: [field("credential", "credential", "k1")] }, "credential")).toBe("k1");
+        const item = { fields: [field("abc", "token", "k2", "s1"), field("token", "other", "k3", "s2"), field("xyz", "outside", "k4")] };
         expect(selectField(item, "token")).toBe("k3");
         expect(selectField(item, "abc")).toBe("k2");
+        // A custom field outside any section is read too: Connect returns every field.
+        expect(selectField(item, "outside")).toBe("k4");
         expect(selectField(item, "missing")).toBeUndefined();
-        expect(selectField({ credential: "" }, "credential")).toBeUndefined();
+        expect(selectField({ fields: [field("credential", "credential", "")] }, "credential")).toBeUndefined();
     });
 
     it("refuses a label that matches two fields", () => {
-        const item = { sections: [{ fields: [{ label: "key", value: "a" }] }, { fields: [{ label: "key", value: "b" }] }] };
+        const item = { fields: [field("a", "key", "a"), field("b", "key", "b")] };
         expect(() => selectField(item, "key")).toThrow(/ambiguous: 2 fields/);
     });
 
-    it("reads expiry as Unix seconds or an ISO date, and rejects anything else", () => {
-        const at = (value: string) => findExpiry({ sections: [{ fields: [{ label: "expires", value }] }] }, "expires");
+    it("reads expiry as Unix seconds or an ISO date, and rejects anything else without showing it", () => {
+        const at = (value: string) => findExpiry({ fields: [field("e1", "expires", value, "rotation")] }, "expires");
         expect(at("1767225600")?.toISOString()).toBe("2026-01-01T00:00:00.000Z");
         expect(at("2026-02-24")?.toISOString()).toBe("2026-02-24T00:00:00.000Z");
         expect(at("")).toBeUndefined();
         expect(() => at("next tuesday")).toThrow(/does not hold a date/);
+        expect(() => at("next tuesday")).not.toThrow(/tuesday/);
         expect(findExpiry({}, "expires")).toBeUndefined();
     });
 
@@ -162,24 +167,24 @@ describe("validators", () => {
 });
 
 describe("missingFieldMessage", () => {
-    it("explains that a custom field outside any section is invisible, naming the fields it can see and never a value", () => {
+    it("names the fields the item has, never a value, and the setting to fix", () => {
         const item = {
-            credential: "",
-            sections: [{ id: "rotation", label: "rotation", fields: [{ id: "expires", label: "expires", value: "1767225600" }] }],
+            fields: [
+                { id: "credential", label: "credential", value: "" },
+                { id: "e", label: "expires", value: "1767225600", section: { id: "r" } },
+            ],
         };
         const message = missingFieldMessage(item, "zot-ci-api");
         expect(message).toBe(
-            'no field "zot-ci-api" among the item\'s standard fields (credential, password, username) or in its sections (they hold: expires). ' +
-                "1Password's provider sees only those: a custom field outside any section is invisible to it. " +
-                "Fix: move the field into a section of the item (or keep the key in an API Credential item's 'credential' field), " +
-                "then set ci-registry-auth:field to its label.",
+            'the item has no field with id or label "zot-ci-api" (it has: credential, expires). ' +
+                "Fix: set ci-registry-auth:field to the id or label of the field that holds the key (an API Credential's is credential).",
         );
         expect(message).not.toContain("1767225600");
         expect(missingFieldMessage({}, "x")).toContain("(it has none)");
     });
 
     it("says a field that exists is empty", () => {
-        expect(missingFieldMessage({ credential: "" }, "credential")).toBe(
+        expect(missingFieldMessage({ fields: [{ id: "credential", label: "credential", value: "" }] }, "credential")).toBe(
             'field "credential" is empty. Fix: store the key in it (or set ci-registry-auth:field to the field that holds it).',
         );
     });

@@ -21,6 +21,7 @@ import {
     isSecretValue,
     plainStrings,
     RUNNER_CONFIG_MAP,
+    CONNECT_TOKEN,
     SERVICE_ACCOUNT_TOKEN,
     unwrap,
     type Recorded,
@@ -464,7 +465,8 @@ describe("1Password key", () => {
         harness.reset(healthyWorld(KEY));
         const { OnePasswordKey } = await import("../../components/onepassword-key");
         const key = new OnePasswordKey("k", {
-            connectUrl: "http://127.0.0.1:1",
+            connectUrl: harness.connectUrl,
+            connectToken: CONNECT_TOKEN,
             vault: "blumeops",
             item: "zot-ci-apikey",
             field: "credential",
@@ -475,20 +477,54 @@ describe("1Password key", () => {
         expect(await valueOf(key.value)).toBe(KEY);
         expect(await pulumi.isSecret(key.fingerprint)).toBe(false);
         expect(await valueOf(key.fingerprint)).toBe(fingerprint(KEY));
-        expect(harness.invokes).toEqual([
-            { token: "onepassword:index/getItem:getItem", inputs: { vault: "blumeops", title: "zot-ci-apikey" } },
-        ]);
-        // The token is the plugin's own $OP_CONNECT_TOKEN: never an input, so never in state.
-        const provider = harness.one("pulumi:providers:onepassword");
-        expect(Object.keys(provider.inputs)).toEqual(["url"]);
+        // Read over Connect's API: the vault and item by title, then the item; no provider, so no token in any input or state.
+        expect(harness.connect.requests.map((r) => r.path.replace(/[a-z0-9]{26}/g, "<id>"))).toEqual(
+            expect.arrayContaining([
+                "/v1/vaults?filter=title%20eq%20%22blumeops%22",
+                "/v1/vaults/<id>/items?filter=title%20eq%20%22zot-ci-apikey%22",
+                "/v1/vaults/<id>/items/<id>",
+            ]),
+        );
+        expect(harness.invokes).toEqual([]);
+        expect(harness.resources.filter((r) => r.type.startsWith("pulumi:providers:"))).toEqual([]);
+        expect(harness.resources.flatMap((r) => plainStrings(unwrap(r.inputs))).filter((p) => p.text.includes(CONNECT_TOKEN))).toEqual([]);
+    });
+
+    it("names the token, the vault or Connect when they are wrong, each with its fix", async () => {
+        harness.reset(healthyWorld(KEY));
+        const { OnePasswordKey } = await import("../../components/onepassword-key");
+        const read = (connectUrl: string, connectToken: string, vault = "blumeops") =>
+            valueOf(
+                new OnePasswordKey(`k-${connectToken}-${vault}`, {
+                    connectUrl,
+                    connectToken,
+                    vault,
+                    item: "zot-ci-apikey",
+                    field: "credential",
+                    expiryField: "expires",
+                    expiryWarningDays: 14,
+                }).fingerprint,
+            ).then(
+                () => "",
+                (err: unknown) => String(err),
+            );
+        expect(await read(harness.connectUrl, "not-the-token")).toMatch(
+            /Connect answered 401: Invalid bearer token\. Fix: OP_CONNECT_TOKEN is not a token this Connect server accepts/,
+        );
+        harness.connect.grant("ci-token-other-vault", { vaults: ["homelab"] });
+        expect(await read(harness.connectUrl, "ci-token-other-vault")).toMatch(/the token reaches no vault named "blumeops"/);
+        expect(await read("http://127.0.0.1:2", CONNECT_TOKEN)).toMatch(
+            /Connect at http:\/\/127\.0\.0\.1:2 did not answer \(ECONNREFUSED\)\. Fix: check onepassword:url/,
+        );
+        expect(await read(harness.connectUrl, "not-the-token")).not.toContain(CONNECT_TOKEN);
     });
 
     it("names vault, item and the fix when the item cannot be read", async () => {
         const world = healthyWorld(KEY);
-        world.itemError = 'Found 0 item(s) in vault "vvv" with title "zot-ci-apikey"';
+        delete world.item;
         const { harness, outputs } = run("ringtail", world);
         await expect(valueOf(outputs.keyFingerprint)).rejects.toThrow(
-            /could not read item "zot-ci-apikey" in vault "blumeops": .*Found 0 item\(s\).*Fix: check ci-registry-auth:vault and ci-registry-auth:item/,
+            /could not read item "zot-ci-apikey" in vault "blumeops": no item is titled "zot-ci-apikey"\. Fix: check ci-registry-auth:vault and ci-registry-auth:item/,
         );
         expect(harness.byType("command:remote:Command")).toEqual([]);
     });
