@@ -44,7 +44,7 @@ export function rawConfig(stack: "indri" | "ringtail", overrides: Partial<RawCon
         hasSshAgent: true,
         preview: false,
         connectUrl: "http://127.0.0.1:18080",
-        hasConnectToken: true,
+        connectToken: "connect-token-for-tests",
         storedConnectToken: false,
         ...overrides,
     };
