@@ -126,6 +126,23 @@ export class Gitea {
         return (res.status === 204 ? undefined : await res.json()) as T;
     }
 
+    /** Another (non-admin) user and an API token of theirs (scopes: all), e.g. one who plants markers. */
+    async createUser(name: string): Promise<{ user: string; token: string }> {
+        const password = randomBytes(18).toString("base64url");
+        await this.api("POST", "/admin/users", { username: name, email: `${name}@example.invalid`, password, must_change_password: false });
+        // Gitea makes tokens only for a user who logs in with a password.
+        const res = await fetch(`${this.url}/api/v1/users/${name}/tokens`, {
+            method: "POST",
+            headers: {
+                Authorization: `Basic ${Buffer.from(`${name}:${password}`).toString("base64")}`,
+                "Content-Type": "application/json",
+            },
+            body: JSON.stringify({ name: `${name}-token`, scopes: ["all"] }),
+        });
+        if (!res.ok) throw new Error(`Gitea token for ${name}: ${res.status} ${await res.text()}`);
+        return { user: name, token: ((await res.json()) as { sha1: string }).sha1 };
+    }
+
     /** A repository of the admin, initialised with a README on `main`. */
     async createRepo(name: string): Promise<GiteaRepo> {
         await this.api("POST", "/user/repos", { name, auto_init: true, default_branch: "main" });

@@ -112,13 +112,15 @@ export interface ProjectRun extends Run {
  * A stack of the real program in a copy of the project (or of the project
  * in `where.from`), its committed stack file with `config` set on top (keys
  * as `pulumi config set --path` takes them; `secret` ones encrypted), in its
- * own file backend or the shared `where.backend`.
+ * own file backend or the shared `where.backend`, or at `where.backendUrl`
+ * (an S3 bucket; then `where.backend` is the directory that stores its
+ * objects, for the leak scans, and `env` carries the credentials).
  */
 export async function projectStack(
     stackName: "indri" | "ringtail",
     config: Settings,
     env: Record<string, string> = {},
-    where: { from?: string; backend?: string } = {},
+    where: { from?: string; backend?: string; backendUrl?: string } = {},
 ): Promise<ProjectRun> {
     const pluginDir = providerPluginDir();
     const work = mkdtempSync(join(tmpdir(), "cra-project-"));
@@ -135,7 +137,7 @@ export async function projectStack(
         ...env,
         PULUMI_HOME: pluginHome(work, pluginDir),
         PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
-        PULUMI_BACKEND_URL: `file://${backend}`,
+        PULUMI_BACKEND_URL: where.backendUrl ?? `file://${backend}`,
     };
     const stack = await LocalWorkspace.createOrSelectStack({ stackName, workDir: project }, { envVars, secretsProvider: "passphrase" });
     // As the README tells operators: values on stdin, never on a command line

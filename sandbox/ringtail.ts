@@ -4,7 +4,7 @@
  * key pinned through a known_hosts file.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -57,6 +57,15 @@ export class Ringtail {
         const state = mkdtempSync(join(tmpdir(), "cra-ringtail-"));
         hostScript("start", state);
         return new Ringtail(state, JSON.parse(readFileSync(join(state, "host.json"), "utf8")) as HostFacts);
+    }
+
+    /**
+     * Adds a line to root's authorized keys on the host (the sandbox's sshd
+     * reads them from a file bound from this machine): what a NixOS rebuild
+     * with users.users.root.openssh.authorizedKeys does on the real host.
+     */
+    authorize(line: string): void {
+        appendFileSync(join(this.state, "ssh", "authorized_keys"), `${line.trim()}\n`);
     }
 
     /** An ssh-agent holding the operator's key for this host, as on the operator's machine (stopped with the host). */

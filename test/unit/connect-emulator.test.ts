@@ -104,3 +104,49 @@ describe("as the Go SDK (ESO, onepassword provider) calls it", () => {
         expect(() => parseFilter("title = x")).toThrow(/Invalid filter/);
     });
 });
+
+describe("a token's vault scope, as Connect enforces it", () => {
+    const get = (path: string, token: string, method = "GET", body?: unknown) =>
+        fetch(`${url}${path}`, {
+            method,
+            headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+            ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+    const other = emulator.addVault("homelab");
+    emulator.addItem(other.id, apiCredential("root-password", "root", "homelab-secret-0123456789", new Date("2027-01-01T00:00:00Z")));
+    emulator.grant("ci-token", { vaults: ["blumeops"] });
+
+    it("lists only the vaults the token was granted", async () => {
+        const all = (await (await get("/v1/vaults", TOKEN)).json()) as { name: string }[];
+        expect(all.map((v) => v.name).sort()).toEqual(["blumeops", "homelab"]);
+        const ci = (await (await get("/v1/vaults", "ci-token")).json()) as { name: string }[];
+        expect(ci.map((v) => v.name)).toEqual(["blumeops"]);
+        expect(await (await get(`/v1/vaults?filter=title+eq+%22homelab%22`, "ci-token")).json()).toEqual([]);
+    });
+
+    it("answers 403 for another vault's id, existing or not, and reads its own", async () => {
+        for (const id of [other.id, newId()]) {
+            const res = await get(`/v1/vaults/${id}/items`, "ci-token");
+            expect(res.status).toBe(403);
+            expect(await res.json()).toEqual({ status: 403, message: "Authorization: token does not have access to vault" });
+        }
+        expect((await get(`/v1/vaults/${vaultId}/items`, "ci-token")).status).toBe(200);
+    });
+
+    it("refuses writes from a read-only grant, and the SDK sees Connect's answer", async () => {
+        const item = (await (await get(`/v1/vaults/${vaultId}/items?filter=title+eq+%22zot-ci-apikey%22`, "ci-token")).json()) as {
+            id: string;
+        }[];
+        const put = await get(`/v1/vaults/${vaultId}/items/${item[0]!.id}`, "ci-token", "PUT", {
+            title: "zot-ci-apikey",
+            category: "API_CREDENTIAL",
+        });
+        expect(put.status).toBe(403);
+        const sdk = OnePasswordConnect({ serverURL: url, token: "ci-token", keepAlive: false });
+        await expect(sdk.listItems(other.id)).rejects.toMatchObject({
+            status: 403,
+            message: "Authorization: token does not have access to vault",
+        });
+        expect(((await sdk.getItemByTitle(vaultId, "zot-ci-apikey")).fields ?? []).find((f) => f.id === "credential")?.value).toBe(KEY);
+    });
+});

