@@ -45,7 +45,7 @@ async function checkStack(name: string, home: JobHome): Promise<StackFacts> {
     try {
         const now = rereadSshRunner(runner, facts.now.envVar ?? "ZOT_CI_API_KEY", facts.now.keyFingerprint ?? "", home.checkKeyFile);
         console.log(`${name}: re-read ${runner.user}@${runner.host} with the check key`);
-        return { ...facts, now: { ...facts.now, ...now } };
+        return { ...facts, now: { ...facts.now, ...now, canPush: now.hasKey && facts.now.registry?.acceptsKey === true } };
     } catch (err) {
         return { ...facts, ok: false, errors: [`re-reading the runner failed: ${err instanceof Error ? err.message : String(err)}`] };
     }

@@ -11,7 +11,7 @@ import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/aut
 
 import { readRunnerSettings, type RunnerConfig } from "../components/config";
 
-import type { KeyOutputs, StackFacts } from "./report";
+import type { KeyOutputs, RegistryFacts, StackFacts } from "./report";
 
 /** Opens a stack of the project in `workDir`. */
 export async function openStack(stackName: string, workDir: string, envVars: Record<string, string> = {}): Promise<Stack> {
@@ -29,6 +29,8 @@ function keyOutputs(values: Record<string, unknown>): KeyOutputs {
         keyExpiresAt: str(values["keyExpiresAt"]),
         keyExpiryWarningDays: num(values["keyExpiryWarningDays"]),
         ...(typeof values["hasKey"] === "boolean" ? { hasKey: values["hasKey"] } : {}),
+        ...(typeof values["canPush"] === "boolean" ? { canPush: values["canPush"] } : {}),
+        ...(typeof values["registry"] === "object" && values["registry"] !== null ? { registry: values["registry"] as RegistryFacts } : {}),
         ...(typeof delivered === "object" && delivered !== null ? { delivered: delivered as Record<string, unknown> } : {}),
     };
 }

@@ -13,7 +13,34 @@ export interface KeyOutputs {
     keyExpiresAt?: string;
     keyExpiryWarningDays?: number;
     hasKey?: boolean;
+    /** hasKey and the registry accepts the key. */
+    canPush?: boolean;
+    /** What the registry answered to the probe (components/registry-probe.ts). */
+    registry?: RegistryFacts;
     delivered?: Record<string, unknown>;
+}
+
+/** The registry probe's output, as the comment and the issue read it. */
+export interface RegistryFacts {
+    url: string;
+    repository: string;
+    acceptsKey: boolean;
+    refusesAnonymous: boolean;
+    keyStatus: number;
+    anonymousStatus: number;
+    verdict: string;
+}
+
+/** The registry line of a comment: what it answered with the key and without. */
+function registryLine(o: KeyOutputs): string | undefined {
+    const r = o.registry;
+    if (r === undefined) return undefined;
+    const withKey = r.acceptsKey ? `accepts the key (${r.keyStatus})` : `**does not accept the key** (${r.keyStatus || "no answer"})`;
+    const anonymous =
+        r.anonymousStatus >= 200 && r.anonymousStatus < 300
+            ? `**accepts uploads without credentials (${r.anonymousStatus}): its authentication is off**`
+            : `refuses uploads without credentials (${r.anonymousStatus || "no answer"})`;
+    return `- Registry ${code(r.url)} (${code(r.repository)}): ${withKey}; ${anonymous}. canPush: ${String(o.canPush)}`;
 }
 
 /** One stack's preview, as the engine reported it. */
@@ -108,6 +135,8 @@ export function renderComment(facts: StackFacts, runUrl: string | undefined, lim
             head.push(`- hasKey at the last \`up\`: ${String(facts.last.hasKey)}; as this preview reads the runner now: ${nowHasKey}`);
         }
         head.push(expiryLine(facts.now));
+        const registry = registryLine(facts.now);
+        if (registry !== undefined) head.push(registry);
         head.push("");
     }
     if (facts.warnings.length > 0) {
@@ -142,6 +171,15 @@ export function healthProblems(facts: StackFacts): string[] {
         const route = facts.now.delivered?.["jobRoute"];
         problems.push(
             `the runner lacks the key (hasKey ${String(facts.now.hasKey)}${typeof route === "string" ? `; jobs: ${route}` : ""})`,
+        );
+    }
+    const registry = facts.now.registry;
+    if (registry !== undefined && !registry.acceptsKey) {
+        problems.push(`the registry does not accept the key, so no job can push: ${registry.verdict}`);
+    }
+    if (registry !== undefined && registry.anonymousStatus >= 200 && registry.anonymousStatus < 300) {
+        problems.push(
+            `**alarm**: ${registry.url} accepts an upload to ${registry.repository} without credentials (${registry.anonymousStatus}): anyone can push`,
         );
     }
     const checkKey = facts.now.delivered?.["checkKey"];

@@ -137,6 +137,51 @@ describe("key health", () => {
     });
 });
 
+describe("the registry in the comment and the issue", () => {
+    const registry = {
+        url: "https://registry.ops.eblu.me",
+        repository: "blumeops/runner-job-image",
+        acceptsKey: true,
+        refusesAnonymous: true,
+        keyStatus: 202,
+        anonymousStatus: 401,
+        verdict: "ok",
+    };
+
+    it("the comment says what the registry answered with the key and without, and canPush", () => {
+        const body = renderComment(facts({ now: { ...facts().now, canPush: true, registry } }), undefined);
+        expect(body).toContain(
+            "- Registry `https://registry.ops.eblu.me` (`blumeops/runner-job-image`): accepts the key (202); refuses uploads without credentials (401). canPush: true",
+        );
+        expect(healthProblems(facts({ now: { ...facts().now, canPush: true, registry } }))).toEqual([]);
+    });
+
+    it("key-health reports a refused key with the registry's verdict, and raises the alarm when anyone can push", () => {
+        const refused = {
+            ...registry,
+            acceptsKey: false,
+            keyStatus: 401,
+            verdict:
+                "https://registry.ops.eblu.me refuses the key (401): it is revoked, expired, or not zot-ci's; create a new key and rotate",
+        };
+        expect(healthProblems(facts({ now: { ...facts().now, canPush: false, registry: refused } }))).toEqual([
+            `the registry does not accept the key, so no job can push: ${refused.verdict}`,
+        ]);
+        expect(renderComment(facts({ now: { ...facts().now, registry: refused } }), undefined)).toContain(
+            "**does not accept the key** (401)",
+        );
+        const open = {
+            ...registry,
+            refusesAnonymous: false,
+            anonymousStatus: 202,
+            verdict: "https://registry.ops.eblu.me accepts an upload … its authentication is off",
+        };
+        expect(healthProblems(facts({ now: { ...facts().now, canPush: true, registry: open } }))).toEqual([
+            "**alarm**: https://registry.ops.eblu.me accepts an upload to blumeops/runner-job-image without credentials (202): anyone can push",
+        ]);
+    });
+});
+
 describe("the job's environment", () => {
     const dirs: string[] = [];
     afterEach(() => {
