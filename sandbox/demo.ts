@@ -2,7 +2,8 @@
  * `npm run demo`: the mission on the local sandbox. Starts the 1Password
  * Connect emulator, ringtail (systemd over SSH), the registry and the indri
  * cluster with ESO; delivers the key to both runners; prints what each holds
- * (fingerprints only, and whether its jobs see the key); pushes from a real
+ * (fingerprints only, whether its jobs see the key, and whether the registry
+ * takes the key: canPush); pushes from a real
  * workflow job on each runner (act); rotates the key in 1Password and does
  * it all again; stops everything.
  *
@@ -22,6 +23,7 @@ import { join } from "node:path";
 import { parseConfig, type KubernetesRunnerConfig } from "../components/config";
 import { renderEnvFile } from "../components/envfile";
 import { fingerprint } from "../components/fingerprint";
+import { probeRegistry } from "../components/registry-probe";
 import { deliverScript, jobsFromReport, reportHasKey } from "../components/remote-scripts";
 import { stopAll } from "./child";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "./cluster";
@@ -33,7 +35,15 @@ import { Dockerd } from "./dockerd";
 import { importJobImage, runIndriJob, runRingtailJob, WORKFLOWS } from "./jobs";
 import { IMAGE_DIR, Ringtail, uploadImage } from "./ringtail";
 import { readKey, rotateKey } from "./onepassword";
-import { indriSettings, operatorEnv, projectStack, providerPluginDir, ringtailSettings, type ProjectRun } from "./project-stack";
+import {
+    indriSettings,
+    operatorEnv,
+    PROBE_REPOSITORY,
+    projectStack,
+    providerPluginDir,
+    ringtailSettings,
+    type ProjectRun,
+} from "./project-stack";
 import { indriProgram, inlineStack, type Run } from "./stack";
 
 const TOKEN = randomBytes(16).toString("hex");
@@ -46,12 +56,22 @@ interface Row {
     consumer: string;
     jobsSeeKey: boolean;
     hasKey: boolean;
+    /** hasKey, and the registry took an upload with the key. */
+    canPush: boolean;
 }
 
 function table(title: string, rows: Row[]): void {
     console.log(`\n${title}`);
-    const head = ["runner", "1Password", "delivered", "consumer", "jobsSeeKey", "hasKey"];
-    const cells = rows.map((r) => [r.runner, r.onePassword, r.delivered, r.consumer, String(r.jobsSeeKey), String(r.hasKey)]);
+    const head = ["runner", "1Password", "delivered", "consumer", "jobsSeeKey", "hasKey", "canPush"];
+    const cells = rows.map((r) => [
+        r.runner,
+        r.onePassword,
+        r.delivered,
+        r.consumer,
+        String(r.jobsSeeKey),
+        String(r.hasKey),
+        String(r.canPush),
+    ]);
     const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
     const line = (c: string[]): string => c.map((v, i) => v.padEnd(widths[i]!)).join("  ");
     console.log(line(head));
@@ -61,7 +81,7 @@ function table(title: string, rows: Row[]): void {
     });
 }
 
-function deliverToRingtail(host: Ringtail, key: string): Row {
+function deliverToRingtail(host: Ringtail, key: string): Omit<Row, "canPush"> {
     const target = { envFile: host.facts.envFile, unit: host.facts.unit, envVar: "ZOT_CI_API_KEY" };
     const delivered = host.ssh(deliverScript(target), renderEnvFile("ZOT_CI_API_KEY", key));
     if (delivered.code !== 0) throw new Error(`delivery to ringtail failed: ${delivered.stderr}`);
@@ -78,7 +98,7 @@ function deliverToRingtail(host: Ringtail, key: string): Row {
     };
 }
 
-async function deliverToIndri(run: Run, runner: KubernetesRunnerConfig, key: string): Promise<Row> {
+async function deliverToIndri(run: Run, runner: KubernetesRunnerConfig, key: string): Promise<Omit<Row, "canPush">> {
     const fp = fingerprint(key);
     run.stack.workspace.program = indriProgram(fp, runner);
     const up = await run.stack.up();
@@ -105,6 +125,7 @@ async function upStack(run: ProjectRun, runner: string): Promise<Row> {
         consumer: String(ssh ? delivered["processFingerprint"] : delivered["templateFingerprint"]),
         jobsSeeKey: delivered["jobsSeeKey"] === true,
         hasKey: up.outputs["hasKey"]?.value === true,
+        canPush: up.outputs["canPush"]?.value === true,
     };
 }
 
@@ -115,6 +136,7 @@ async function upStack(run: ProjectRun, runner: string): Promise<Row> {
 async function standIns(
     cluster: Cluster,
     host: Ringtail,
+    registry: Registry,
     cleanup: (() => Promise<void> | void)[],
 ): Promise<(key: string) => Promise<Row[]>> {
     // indri's committed settings; only the kubeconfig points at the sandbox.
@@ -126,7 +148,14 @@ async function standIns(
         await run.stack.destroy().catch(() => undefined);
         run.dispose();
     });
-    return async (key: string) => [deliverToRingtail(host, key), await deliverToIndri(run, runner, key)];
+    // The program's own registry probe, as the whole stacks run it on every up.
+    return async (key: string) => {
+        const probe = await probeRegistry({ url: registry.url, repository: PROBE_REPOSITORY }, "zot-ci", key);
+        return [deliverToRingtail(host, key), await deliverToIndri(run, runner, key)].map((row) => ({
+            ...row,
+            canPush: row.hasKey && probe.acceptsKey,
+        }));
+    };
 }
 
 async function main(): Promise<void> {
@@ -173,10 +202,10 @@ async function main(): Promise<void> {
             console.log(`the command plugin from ${process.env["CI_REGISTRY_AUTH_PROVIDER_PLUGINS"] ?? ""}.`);
             const ringtail = await projectStack(
                 "ringtail",
-                ringtailSettings(emulator.url, host.facts),
+                ringtailSettings(emulator.url, host.facts, registry.url),
                 operatorEnv(TOKEN, await host.agent()),
             );
-            const indri = await projectStack("indri", indriSettings(emulator.url, cluster.kubeconfig), operatorEnv(TOKEN));
+            const indri = await projectStack("indri", indriSettings(emulator.url, cluster.kubeconfig, registry.url), operatorEnv(TOKEN));
             started.push(() => {
                 ringtail.dispose();
                 indri.dispose();
@@ -187,7 +216,7 @@ async function main(): Promise<void> {
             console.log("Stand-ins: ringtail's delivery runs the program's host scripts over OpenSSH (not the command provider),");
             console.log("and indri's runner component runs alone, given the key's fingerprint read with the Connect JS SDK: see README.");
             console.log("Set CI_REGISTRY_AUTH_PROVIDER_PLUGINS to a directory with the command plugin to run the whole stacks.");
-            deliver = await standIns(cluster, host, started);
+            deliver = await standIns(cluster, host, registry, started);
         }
 
         const push = join(WORKFLOWS, "push.yaml");
@@ -220,7 +249,8 @@ async function main(): Promise<void> {
             // The demo's own read of 1Password must agree with what the program read.
             const stale = rows.filter((r) => r.onePassword !== fingerprint(key)).map((r) => r.runner);
             if (stale.length > 0) console.log(`1Password fingerprint differs from the demo's own read for: ${stale.join(", ")}`);
-            if (rows.some((r) => !r.hasKey) || pushes.some(([, job]) => job.code !== 0) || stale.length > 0) process.exitCode = 1;
+            if (rows.some((r) => !r.hasKey || !r.canPush) || pushes.some(([, job]) => job.code !== 0) || stale.length > 0)
+                process.exitCode = 1;
         }
     } finally {
         console.log("\nStopping the sandbox …");

@@ -25,9 +25,21 @@ import { nonDebug, persistedState, recording, type Run } from "./stack";
 /** A stack setting as `pulumi config set --path` takes it. */
 export type Settings = Record<string, { value: string; secret?: boolean }>;
 
-/** Where the sandbox differs from the committed Pulumi.ringtail.yaml (settings only: no credential is one). */
-export function ringtailSettings(connectUrl: string, host: HostFacts): Settings {
+/** The repository the sandbox's CI jobs push to, which the probe opens its upload on. */
+export const PROBE_REPOSITORY = "blumeops/ci-probe";
+
+/** The sandbox's registry (sandbox/registry.ts) in place of registry.ops.eblu.me. */
+function registrySettings(registryUrl: string): Settings {
     return {
+        "ci-registry-auth:registry.url": { value: registryUrl },
+        "ci-registry-auth:registry.repository": { value: PROBE_REPOSITORY },
+    };
+}
+
+/** Where the sandbox differs from the committed Pulumi.ringtail.yaml (settings only: no credential is one). */
+export function ringtailSettings(connectUrl: string, host: HostFacts, registryUrl: string): Settings {
+    return {
+        ...registrySettings(registryUrl),
         "onepassword:url": { value: connectUrl },
         "ci-registry-auth:runner.host": { value: host.host },
         "ci-registry-auth:runner.port": { value: String(host.port) },
@@ -36,8 +48,9 @@ export function ringtailSettings(connectUrl: string, host: HostFacts): Settings 
 }
 
 /** Where the sandbox differs from the committed Pulumi.indri.yaml. */
-export function indriSettings(connectUrl: string, kubeconfig: string): Settings {
+export function indriSettings(connectUrl: string, kubeconfig: string, registryUrl: string): Settings {
     return {
+        ...registrySettings(registryUrl),
         "onepassword:url": { value: connectUrl },
         "ci-registry-auth:runner.kubeconfig": { value: kubeconfig },
     };

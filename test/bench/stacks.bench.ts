@@ -25,6 +25,7 @@ import { stopAll } from "../../sandbox/child";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
+import { startRegistry } from "../../sandbox/registry";
 import { committedRunner, stackConfig } from "../../sandbox/committed-config";
 import {
     indriSettings,
@@ -241,12 +242,15 @@ async function main(): Promise<void> {
             stops.push(() => {
                 host.stop();
             });
+            // The probe asks a registry on this machine, as it asks zot beside the real runners; it knows the first key only.
+            const registry = await startRegistry(work, "127.0.0.1", 5002, "zot-ci", newKey());
+            stops.push(() => registry.stop());
             const ringtail = await projectStack(
                 "ringtail",
-                ringtailSettings(emulator.url, host.facts),
+                ringtailSettings(emulator.url, host.facts, registry.url),
                 operatorEnv(TOKEN, await host.agent()),
             );
-            const indri = await projectStack("indri", indriSettings(emulator.url, cluster.kubeconfig), operatorEnv(TOKEN));
+            const indri = await projectStack("indri", indriSettings(emulator.url, cluster.kubeconfig, registry.url), operatorEnv(TOKEN));
             stops.push(() => {
                 ringtail.dispose();
                 indri.dispose();

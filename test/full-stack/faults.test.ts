@@ -30,6 +30,7 @@ import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { setConfig } from "../../automation/job";
 import { rotateKey } from "../../sandbox/onepassword";
+import { startRegistry, type Registry } from "../../sandbox/registry";
 import {
     indriSettings,
     operatorEnv,
@@ -59,6 +60,7 @@ let host: Ringtail;
 let cluster: Cluster;
 let ringtail: ProjectRun;
 let indri: ProjectRun;
+let registry: Registry;
 const transcripts: string[] = [];
 /** One row per fault, for the README. */
 const figures: string[] = [];
@@ -152,8 +154,14 @@ beforeAll(async () => {
     host = Ringtail.start();
     cluster = Cluster.start();
     cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
-    ringtail = await projectStack("ringtail", ringtailSettings(emulator.url, host.facts), operatorEnv(TOKEN, await host.agent()));
-    indri = await projectStack("indri", indriSettings(emulator.url, cluster.kubeconfig), operatorEnv(TOKEN));
+    // The probe's registry; its key is the first one, so after a rotation the probe warns (these tests assert the runners).
+    registry = await startRegistry(work, "127.0.0.1", 5003, "zot-ci", newKey("registry"));
+    ringtail = await projectStack(
+        "ringtail",
+        ringtailSettings(emulator.url, host.facts, registry.url),
+        operatorEnv(TOKEN, await host.agent()),
+    );
+    indri = await projectStack("indri", indriSettings(emulator.url, cluster.kubeconfig, registry.url), operatorEnv(TOKEN));
     for (const run of [ringtail, indri]) {
         expect((await run.stack.up(recording(run))).outputs["hasKey"]?.value).toBe(true);
     }
@@ -174,6 +182,7 @@ afterAll(async () => {
     console.log(`faults:\n${figures.map((f) => `  ${f}`).join("\n")}`);
     console.log(`processes that outlived a killed run's process group: ${orphans.length === 0 ? "none" : orphans.join(", ")}`);
     for (const r of [ringtail, indri] as (ProjectRun | undefined)[]) r?.dispose();
+    await (registry as Registry | undefined)?.stop();
     (cluster as Cluster | undefined)?.stop();
     (host as Ringtail | undefined)?.stop();
     await (emulator as EmulatorProcess | undefined)?.stop();

@@ -8,6 +8,10 @@
  * ownership, Argo CD re-apply, bad cluster input) is tested in
  * test/sandbox/indri.test.ts; this file proves the stack as operators run it.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
@@ -15,6 +19,7 @@ import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
 import { BLUMEOPS_RUNNER_CONFIG, Cluster, FORWARDING_RUNNER_CONFIG, runnerConfigMap } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
+import { startRegistry, type Registry } from "../../sandbox/registry";
 import { recording } from "../../sandbox/stack";
 import {
     attempt,
@@ -36,12 +41,14 @@ const NS = "forgejo-runner";
 let emulator: EmulatorProcess;
 let cluster: Cluster;
 let run: ProjectRun;
+let registry: Registry;
+let registryDir: string;
 const runs: ProjectRun[] = [];
 
 async function stack(overrides: Settings = {}, env: Record<string, string> = {}): Promise<ProjectRun> {
     const r = await projectStack(
         "indri",
-        { ...indriSettings(emulator.url, cluster.kubeconfig), ...overrides },
+        { ...indriSettings(emulator.url, cluster.kubeconfig, registry.url), ...overrides },
         { ...operatorEnv(TOKEN), ...env },
     );
     runs.push(r);
@@ -66,11 +73,15 @@ beforeAll(async () => {
     emulator = await spawnEmulator({ token: TOKEN, key: KEY, expires: new Date(Date.now() + 80 * 86_400_000) });
     cluster = Cluster.start();
     cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN });
+    registryDir = mkdtempSync(join(tmpdir(), "cra-full-indri-registry-"));
+    registry = await startRegistry(registryDir, "127.0.0.1", 5001, "zot-ci", KEY);
     run = await stack();
 }, 900_000);
 
 afterAll(async () => {
     for (const r of runs) r.dispose();
+    await (registry as Registry | undefined)?.stop();
+    if (registryDir) rmSync(registryDir, { recursive: true, force: true });
     (cluster as Cluster | undefined)?.stop();
     await (emulator as EmulatorProcess | undefined)?.stop();
     (cluster as Cluster | undefined)?.remove();
@@ -131,6 +142,7 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
 
     it("rotation: a new item value in 1Password and `pulumi up` alone bring the runner the new key, in one rollout", async () => {
         await rotateKey(emulator.url, TOKEN, ROTATED);
+        registry.setKey(ROTATED);
         const rs = replicaSets();
         const t0 = Date.now();
         const up = await run.stack.up(recording(run));

@@ -40,7 +40,8 @@ import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emula
 import { Gitea, type GiteaRepo } from "../../sandbox/gitea";
 import type { Attempt, HostileTargets } from "../../sandbox/hostile-pr";
 import { rotateKey, setExpiry } from "../../sandbox/onepassword";
-import { copyProjectTree, operatorEnv, projectStack, type ProjectRun } from "../../sandbox/project-stack";
+import { copyProjectTree, operatorEnv, PROBE_REPOSITORY, projectStack, type ProjectRun } from "../../sandbox/project-stack";
+import { startRegistry, type Registry } from "../../sandbox/registry";
 import { Ringtail } from "../../sandbox/ringtail";
 import { S3Server } from "../../sandbox/s3";
 import { recording } from "../../sandbox/stack";
@@ -60,6 +61,7 @@ let host: Ringtail;
 let cluster: Cluster;
 let gitea: Gitea;
 let s3: S3Server;
+let registry: Registry;
 let repo: GiteaRepo;
 let work: string;
 let repoDir: string;
@@ -69,6 +71,8 @@ let pr: number;
 let ringtail: ProjectRun;
 let indri: ProjectRun;
 const logs: string[] = [];
+/** Keys the registry made (zot's `zak_…`), for the leak scan. */
+const apiKeys: string[] = [];
 
 function git(args: string[], cwd = repoDir): void {
     const r = spawnSync("git", ["-c", "user.name=ops", "-c", "user.email=ops@example.invalid", ...args], { cwd, encoding: "utf8" });
@@ -212,6 +216,7 @@ beforeAll(async () => {
     gitea = await Gitea.start();
     s3 = await S3Server.start();
     work = mkdtempSync(join(tmpdir(), "cra-pr-"));
+    registry = await startRegistry(join(work, "registry"), "127.0.0.1", 5004, "zot-ci", KEY);
 
     // key-health's key: its public half in the stack file, restricted on the host to the installed check.
     checkKeyFile = join(work, "check-key");
@@ -230,6 +235,13 @@ beforeAll(async () => {
             .replace(/^( {4}port: ).*$/m, `$1${host.facts.port}`)
             .replace(/^( {4}user: root)$/m, `$1\n    hostKey: ${host.facts.hostKey}\n    checkKey: ${checkKey}`),
     );
+    // Both stacks probe the sandbox's registry (committed, as an operator commits registry.url).
+    for (const stack of ["ringtail", "indri"]) {
+        appendFileSync(
+            join(repoDir, `Pulumi.${stack}.yaml`),
+            `  ci-registry-auth:registry:\n    url: ${registry.url}\n    repository: ${PROBE_REPOSITORY}\n`,
+        );
+    }
     git(["init", "-q", "-b", "main"]);
     git(["add", "-A"]);
     git(["commit", "-q", "-m", "ci-registry-auth with the sandbox's ringtail"]);
@@ -261,6 +273,7 @@ afterAll(async () => {
     for (const r of [ringtail, indri] as (ProjectRun | undefined)[]) r?.dispose();
     await (gitea as Gitea | undefined)?.stop();
     await (s3 as S3Server | undefined)?.stop();
+    await (registry as Registry | undefined)?.stop();
     (cluster as Cluster | undefined)?.stop();
     (host as Ringtail | undefined)?.stop();
     await (emulator as EmulatorProcess | undefined)?.stop();
@@ -340,6 +353,7 @@ describe("preview.yaml on a pull request", () => {
     it("after a rotation in 1Password, each comment says rotation pending and names its stack (the read-only identity's dry runs fall back to the inputs)", async () => {
         const before = await untouched();
         await rotateKey(emulator.url, TOKEN, ROTATED);
+        registry.setKey(ROTATED);
         const r = workflow("preview.yaml");
         expect(r.code, r.log).toBe(0);
         for (const stack of ["indri", "ringtail"]) {
@@ -433,6 +447,41 @@ describe("key-health.yaml", () => {
         expect(planted).toMatchObject({ state: "open", body: `${HEALTH_MARKER}\nplanted` });
         // key-health wrote nothing to the state.
         expect((await untouched())["state"]).toEqual(stateBefore);
+    });
+
+    it("opens its issue when the registry refuses the key (naming the status), and raises the alarm when the registry takes anonymous uploads", async () => {
+        const apiKey = await registry.createApiKey("zot-ci", ROTATED);
+        apiKeys.push(apiKey.key);
+        await rotateKey(emulator.url, TOKEN, apiKey.key);
+        for (const run of [ringtail, indri]) expect((await run.stack.up(recording(run))).outputs["canPush"]?.value).toBe(true);
+        await registry.revokeApiKey("zot-ci", ROTATED, apiKey.id);
+        const refused = workflow("key-health.yaml");
+        expect(refused.code, refused.log).toBe(0);
+        const issue = (await healthIssues()).filter((i) => i.user.login === gitea.user)[0]!;
+        expect(issue.state).toBe("open");
+        for (const stack of ["indri", "ringtail"]) {
+            expect(issue.body).toMatch(
+                new RegExp(
+                    `\\*\\*${stack}\\*\\*: \\n- the registry does not accept the key, so no job can push: .* refuses the key \\(401\\)`,
+                ),
+            );
+        }
+        await rotateKey(emulator.url, TOKEN, ROTATED);
+        for (const run of [ringtail, indri]) await run.stack.up(recording(run));
+        await registry.setAuth(false);
+        try {
+            const open = workflow("key-health.yaml");
+            expect(open.code, open.log).toBe(0);
+            const alarm = (await healthIssues()).filter((i) => i.user.login === gitea.user)[0]!;
+            expect(alarm.body).toMatch(
+                /\*\*alarm\*\*: http:\/\/127\.0\.0\.1:5004 accepts an upload to blumeops\/ci-probe without credentials \(202\): anyone can push/,
+            );
+        } finally {
+            await registry.setAuth(true);
+        }
+        const healthy = workflow("key-health.yaml");
+        expect(healthy.code, healthy.log).toBe(0);
+        expect((await healthIssues()).filter((i) => i.user.login === gitea.user)[0]).toMatchObject({ state: "closed" });
     });
 });
 
@@ -556,7 +605,14 @@ describe("leaks", () => {
                 "the Gitea token": gitea.token,
                 "the operator's SSH private key": readFileSync(host.facts.privateKeyFile, "utf8").split("\n")[1] ?? "",
                 "the check key": readFileSync(checkKeyFile, "utf8").split("\n")[1] ?? "",
+                ...Object.fromEntries(apiKeys.map((k, i) => [`api key ${i}`, k])),
             }),
+        ).toEqual([]);
+        expect(
+            findLeaks(
+                { "registry log": readFileSync(registry.logFile, "utf8") },
+                { KEY, ROTATED, ...Object.fromEntries(apiKeys.map((k, i) => [`api key ${i}`, k])) },
+            ),
         ).toEqual([]);
     });
 });

@@ -24,6 +24,7 @@ import {
     attempt,
     leakSources,
     operatorEnv,
+    PROBE_REPOSITORY,
     outputValues,
     projectStack,
     ringtailSettings,
@@ -51,9 +52,11 @@ let work: string;
 let run: ProjectRun;
 /** Every stack made, for the leak scan at the end. */
 const runs: ProjectRun[] = [];
+/** Keys the registry made (zot's `zak_…`), for the leak scan. */
+const apiKeys: string[] = [];
 
 /** The sandbox's differences from the committed ringtail stack. */
-const sandboxConfig = (): Settings => ringtailSettings(emulator.url, host.facts);
+const sandboxConfig = (): Settings => ringtailSettings(emulator.url, host.facts, registry.url);
 
 /** A stack of the operator's, with `overrides` to its settings and `env` to the operator's environment (Connect token, ssh-agent). */
 async function stack(overrides: Settings = {}, env: Record<string, string> = {}): Promise<ProjectRun> {
@@ -189,6 +192,71 @@ describe("the ringtail stack through pulumi, the real command and onepassword pr
     });
 });
 
+describe("the registry accepts the key: the push-permission probe, at the registry itself", () => {
+    it("up reports canPush: the registry took an upload with the key and refused one without; no upload session stays but one it refused to cancel", async () => {
+        const sessions = await registry.uploadSessions(PROBE_REPOSITORY);
+        const out = outputValues((await run.stack.up(recording(run))).outputs);
+        expect(out).toMatchObject({ hasKey: true, canPush: true });
+        expect(out["registry"]).toMatchObject({
+            url: registry.url,
+            repository: PROBE_REPOSITORY,
+            acceptsKey: true,
+            refusesAnonymous: true,
+            keyStatus: 202,
+            anonymousStatus: 401,
+            verdict: "ok",
+        });
+        const cancel = (out["registry"] as { cancelStatus: number }).cancelStatus;
+        // zot-ci may not delete, so the registry refuses to cancel (403) and collects the session after gcDelay.
+        expect([204, 403]).toContain(cancel);
+        expect(await registry.uploadSessions(PROBE_REPOSITORY)).toBe(sessions + (cancel === 403 ? 1 : 0));
+    });
+
+    it("a key revoked at the registry: acceptsKey and canPush false, hasKey stays true, one warning names the registry and the status", async () => {
+        const apiKey = await registry.createApiKey("zot-ci", ROTATED);
+        await rotateKey(emulator.url, TOKEN, apiKey.key);
+        const delivered = outputValues((await run.stack.up(recording(run))).outputs);
+        expect(delivered).toMatchObject({ keyFingerprint: fingerprint(apiKey.key), hasKey: true, canPush: true });
+        await registry.revokeApiKey("zot-ci", ROTATED, apiKey.id);
+        const revoked: string[] = [];
+        const preview = await run.stack.preview({
+            onOutput: (s) => revoked.push(s),
+            onEvent: (e) => {
+                if (e.diagnosticEvent?.severity === "warning") revoked.push(e.diagnosticEvent.message);
+            },
+        });
+        expect(preview.stdout).toContain(`registry: ${registry.url} refuses the key (401)`);
+        const up = outputValues((await run.stack.up(recording(run))).outputs);
+        expect(up).toMatchObject({ hasKey: true, canPush: false });
+        expect(up["registry"]).toMatchObject({ acceptsKey: false, keyStatus: 401, refusesAnonymous: true });
+        expect(findLeaks({ "preview and warnings": revoked.join("\n") }, { apiKey: apiKey.key })).toEqual([]);
+        apiKeys.push(apiKey.key);
+        // Back to a key the registry takes.
+        await rotateKey(emulator.url, TOKEN, ROTATED);
+        expect(outputValues((await run.stack.up(recording(run))).outputs)).toMatchObject({ canPush: true });
+    });
+
+    it("authentication turned off at the registry: the alarm fires (anyone can push), the delivery still happens", async () => {
+        await registry.setAuth(false);
+        try {
+            const up = await run.stack.up(recording(run));
+            const out = outputValues(up.outputs);
+            expect(out["registry"]).toMatchObject({ refusesAnonymous: false, anonymousStatus: 202 });
+            expect((out["registry"] as { verdict: string }).verdict).toMatch(
+                /accepts an upload to blumeops\/ci-probe without credentials \(202\): its authentication is off/,
+            );
+            expect(up.stdout).toMatch(/registry: .*its authentication is off/);
+            expect(out["hasKey"]).toBe(true);
+        } finally {
+            await registry.setAuth(true);
+        }
+        expect(outputValues((await run.stack.up(recording(run))).outputs)["registry"]).toMatchObject({
+            refusesAnonymous: true,
+            anonymousStatus: 401,
+        });
+    });
+});
+
 describe("bad input: one clear error, the runner as it was", () => {
     const unchanged = () => ({ report: report(), pid: mainPid() });
 
@@ -251,19 +319,18 @@ describe("bad input: one clear error, the runner as it was", () => {
     it.each([
         ["an unknown item", { "ci-registry-auth:item": { value: "no-such-item" } }, /no-such-item[\s\S]*ci-registry-auth:item/],
         ["an unknown field", { "ci-registry-auth:field": { value: "no-such-field" } }, /no-such-field[\s\S]*ci-registry-auth:field/],
-        [
-            "a key in a custom field outside any section",
-            { "ci-registry-auth:item": { value: "Forgejo Secrets" }, "ci-registry-auth:field": { value: "zot-ci-api" } },
-            /no field "zot-ci-api" among the item's standard fields[\s\S]*custom field outside any section is invisible[\s\S]*Fix: move the field into a section/,
-        ],
-        ["a wrong Connect token", {}, /onepassword:token/, { OP_CONNECT_TOKEN: "not-the-token" }],
+        ["a wrong Connect token", {}, /Connect answered 401[\s\S]*Fix: OP_CONNECT_TOKEN/, { OP_CONNECT_TOKEN: "not-the-token" }],
         [
             "no Connect token",
             {},
             /OP_CONNECT_TOKEN: the 1Password Connect token is not in the environment[\s\S]*Fix: export OP_CONNECT_TOKEN=/,
             { OP_CONNECT_TOKEN: "" },
         ],
-        ["an unreachable Connect server", { "onepassword:url": { value: "http://127.0.0.1:1" } }, /127\.0\.0\.1:1[\s\S]*onepassword:url/],
+        [
+            "an unreachable Connect server",
+            { "onepassword:url": { value: "http://127.0.0.1:2" } },
+            /127\.0\.0\.1:2 did not answer \(ECONNREFUSED\)[\s\S]*onepassword:url/,
+        ],
         ["an expired key", { "ci-registry-auth:item": { value: "zot-ci-apikey-expired" } }, /expired on \d{4}-\d{2}-\d{2}[\s\S]*Fix:/],
     ] as [string, Settings, RegExp, Record<string, string>?][])(
         "%s fails naming the setting, and nothing reaches the host",
@@ -292,6 +359,18 @@ describe("bad input: one clear error, the runner as it was", () => {
         expect(r.message).toMatch(/runner\.hostKey[\s\S]*Fix:/);
         expect(r.message).not.toMatch(/^\s+at /m);
         expect(unchanged()).toEqual(before);
+    });
+});
+
+describe("1Password: every field of the item is read through Connect", () => {
+    it("a key in a custom field outside any section (as 1Password's apps add them) is found by its label", async () => {
+        const custom = await stack({
+            "ci-registry-auth:item": { value: "Forgejo Secrets" },
+            "ci-registry-auth:field": { value: "zot-ci-api" },
+        });
+        const preview = await custom.stack.preview(recording(custom));
+        expect(preview.stdout).toContain(fingerprint(KEY));
+        expect(preview.stdout).not.toMatch(/error:/);
     });
 });
 
@@ -367,6 +446,8 @@ describe("destroy and the leak scan", () => {
         // The scan reads real material: encrypted secrets in state, the push's process list.
         expect(sources["stack 0 state+config"]).toContain('"ciphertext"');
         expect(sources["job logs"]).toContain("--- ps (sandbox, during skopeo)");
-        expect(findLeaks(sources, { KEY, ROTATED, EXPIRED, AGAIN })).toEqual([]);
+        expect(
+            findLeaks(sources, { KEY, ROTATED, EXPIRED, AGAIN, ...Object.fromEntries(apiKeys.map((k, i) => [`api key ${i}`, k])) }),
+        ).toEqual([]);
     });
 });
