@@ -1,0 +1,170 @@
+/**
+ * The shared state backend (versitygw, sandbox/s3.ts) over its real S3 API,
+ * SigV4-signed: the operator lists, reads, writes and deletes in
+ * `pulumi-state`; CI lists and reads, and every write (put, overwrite,
+ * delete, batch delete, copy, multipart upload, the bucket policy itself)
+ * is refused with AccessDenied and leaves the bucket as it was; wrong or
+ * unknown credentials are refused. Then the pulumi CLI on it: after the
+ * operator's `up`, CI's `preview` and `stack export` succeed reading only,
+ * and CI's `up` is refused at the lock, the bucket unchanged.
+ */
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { S3Server, type S3Who } from "../../sandbox/s3";
+
+const BUCKET = `/${S3Server.bucket}`;
+let s3: S3Server;
+
+/** The keys ListObjectsV2 returns under `prefix`, as `who`. */
+async function list(who: S3Who, prefix: string): Promise<string[]> {
+    const res = await s3.request(who, "GET", BUCKET, { query: { "list-type": "2", prefix } });
+    expect(res.status).toBe(200);
+    return [...res.body.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1] ?? "");
+}
+
+beforeAll(async () => {
+    s3 = await S3Server.start(17071);
+}, 60_000);
+
+afterAll(async () => {
+    await (s3 as S3Server | undefined)?.stop();
+    (s3 as S3Server | undefined)?.remove();
+}, 30_000);
+
+describe("operator", () => {
+    it("puts, gets, lists, overwrites and deletes objects", async () => {
+        const key = `${BUCKET}/.pulumi/stacks/p/op.json`;
+        expect((await s3.request("operator", "PUT", key, { body: "one" })).status).toBe(200);
+        expect(await s3.request("operator", "GET", key)).toMatchObject({ status: 200, body: "one" });
+        expect(await list("operator", ".pulumi/stacks/p/")).toEqual([".pulumi/stacks/p/op.json"]);
+        expect((await s3.request("operator", "PUT", key, { body: "two" })).status).toBe(200);
+        expect(await s3.request("operator", "GET", key)).toMatchObject({ status: 200, body: "two" });
+        expect((await s3.request("operator", "DELETE", key)).status).toBe(204);
+        expect(await s3.request("operator", "GET", key)).toMatchObject({ status: 404, code: "NoSuchKey" });
+        expect(await list("operator", ".pulumi/stacks/p/")).toEqual([]);
+    });
+});
+
+describe("ci", () => {
+    const key = `${BUCKET}/.pulumi/stacks/p/ci.json`;
+
+    beforeAll(async () => {
+        expect((await s3.request("operator", "PUT", key, { body: "state" })).status).toBe(200);
+    });
+
+    it("lists and gets (and heads) what the operator wrote", async () => {
+        expect(await list("ci", ".pulumi/")).toEqual([".pulumi/stacks/p/ci.json"]);
+        expect(await s3.request("ci", "GET", key)).toMatchObject({ status: 200, body: "state" });
+        expect((await s3.request("ci", "HEAD", key)).status).toBe(200);
+        expect((await s3.request("ci", "HEAD", BUCKET)).status).toBe(200);
+    });
+
+    it("is refused a new object, an overwrite, a delete, a copy and a multipart upload", async () => {
+        const denied = { status: 403, code: "AccessDenied" };
+        expect(await s3.request("ci", "PUT", `${BUCKET}/.pulumi/locks/p/x.json`, { body: "lock" })).toMatchObject(denied);
+        expect(await s3.request("ci", "PUT", key, { body: "overwritten" })).toMatchObject(denied);
+        expect(await s3.request("ci", "DELETE", key)).toMatchObject(denied);
+        expect(
+            await s3.request("ci", "PUT", `${BUCKET}/.pulumi/stacks/p/copy.json`, {
+                headers: { "x-amz-copy-source": `${S3Server.bucket}/.pulumi/stacks/p/ci.json` },
+            }),
+        ).toMatchObject(denied);
+        expect(await s3.request("ci", "POST", `${BUCKET}/.pulumi/big`, { query: { uploads: "" } })).toMatchObject(denied);
+        expect(await s3.request("operator", "GET", key)).toMatchObject({ status: 200, body: "state" });
+        expect(await list("operator", ".pulumi/")).toEqual([".pulumi/stacks/p/ci.json"]);
+    });
+
+    it("deletes nothing in a batch delete (each key AccessDenied)", async () => {
+        const body = `<Delete><Object><Key>.pulumi/stacks/p/ci.json</Key></Object></Delete>`;
+        const md5 = createHash("md5").update(body).digest("base64");
+        const res = await s3.request("ci", "POST", BUCKET, { query: { delete: "" }, headers: { "content-md5": md5 }, body });
+        expect(res.body).not.toContain("<Deleted>");
+        expect(res.body).toContain("AccessDenied");
+        expect(await list("operator", ".pulumi/")).toEqual([".pulumi/stacks/p/ci.json"]);
+    });
+
+    it("cannot rewrite the bucket policy that makes it read-only", async () => {
+        const policy = JSON.stringify({
+            Version: "2012-10-17",
+            Statement: [
+                { Effect: "Allow", Principal: { AWS: ["ci"] }, Action: ["s3:PutObject"], Resource: [`arn:aws:s3:::${S3Server.bucket}/*`] },
+            ],
+        });
+        expect(await s3.request("ci", "PUT", BUCKET, { query: { policy: "" }, body: policy })).toMatchObject({
+            status: 403,
+            code: "AccessDenied",
+        });
+    });
+});
+
+describe("wrong credentials", () => {
+    it("refuses a wrong secret and an unknown access key", async () => {
+        const ci = s3.credentials("ci");
+        expect(await s3.request({ ...ci, secretAccessKey: "wrong" }, "GET", BUCKET)).toMatchObject({
+            status: 403,
+            code: "SignatureDoesNotMatch",
+        });
+        expect(await s3.request({ accessKeyId: "nobody", secretAccessKey: ci.secretAccessKey }, "GET", BUCKET)).toMatchObject({
+            status: 403,
+            code: "InvalidAccessKeyId",
+        });
+    });
+});
+
+describe("the pulumi CLI with this backend", () => {
+    it("CI previews and exports reading only; its up is refused at the lock and the bucket stays as it was", async () => {
+        const dir = mkdtempSync(join(tmpdir(), "cra-s3-project-"));
+        try {
+            writeFileSync(join(dir, "Pulumi.yaml"), "name: s3probe\nruntime: nodejs\nmain: index.js\n");
+            writeFileSync(join(dir, "index.js"), "exports.answer = 42;\n");
+            symlinkSync(resolve("node_modules"), join(dir, "node_modules"));
+            const pulumi = (who: S3Who, ...args: string[]): { status: number | null; output: string } => {
+                const r = spawnSync("pulumi", [...args, "--non-interactive"], {
+                    cwd: dir,
+                    encoding: "utf8",
+                    env: {
+                        ...process.env,
+                        ...s3.env(who),
+                        PULUMI_HOME: join(dir, ".pulumi-home"),
+                        PULUMI_BACKEND_URL: s3.backendUrl,
+                        PULUMI_CONFIG_PASSPHRASE: "sandbox",
+                    },
+                });
+                return { status: r.status, output: r.stdout + r.stderr };
+            };
+            // Keys, ETags and times of every object: any write changes it.
+            const snapshot = async (): Promise<string> =>
+                (await s3.request("operator", "GET", BUCKET, { query: { "list-type": "2", prefix: ".pulumi/" } })).body;
+            expect(pulumi("operator", "stack", "init", "dev")).toMatchObject({ status: 0 });
+            expect(pulumi("operator", "up", "--yes", "--skip-preview")).toMatchObject({ status: 0 });
+            const before = await snapshot();
+            const seen = s3.requests().length;
+
+            expect(pulumi("ci", "preview")).toMatchObject({ status: 0 });
+            const exported = pulumi("ci", "stack", "export");
+            expect(exported.status).toBe(0);
+            expect(exported.output).toContain('"answer": 42');
+            const ciWrites = () =>
+                s3
+                    .requests()
+                    .slice(seen)
+                    .filter((r) => r.requester === "ci" && !/^s3_(GetObject|HeadObject|ListObjects)/.test(r.operation));
+            expect(ciWrites()).toEqual([]);
+
+            const up = pulumi("ci", "up", "--yes", "--skip-preview");
+            expect(up.status).not.toBe(0);
+            expect(up.output).toMatch(/PutObject, https response error StatusCode: 403.*AccessDenied/);
+            expect(ciWrites()).toEqual([expect.objectContaining({ operation: "s3_PutObject", status: 403, code: "AccessDenied" })]);
+            expect(ciWrites()[0]?.key).toMatch(/^\.pulumi\/locks\//);
+            expect(await snapshot()).toBe(before);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
