@@ -3,8 +3,9 @@
  * a PR that adds `export { hostile } from "./sandbox/hostile-pr"` to
  * index.ts, so that the preview job runs this with exactly the credentials
  * the README tells operators to give CI. It tries to reach what those must
- * not reach, and prints one `HOSTILE {json}` line per attempt with what
- * came back, for the test to assert each. What it is told to attack comes
+ * not reach, and writes what came back of each attempt to
+ * `<exfiltrate>.attempts.<stack>.json` (as an attacker would send it home),
+ * for the test to assert each. What it is told to attack comes
  * from `hostile-targets.json` in the PR's tree, as an attacker would have
  * read it from the repository.
  *
@@ -192,10 +193,9 @@ async function attempts(t: HostileTargets): Promise<Attempt[]> {
     ];
     const results: Attempt[] = [];
     for (const [attempt, tryIt] of tries) {
-        const result = { ...(await tryIt()), attempt };
-        console.log(`HOSTILE ${JSON.stringify(result)}`);
-        results.push(result);
+        results.push({ ...(await tryIt()), attempt });
     }
+    writeFileSync(`${t.exfiltrate}.attempts.${pulumi.getStack()}.json`, JSON.stringify(results));
     return results;
 }
 

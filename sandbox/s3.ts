@@ -241,8 +241,10 @@ export class S3Server {
         const secret = (): string => randomBytes(24).toString("base64url");
         const root = { accessKeyId: "sandbox-root", secretAccessKey: secret() };
         const accounts: Record<S3Who, S3Credentials> = {
-            operator: { accessKeyId: "operator", secretAccessKey: secret() },
-            ci: { accessKeyId: "ci", secretAccessKey: secret() },
+            // Access key ids like AWS's (20 characters): a runner masks secrets in job logs, and a
+            // two-letter id given to CI as a secret would mask those letters in every line.
+            operator: { accessKeyId: `AKOPERATOR${randomBytes(5).toString("hex").toUpperCase()}`, secretAccessKey: secret() },
+            ci: { accessKeyId: `AKCIREADONLY${randomBytes(4).toString("hex").toUpperCase()}`, secretAccessKey: secret() },
         };
         const region = "us-east-1";
         const endpoint = `http://127.0.0.1:${port}`;

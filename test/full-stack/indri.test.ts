@@ -1,7 +1,7 @@
 /**
  * The indri stack whole: `index.ts` with the committed Pulumi.indri.yaml
  * (only the kubeconfig path and the Connect settings changed), run by the
- * pulumi CLI with the real onepassword and kubernetes providers, against the
+ * pulumi CLI with the real kubernetes provider, against the
  * Connect emulator and the sandbox control plane with the real External
  * Secrets Operator. Needs CI_REGISTRY_AUTH_PROVIDER_PLUGINS (see
  * sandbox/project-stack.ts). The component's finer behaviour (field
@@ -87,7 +87,7 @@ afterAll(async () => {
     (cluster as Cluster | undefined)?.remove();
 }, 120_000);
 
-describe("the indri stack through pulumi, the real onepassword and kubernetes providers", () => {
+describe("the indri stack through pulumi, the real kubernetes provider", () => {
     it("previews before anything exists, with the fingerprint and, read from the live runner, the jobs warning", async () => {
         const preview = await run.stack.preview(recording(run));
         // What a PR reviewer sees: the key's fingerprint, read through the provider,
@@ -155,12 +155,12 @@ describe("the indri stack through pulumi, the real onepassword and kubernetes pr
         console.log(`indri rotation through the whole stack: pulumi up to hasKey in ${seconds.toFixed(1)} s`);
     });
 
-    it("a wrong Connect token fails naming onepassword:token, and the cluster is left as it was", async () => {
+    it("a wrong Connect token fails naming OP_CONNECT_TOKEN, and the cluster is left as it was", async () => {
         const before = deployment().metadata;
         const bad = await stack({}, { OP_CONNECT_TOKEN: "not-the-token" });
         const r = await attempt(bad, "up");
         expect(r.ok).toBe(false);
-        expect(r.message).toMatch(/onepassword:token/);
+        expect(r.message).toMatch(/Connect answered 401[\s\S]*Fix: OP_CONNECT_TOKEN/);
         expect(r.message).not.toMatch(/^\s+at /m);
         expect(deployment().metadata).toMatchObject({ generation: before.generation, resourceVersion: before.resourceVersion });
     });

@@ -26,7 +26,17 @@
  * cannot be fetched here).
  */
 import { spawnSync } from "node:child_process";
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync, mkdirSync } from "node:fs";
+import {
+    appendFileSync,
+    existsSync,
+    mkdtempSync,
+    readdirSync,
+    readFileSync,
+    rmSync,
+    writeFileSync,
+    copyFileSync,
+    mkdirSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -93,6 +103,12 @@ function ciSecrets(): Record<string, string> {
     };
 }
 
+/** The runner machine's own network trust (CA bundles, proxies), which npm needs to reach its registry; no credential. */
+function machineTrust(): Record<string, string> {
+    const names = /^(NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|GIT_SSL_CAINFO|CURL_CA_BUNDLE|(HTTPS?|NO)_PROXY|(https?|no)_proxy)$/;
+    return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => names.test(e[0]) && e[1] !== undefined));
+}
+
 /** The job homes (prepareJobHome) left in /tmp: the kubeconfig and check key must not outlive a job. */
 const jobHomes = (): string[] => readdirSync(tmpdir()).filter((d) => d.startsWith("cra-home-"));
 
@@ -131,8 +147,9 @@ function workflow(
         ...["-P", `${LABEL}=-self-hosted`, "--var", `PULUMI_RUNNER_LABEL=${LABEL}`],
         ...["--var", `PULUMI_BACKEND_URL=${s3.backendUrl}`, "--var", `OP_CONNECT_HOST=${emulator.url}`],
         ...Object.keys(secrets).flatMap((name) => ["-s", name]),
-        // What forgejo-runner sets and act does not.
+        // What forgejo-runner sets and act does not; github.repository from the origin remote on this instance.
         ...["--env", `FORGEJO_SERVER_URL=${gitea.url}`, "--env", `FORGEJO_REPOSITORY=${repo.fullName}`],
+        ...["--github-instance", new URL(gitea.url).host],
         ...["--local-repository", `actions/checkout@v4=${join(ROOT, "sandbox", "actions", "checkout")}`],
         ...(opts.matrix !== undefined ? ["--matrix", `stack:${opts.matrix}`] : []),
     ];
@@ -141,7 +158,13 @@ function workflow(
         cwd: repoDir,
         encoding: "utf8",
         timeout: 600_000,
-        env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", HOME: home, PULUMI_HOME: ringtail.env["PULUMI_HOME"] ?? "", ...secrets },
+        env: {
+            ...machineTrust(),
+            PATH: process.env["PATH"] ?? "/usr/bin:/bin",
+            HOME: home,
+            PULUMI_HOME: ringtail.env["PULUMI_HOME"] ?? "",
+            ...secrets,
+        },
     });
     rmSync(home, { recursive: true, force: true });
     const log = r.stdout + r.stderr;
@@ -243,6 +266,8 @@ beforeAll(async () => {
         );
     }
     git(["init", "-q", "-b", "main"]);
+    // Where act takes github.repository from, as Forgejo knows the repository.
+    git(["remote", "add", "origin", `${gitea.url}/${gitea.user}/ci-registry-auth.git`]);
     git(["add", "-A"]);
     git(["commit", "-q", "-m", "ci-registry-auth with the sandbox's ringtail"]);
     repo = await gitea.createRepo("ci-registry-auth");
@@ -391,15 +416,22 @@ describe("the check key on ringtail", () => {
         expect(asked.code).toBe(0);
         expect(asked.stdout).not.toMatch(/uid=|root:/);
         expect(parseReport(asked.stdout)).toMatchObject({ file: "present", unit_active: "active" });
+        // No command at all (what a login shell asks for) still runs the check.
+        expect(parseReport(sshWithCheckKey([]).stdout)["file"]).toBe("present");
+        // A terminal is refused (`restrict`), and the client gives up.
         const shell = sshWithCheckKey(["-tt"]);
-        expect(shell.stdout).not.toMatch(/[#$] $/m);
-        expect(parseReport(shell.stdout)["file"]).toBe("present");
+        expect(shell.code).toBe(255);
+        expect(shell.stderr).toMatch(/PTY allocation request failed/);
+        expect(shell.stdout).toBe("");
     });
 
-    it("forwards nothing: a local port forward and an agent forward are refused", () => {
-        const forward = sshWithCheckKey(["-N", "-o", "ExitOnForwardFailure=yes", "-L", "127.0.0.1:17999:127.0.0.1:22"]);
-        expect(forward.code).not.toBe(0);
-        expect(forward.stderr).toMatch(/forwarding|administratively prohibited|open failed/i);
+    it("forwards nothing: a tunnel through the host and a port opened on it are refused, and no file can be fetched", () => {
+        const tunnel = sshWithCheckKey(["-W", "127.0.0.1:22"]);
+        expect(tunnel.code).not.toBe(0);
+        expect(tunnel.stderr).toMatch(/administratively prohibited|open failed/i);
+        const remote = sshWithCheckKey(["-N", "-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:17999:127.0.0.1:22"]);
+        expect(remote.code).not.toBe(0);
+        expect(remote.stderr).toMatch(/remote port forwarding failed/i);
         const sftp = spawnSync(
             "sftp",
             ["-o", `UserKnownHostsFile=${host.knownHosts}`, "-o", "BatchMode=yes", "-i", checkKeyFile, `root@${host.facts.host}`],
@@ -488,6 +520,7 @@ describe("key-health.yaml", () => {
 describe("a hostile pull request", () => {
     const exfiltrate = () => join(work, "exfiltrated");
     let attempts: Attempt[] = [];
+    let hostileLog = "";
     let before: Record<string, unknown>;
 
     beforeAll(async () => {
@@ -521,14 +554,18 @@ describe("a hostile pull request", () => {
         gitea.push(repo, repoDir, "HEAD", "hostile");
         const hostilePr = await gitea.openPullRequest(repo, "hostile", "main", "A harmless refactor");
         const r = workflow("preview.yaml", { pullRequest: hostilePr, head: { ref: "hostile", repo: repo.fullName } });
-        attempts = [...r.log.matchAll(/HOSTILE (\{.*\})/g)].map((m) => JSON.parse(m[1] ?? "{}") as Attempt);
-        git(["checkout", "-q", "preview-me"]);
+        hostileLog = r.log;
+        attempts = ["indri", "ringtail"].flatMap((stack) => {
+            const file = `${exfiltrate()}.attempts.${stack}.json`;
+            return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Attempt[]) : [];
+        });
+        git(["checkout", "-q", "main"]);
     }, 900_000);
 
     const outcome = (what: string): number[] => attempts.filter((a) => a.attempt === what).map((a) => a.status);
 
     it("ran its program in both preview jobs", () => {
-        expect(outcome("patch the runner Deployment")).toHaveLength(2);
+        expect(outcome("patch the runner Deployment"), hostileLog.slice(-6000)).toHaveLength(2);
         expect(outcome("decrypt stack indri's secrets")).toHaveLength(2);
     });
 

@@ -130,7 +130,7 @@ afterAll(async () => {
     if (work) rmSync(work, { recursive: true, force: true });
 }, 120_000);
 
-describe("the ringtail stack through pulumi, the real command and onepassword providers", () => {
+describe("the ringtail stack through pulumi and the real command provider", () => {
     it("previews before anything exists, with the fingerprint", async () => {
         const preview = await run.stack.preview(recording(run));
         // What a PR reviewer sees: the key's fingerprint, read through the provider.
