@@ -63,7 +63,7 @@ async function get<T>(url: string, token: string, path: string): Promise<T> {
     }
     if (!res.ok) {
         const body = (await res.json().catch(() => ({}))) as { message?: string };
-        const message = String(body.message ?? res.statusText).replaceAll(token, "***");
+        const message = (body.message ?? res.statusText).replaceAll(token, "***");
         throw new ConnectError(res.status, `Connect answered ${res.status}: ${message}`);
     }
     return (await res.json()) as T;

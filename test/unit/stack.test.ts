@@ -221,7 +221,7 @@ describe("the registry: canPush", () => {
         expect(await valueOf(outputs.hasKey)).toBe(true);
         expect(await valueOf(outputs.canPush)).toBe(false);
         expect((await valueOf(outputs.registry)).keyStatus).toBe(401);
-        const messages = warn.mock.calls.map((c) => String(c[0])).filter((m) => m.startsWith("registry:"));
+        const messages = warn.mock.calls.map((c) => c[0]).filter((m) => m.startsWith("registry:"));
         expect(messages).toEqual([
             expect.stringMatching(/^registry: http:\/\/127\.0\.0\.1:\d+ refuses the key \(401\).*The delivery went ahead/) as unknown,
         ]);
