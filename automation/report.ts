@@ -5,6 +5,8 @@
  * program already printed; the key never passes through.
  */
 
+import { withinWarning } from "../components/item";
+
 /** The stack's outputs that matter here (from a preview, or from the last `up`). */
 export interface KeyOutputs {
     envVar?: string;
@@ -100,7 +102,7 @@ function expiryLine(o: KeyOutputs): string {
     const window = o.keyExpiryWarningDays;
     const when = o.keyExpiresAt !== undefined ? ` (${o.keyExpiresAt.slice(0, 10)})` : "";
     if (days < 0) return `- Expiry: **expired**${when}: rotate now (README, "Rotation runbook").`;
-    const warn = window !== undefined && days <= window ? ` — **expires within ${window} days: rotate soon**` : "";
+    const warn = window !== undefined && withinWarning(days, window) ? ` — **expires within ${window} days: rotate soon**` : "";
     return `- Expiry: ${days} day(s) left${when}${warn}.`;
 }
 
@@ -164,7 +166,7 @@ export function healthProblems(facts: StackFacts): string[] {
     }
     const problems: string[] = [];
     const { keyDaysUntilExpiry: days, keyExpiryWarningDays: window } = facts.now;
-    if (days !== undefined && window !== undefined && days <= window) {
+    if (days !== undefined && window !== undefined && withinWarning(days, window)) {
         problems.push(`the key expires in ${days} day(s) (warning window ${window}): rotate it (README, "Rotation runbook")`);
     }
     if (facts.now.hasKey !== true) {

@@ -76,6 +76,15 @@ export function daysUntil(expires: Date, now: Date): number {
 export type ExpiryVerdict =
     { state: "unknown" } | { state: "ok"; days: number } | { state: "soon"; days: number } | { state: "expired"; days: number };
 
+/**
+ * The one expiry rule, for `up`'s warning, the PR comment and key-health's
+ * issue alike: whole days left fewer than the window (`expiryWarningDays`
+ * 14 warns from 13 days left, not at 14).
+ */
+export function withinWarning(days: number, warningDays: number): boolean {
+    return days < warningDays;
+}
+
 /** Classifies an expiry against the warning window. */
 export function judgeExpiry(expires: Date | undefined, now: Date, warningDays: number): ExpiryVerdict {
     if (expires === undefined) {
@@ -85,7 +94,7 @@ export function judgeExpiry(expires: Date | undefined, now: Date, warningDays: n
     if (expires.getTime() <= now.getTime()) {
         return { state: "expired", days };
     }
-    return days < warningDays ? { state: "soon", days } : { state: "ok", days };
+    return withinWarning(days, warningDays) ? { state: "soon", days } : { state: "ok", days };
 }
 
 /** Why `field` gave no key, and the fix, for an item where {@link selectField} found nothing. Names fields, never values. */

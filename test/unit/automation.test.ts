@@ -5,6 +5,7 @@ import { join } from "node:path";
 
 import { afterEach, describe, expect, it } from "vitest";
 
+import { judgeExpiry } from "../../components/item";
 import { jobContext, JobEnvError, prepareJobHome, pullRequestFork, stackArg } from "../../automation/job";
 import { projectStacks } from "../../automation/key-health";
 import {
@@ -134,6 +135,22 @@ describe("key health", () => {
         expect(body.startsWith(HEALTH_MARKER)).toBe(true);
         expect(body).toContain("**indri**: healthy");
         expect(body).toContain("**ringtail**: \n- the key expires in 2 day(s)");
+    });
+});
+
+describe("one expiry rule for up, the comment and the issue", () => {
+    it.each([
+        [15, false],
+        [14, false],
+        [13, true],
+        [0, true],
+    ])("%i day(s) left with a window of 14: warned %s everywhere", (days, warned) => {
+        const now = new Date("2026-11-30T12:00:00Z");
+        const expires = new Date(now.getTime() + days * 86_400_000 + 3_600_000);
+        expect(judgeExpiry(expires, now, 14).state).toBe(warned ? "soon" : "ok");
+        const f = facts({ now: { ...facts().now, keyDaysUntilExpiry: days, keyExpiryWarningDays: 14 } });
+        expect(renderComment(f, undefined).includes("rotate soon")).toBe(warned);
+        expect(healthProblems(f).some((p) => p.startsWith("the key expires in"))).toBe(warned);
     });
 });
 
