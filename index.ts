@@ -19,4 +19,4 @@ export const hasKey = stack.hasKey;
 export const canPush = stack.canPush;
 export const registry = stack.registry;
 export const delivered = stack.delivered;
-export const ciKubeconfig = stack.ciKubeconfig;
+export const ciKubeconfig = stack.runnerKind === "kubernetes" ? stack.ciKubeconfig : undefined;

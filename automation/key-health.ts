@@ -32,7 +32,7 @@ async function checkStack(name: string, home: JobHome): Promise<StackFacts> {
     const stack = await openStack(name, ROOT, home.env);
     const facts = await previewFacts(stack);
     const runner = await runnerSettings(stack);
-    if (!facts.ok || runner.kind !== "ssh") return facts;
+    if (!facts.ok || runner.kind !== "ssh" || facts.now.runnerKind !== "ssh") return facts;
     if (home.checkKeyFile === undefined) {
         return {
             ...facts,
@@ -45,7 +45,11 @@ async function checkStack(name: string, home: JobHome): Promise<StackFacts> {
     try {
         const now = rereadSshRunner(runner, facts.now.envVar ?? "ZOT_CI_API_KEY", facts.now.keyFingerprint ?? "", home.checkKeyFile);
         console.log(`${name}: re-read ${runner.user}@${runner.host} with the check key`);
-        return { ...facts, now: { ...facts.now, ...now, canPush: now.hasKey && facts.now.registry?.acceptsKey === true } };
+        const delivered = { changed: facts.now.delivered?.changed ?? false, ...now.delivered };
+        return {
+            ...facts,
+            now: { ...facts.now, hasKey: now.hasKey, delivered, canPush: now.hasKey && facts.now.registry?.acceptsKey === true },
+        };
     } catch (err) {
         return { ...facts, ok: false, errors: [`re-reading the runner failed: ${err instanceof Error ? err.message : String(err)}`] };
     }

@@ -11,28 +11,13 @@ import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/aut
 
 import { readRunnerSettings, type RunnerConfig } from "../components/config";
 
-import type { KeyOutputs, RegistryFacts, StackFacts } from "./report";
+import { readOutputs } from "../components/outputs";
+
+import type { StackFacts } from "./report";
 
 /** Opens a stack of the project in `workDir`. */
 export async function openStack(stackName: string, workDir: string, envVars: Record<string, string> = {}): Promise<Stack> {
     return LocalWorkspace.selectStack({ stackName, workDir }, { envVars });
-}
-
-function keyOutputs(values: Record<string, unknown>): KeyOutputs {
-    const num = (v: unknown): number | undefined => (typeof v === "number" ? v : undefined);
-    const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
-    const delivered = values["delivered"];
-    return {
-        envVar: str(values["envVar"]),
-        keyFingerprint: str(values["keyFingerprint"]),
-        keyDaysUntilExpiry: num(values["keyDaysUntilExpiry"]),
-        keyExpiresAt: str(values["keyExpiresAt"]),
-        keyExpiryWarningDays: num(values["keyExpiryWarningDays"]),
-        ...(typeof values["hasKey"] === "boolean" ? { hasKey: values["hasKey"] } : {}),
-        ...(typeof values["canPush"] === "boolean" ? { canPush: values["canPush"] } : {}),
-        ...(typeof values["registry"] === "object" && values["registry"] !== null ? { registry: values["registry"] as RegistryFacts } : {}),
-        ...(typeof delivered === "object" && delivered !== null ? { delivered: delivered as Record<string, unknown> } : {}),
-    };
 }
 
 /** A diagnostic's text without the CLI's color codes and trailing newline. */
@@ -90,8 +75,8 @@ export async function previewFacts(stack: Stack): Promise<StackFacts> {
         warnings: [...new Set(warnings)],
         counts,
         changes,
-        now: keyOutputs(now),
-        last: Object.keys(last).length > 0 ? keyOutputs(last) : undefined,
+        now: readOutputs(now),
+        last: Object.keys(last).length > 0 ? readOutputs(last) : undefined,
         diff,
     };
 }

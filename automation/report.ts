@@ -6,32 +6,10 @@
  */
 
 import { withinWarning } from "../components/item";
+import { deliveredFingerprints, type StackOutputValues } from "../components/outputs";
 
-/** The stack's outputs that matter here (from a preview, or from the last `up`). */
-export interface KeyOutputs {
-    envVar?: string;
-    keyFingerprint?: string;
-    keyDaysUntilExpiry?: number;
-    keyExpiresAt?: string;
-    keyExpiryWarningDays?: number;
-    hasKey?: boolean;
-    /** hasKey and the registry accepts the key. */
-    canPush?: boolean;
-    /** What the registry answered to the probe (components/registry-probe.ts). */
-    registry?: RegistryFacts;
-    delivered?: Record<string, unknown>;
-}
-
-/** The registry probe's output, as the comment and the issue read it. */
-export interface RegistryFacts {
-    url: string;
-    repository: string;
-    acceptsKey: boolean;
-    refusesAnonymous: boolean;
-    keyStatus: number;
-    anonymousStatus: number;
-    verdict: string;
-}
+/** The stack's outputs, from a preview or from the last `up`, without what a preview does not know yet. */
+export type KeyOutputs = Partial<StackOutputValues>;
 
 /** The registry line of a comment: what it answered with the key and without. */
 function registryLine(o: KeyOutputs): string | undefined {
@@ -66,18 +44,20 @@ export interface StackFacts {
     diff: string;
 }
 
-/** Fingerprints a stack delivered, by output name (indri: Secret and pod template; ringtail: file and process). */
-export function deliveredFingerprints(outputs: KeyOutputs): Record<string, string> {
-    const d = outputs.delivered ?? {};
-    const names = ["secretFingerprint", "templateFingerprint", "fileFingerprint", "processFingerprint"];
-    return Object.fromEntries(names.filter((n) => typeof d[n] === "string").map((n) => [n, String(d[n])]));
+/** The fingerprints the last `up` delivered, by output name; none before the first. */
+function lastDelivered(o: KeyOutputs): Record<string, string> {
+    if (o.runnerKind === "kubernetes" && o.delivered !== undefined)
+        return deliveredFingerprints({ runnerKind: o.runnerKind, delivered: o.delivered });
+    if (o.runnerKind === "ssh" && o.delivered !== undefined)
+        return deliveredFingerprints({ runnerKind: o.runnerKind, delivered: o.delivered });
+    return {};
 }
 
 /** The delivered fingerprints that differ from the key now in 1Password; empty when the runner is current. */
 export function rotationPending(facts: StackFacts): string[] {
     const now = facts.now.keyFingerprint;
     if (now === undefined || facts.last === undefined) return [];
-    return Object.entries(deliveredFingerprints(facts.last))
+    return Object.entries(lastDelivered(facts.last))
         .filter(([, fp]) => fp !== now)
         .map(([name]) => name);
 }
@@ -125,7 +105,7 @@ export function renderComment(facts: StackFacts, runUrl: string | undefined, lim
         if (facts.last === undefined) {
             head.push(`- Delivered: nothing yet: run \`pulumi up --stack ${facts.stack}\`.`);
         } else {
-            const delivered = Object.entries(deliveredFingerprints(facts.last));
+            const delivered = Object.entries(lastDelivered(facts.last));
             head.push(`- Last delivered: ${delivered.map(([n, fp]) => `${n} ${code(fp)}`).join(", ") || "none"}`);
             const pending = rotationPending(facts);
             if (pending.length > 0) {
@@ -170,7 +150,7 @@ export function healthProblems(facts: StackFacts): string[] {
         problems.push(`the key expires in ${days} day(s) (warning window ${window}): rotate it (README, "Rotation runbook")`);
     }
     if (facts.now.hasKey !== true) {
-        const route = facts.now.delivered?.["jobRoute"];
+        const route = facts.now.delivered?.jobRoute;
         problems.push(
             `the runner lacks the key (hasKey ${String(facts.now.hasKey)}${typeof route === "string" ? `; jobs: ${route}` : ""})`,
         );
@@ -184,7 +164,7 @@ export function healthProblems(facts: StackFacts): string[] {
             `**alarm**: ${registry.url} accepts an upload to ${registry.repository} without credentials (${registry.anonymousStatus}): anyone can push`,
         );
     }
-    const checkKey = facts.now.delivered?.["checkKey"];
+    const checkKey = facts.now.runnerKind === "ssh" ? facts.now.delivered?.checkKey : undefined;
     if (typeof checkKey === "string" && checkKey.startsWith("unrestricted")) {
         problems.push(`key-health's SSH key is ${checkKey}: restrict it on the host (README, "Trust model")`);
     }

@@ -11,12 +11,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import type { SshRunnerConfig } from "../components/config";
+import type { SshDelivered } from "../components/outputs";
 import { parseReport, reportFacts } from "../components/remote-scripts";
 
-/** What the re-read found, in the shape of the stack's outputs. */
+/** What the re-read found, in the shape of the stack's outputs (all but `changed`, which only a delivery knows). */
 export interface SshReread {
     hasKey: boolean;
-    delivered: Record<string, unknown>;
+    delivered: Omit<SshDelivered, "changed">;
 }
 
 /**

@@ -3,31 +3,12 @@ import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "./config";
 import { KubernetesRunner } from "./kubernetes-runner";
 import { OnePasswordKey } from "./onepassword-key";
-import { probeRegistry, type ProbeResult } from "./registry-probe";
+import type { Exported, KubernetesDelivered, KubernetesOutputs, SshDelivered, SshOutputs } from "./outputs";
+import { probeRegistry } from "./registry-probe";
 import { SshRunner } from "./ssh-runner";
 
-/** What a stack exports. No value here is, or contains, the key. */
-export interface StackOutputs {
-    runnerKind: "kubernetes" | "ssh";
-    registryUser: string;
-    envVar: string;
-    /** Fingerprint of the key as 1Password holds it now. */
-    keyFingerprint: pulumi.Output<string>;
-    keyExpiresAt: pulumi.Output<string | undefined>;
-    keyDaysUntilExpiry: pulumi.Output<number | undefined>;
-    /** Days before expiry from which `pulumi up` warns (`expiryWarningDays`). */
-    keyExpiryWarningDays: number;
-    /** True only when every delivered fingerprint equals keyFingerprint, the consumer is wired and its jobs see the key. */
-    hasKey: pulumi.Output<boolean>;
-    /** Per-runner facts behind hasKey. */
-    delivered: Record<string, pulumi.Output<unknown>>;
-    /** What the registry answered to an upload with the key and one without (README, "Outputs"). */
-    registry: pulumi.Output<ProbeResult>;
-    /** hasKey, and the registry accepts the key: every job on the runner can push. */
-    canPush: pulumi.Output<boolean>;
-    /** kubernetes: the kubeconfig of CI's read-only identity, a secret (README, "Trust model"); ssh: undefined. */
-    ciKubeconfig: pulumi.Output<string | undefined>;
-}
+/** What a stack exports (components/outputs.ts), one shape per runner kind. */
+export type StackOutputs = Exported<KubernetesOutputs> | Exported<SshOutputs>;
 
 /** Builds the one key and the one runner of a stack. */
 export function defineStack(config: StackConfig): StackOutputs {
@@ -45,7 +26,6 @@ export function defineStack(config: StackConfig): StackOutputs {
         }
     });
     const common = {
-        runnerKind: config.runner.kind,
         registryUser: config.registryUser,
         envVar: config.envVar,
         keyFingerprint: key.fingerprint,
@@ -64,24 +44,26 @@ export function defineStack(config: StackConfig): StackOutputs {
             envVar: config.envVar,
             keyFingerprint: key.fingerprint,
         });
+        const delivered: pulumi.Output<KubernetesDelivered> = pulumi.output({
+            secretName: runner.secretName,
+            externalSecretName: runner.externalSecretName,
+            secretFingerprint: runner.secretFingerprint,
+            templateFingerprint: runner.templateFingerprint,
+            envWired: runner.envWired,
+            replicas: runner.replicas,
+            readyReplicas: runner.readyReplicas,
+            updatedReplicas: runner.updatedReplicas,
+            oldReplicas: runner.oldReplicas,
+            rolledOut: runner.rolledOut,
+            jobsSeeKey: runner.jobsSeeKey,
+            jobRoute: runner.jobRoute,
+        });
         return {
             ...common,
+            runnerKind: "kubernetes",
             hasKey: runner.hasKey,
             canPush: canPush(runner.hasKey),
-            delivered: {
-                secretName: runner.secretName,
-                externalSecretName: runner.externalSecretName,
-                secretFingerprint: runner.secretFingerprint,
-                templateFingerprint: runner.templateFingerprint,
-                envWired: runner.envWired,
-                replicas: runner.replicas,
-                readyReplicas: runner.readyReplicas,
-                updatedReplicas: runner.updatedReplicas,
-                oldReplicas: runner.oldReplicas,
-                rolledOut: runner.rolledOut,
-                jobsSeeKey: runner.jobsSeeKey,
-                jobRoute: runner.jobRoute,
-            },
+            delivered,
             ciKubeconfig: runner.ciKubeconfig,
         };
     }
@@ -91,22 +73,17 @@ export function defineStack(config: StackConfig): StackOutputs {
         key: key.value,
         keyFingerprint: key.fingerprint,
     });
-    return {
-        ...common,
-        hasKey: runner.hasKey,
-        canPush: canPush(runner.hasKey),
-        delivered: {
-            changed: runner.changed,
-            fileFingerprint: runner.fileFingerprint,
-            fileOwner: runner.fileOwner,
-            fileMode: runner.fileMode,
-            unitActive: runner.unitActive,
-            unitReadsFile: runner.unitReadsFile,
-            processFingerprint: runner.processFingerprint,
-            jobsSeeKey: runner.jobsSeeKey,
-            jobRoute: runner.jobRoute,
-            checkKey: runner.checkKey,
-        },
-        ciKubeconfig: pulumi.output(undefined),
-    };
+    const delivered: pulumi.Output<SshDelivered> = pulumi.output({
+        changed: runner.changed,
+        fileFingerprint: runner.fileFingerprint,
+        fileOwner: runner.fileOwner,
+        fileMode: runner.fileMode,
+        unitActive: runner.unitActive,
+        unitReadsFile: runner.unitReadsFile,
+        processFingerprint: runner.processFingerprint,
+        jobsSeeKey: runner.jobsSeeKey,
+        jobRoute: runner.jobRoute,
+        checkKey: runner.checkKey,
+    });
+    return { ...common, runnerKind: "ssh", hasKey: runner.hasKey, canPush: canPush(runner.hasKey), delivered };
 }

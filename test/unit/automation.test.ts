@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 
 import { judgeExpiry } from "../../components/item";
+import type { KubernetesDelivered } from "../../components/outputs";
 import { jobContext, JobEnvError, prepareJobHome, pullRequestFork, stackArg } from "../../automation/job";
 import { projectStacks } from "../../automation/key-health";
 import {
@@ -21,6 +22,25 @@ import {
 const NOW = "sha256:1111111111111111";
 const OLD = "sha256:2222222222222222";
 
+/** indri's delivered facts with every fingerprint `fp`, and `change`. */
+function indri(fp: string, change: Partial<KubernetesDelivered> = {}): KubernetesDelivered {
+    return {
+        secretName: "zot-ci-api-key",
+        externalSecretName: "zot-ci-api-key-1111111111",
+        secretFingerprint: fp,
+        templateFingerprint: fp,
+        envWired: true,
+        replicas: 1,
+        readyReplicas: 1,
+        updatedReplicas: 1,
+        oldReplicas: 0,
+        rolledOut: true,
+        jobsSeeKey: true,
+        jobRoute: "docker executor: container.options forwards the runner's ZOT_CI_API_KEY into job containers (-e ZOT_CI_API_KEY)",
+        ...change,
+    };
+}
+
 function facts(change: Partial<StackFacts> = {}): StackFacts {
     return {
         stack: "indri",
@@ -30,13 +50,14 @@ function facts(change: Partial<StackFacts> = {}): StackFacts {
         counts: {},
         changes: [],
         now: {
+            runnerKind: "kubernetes",
             keyFingerprint: NOW,
             keyDaysUntilExpiry: 40,
             keyExpiresAt: "2027-01-05T00:00:00.000Z",
             keyExpiryWarningDays: 14,
             hasKey: true,
         },
-        last: { keyFingerprint: NOW, hasKey: true, delivered: { secretFingerprint: NOW, templateFingerprint: NOW, envWired: true } },
+        last: { runnerKind: "kubernetes", keyFingerprint: NOW, hasKey: true, delivered: indri(NOW) },
         diff: "Previewing update (indri):\n  pulumi:pulumi:Stack: (same)\nResources:\n    12 unchanged\n",
         ...change,
     };
@@ -58,7 +79,7 @@ describe("the PR comment", () => {
 
     it("says rotation pending, naming the stack and the fingerprints that differ, and lists the changes", () => {
         const f = facts({
-            last: { keyFingerprint: OLD, delivered: { secretFingerprint: OLD, templateFingerprint: OLD } },
+            last: { runnerKind: "kubernetes", keyFingerprint: OLD, delivered: indri(OLD) },
             counts: { create: 1, delete: 1, update: 1 },
             changes: [
                 { op: "create-replacement", type: "kubernetes:external-secrets.io/v1:ExternalSecret", name: "indri-external-secret" },
@@ -113,8 +134,14 @@ describe("key health", () => {
 
     it("names each problem: expiry, a runner without the key (and why), a pending rotation, pending changes, a failed preview", () => {
         const bad = facts({
-            now: { ...facts().now, keyDaysUntilExpiry: 3, hasKey: false, delivered: { jobRoute: "docker executor: …" } },
-            last: { delivered: { secretFingerprint: OLD } },
+            now: {
+                ...facts().now,
+                runnerKind: "kubernetes",
+                keyDaysUntilExpiry: 3,
+                hasKey: false,
+                delivered: indri(NOW, { jobsSeeKey: false, jobRoute: "docker executor: …" }),
+            },
+            last: { runnerKind: "kubernetes", delivered: indri(OLD, { templateFingerprint: NOW }) },
             counts: { update: 2 },
         });
         expect(healthProblems(bad)).toEqual([
@@ -162,6 +189,8 @@ describe("the registry in the comment and the issue", () => {
         refusesAnonymous: true,
         keyStatus: 202,
         anonymousStatus: 401,
+        cancelStatus: 403,
+        checkedAt: "2026-11-30T12:00:00.000Z",
         verdict: "ok",
     };
 

@@ -28,7 +28,7 @@ import {
     type World,
 } from "../support/harness";
 import { fakeRegistry, type FakeRegistry } from "../support/fake-registry";
-import { valueOf, valuesOf } from "../support/outputs";
+import { ciKubeconfigOf, kubernetesDelivered, sshDelivered, valueOf } from "../support/outputs";
 import { committedRunner, stackConfig } from "../support/stack-config";
 
 const KEY = "zak_3f9c2a71d04e4b6c9a8e5d2b17f0c6e1";
@@ -91,13 +91,13 @@ describe("ringtail (ssh)", () => {
         expect(harness.world.checkCommand).toMatch(/^#!\/bin\/sh\n/);
         expect(harness.world.checkCommand).toContain("f='/etc/forgejo-runner/zot-api-key.env'");
         expect(harness.world.checkCommand).not.toContain(KEY);
-        expect(await valueOf(outputs.delivered["checkKey"]!)).toBe("not configured (runner.checkKey is not set)");
+        expect((await sshDelivered(outputs)).checkKey).toBe("not configured (runner.checkKey is not set)");
     });
 
     it("reports matching fingerprints and hasKey when the host holds the key", async () => {
         const { outputs } = run("ringtail");
         expect(await valueOf(outputs.keyFingerprint)).toBe(fingerprint(KEY));
-        const delivered = await valuesOf(outputs.delivered);
+        const delivered = await sshDelivered(outputs);
         expect(delivered).toMatchObject({
             changed: true,
             fileFingerprint: fingerprint(KEY),
@@ -113,7 +113,7 @@ describe("ringtail (ssh)", () => {
 
     it("reports that host jobs inherit the key, from the runner's config and registration labels", async () => {
         const { outputs } = run("ringtail");
-        expect(await valuesOf(outputs.delivered)).toMatchObject({
+        expect(await sshDelivered(outputs)).toMatchObject({
             jobsSeeKey: true,
             jobRoute: "host executor (labels nix-container-builder): jobs inherit the runner's environment",
         });
@@ -135,7 +135,7 @@ describe("ringtail (ssh)", () => {
             change(world);
             const warn = vi.spyOn(pulumi.log, "warn");
             const { outputs } = run("ringtail", world);
-            const delivered = await valuesOf(outputs.delivered);
+            const delivered = await sshDelivered(outputs);
             expect(delivered).toMatchObject({
                 jobsSeeKey: false,
                 jobRoute: expect.stringMatching(route) as unknown,
@@ -163,9 +163,9 @@ describe("ringtail (ssh)", () => {
         world.files.set("/etc/forgejo-runner/zot-api-key.env", renderEnvFile("ZOT_CI_API_KEY", ROTATED));
         world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
         const { outputs } = run("ringtail", world);
-        expect(await valueOf(outputs.delivered["changed"]!)).toBe(true);
+        expect((await sshDelivered(outputs)).changed).toBe(true);
         expect(world.restarts).toBe(1);
-        expect(await valueOf(outputs.delivered["processFingerprint"]!)).toBe(fingerprint(KEY));
+        expect((await sshDelivered(outputs)).processFingerprint).toBe(fingerprint(KEY));
         expect(await valueOf(outputs.hasKey)).toBe(true);
     });
 
@@ -174,9 +174,9 @@ describe("ringtail (ssh)", () => {
         world.files.set("/etc/forgejo-runner/zot-api-key.env", renderEnvFile("ZOT_CI_API_KEY", KEY));
         world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
         const { outputs } = run("ringtail", world);
-        expect(await valueOf(outputs.delivered["changed"]!)).toBe(false);
+        expect((await sshDelivered(outputs)).changed).toBe(false);
         expect(world.restarts).toBe(0);
-        expect(await valueOf(outputs.delivered["processFingerprint"]!)).toBe(fingerprint(ROTATED));
+        expect((await sshDelivered(outputs)).processFingerprint).toBe(fingerprint(ROTATED));
         expect(await valueOf(outputs.hasKey)).toBe(false);
     });
 });
@@ -289,8 +289,8 @@ describe("indri: CI's read-only identity", () => {
         harness.reset(healthyWorld(KEY));
         const outputs = defineStack(stackConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig } }));
         expect(await valueOf(outputs.hasKey)).toBe(true);
-        expect(await pulumi.isSecret(outputs.ciKubeconfig)).toBe(true);
-        const made = parse((await valueOf(outputs.ciKubeconfig)) ?? "") as Record<string, unknown>;
+        expect(await pulumi.isSecret(ciKubeconfigOf(outputs))).toBe(true);
+        const made = parse((await valueOf(ciKubeconfigOf(outputs))) ?? "") as Record<string, unknown>;
         expect(made).toEqual({
             apiVersion: "v1",
             kind: "Config",
@@ -381,7 +381,7 @@ describe("indri (kubernetes)", () => {
 
     it("reports the fingerprints ESO and the Deployment carry, and hasKey", async () => {
         const { outputs } = run("indri");
-        const delivered = await valuesOf(outputs.delivered);
+        const delivered = await kubernetesDelivered(outputs);
         expect(delivered).toMatchObject({
             secretFingerprint: fingerprint(KEY),
             templateFingerprint: fingerprint(KEY),
@@ -394,7 +394,7 @@ describe("indri (kubernetes)", () => {
 
     it("reads the runner's config.yaml from the ConfigMap the Deployment mounts at --config, and reports how jobs get the key", async () => {
         const { harness, outputs } = run("indri");
-        const delivered = await valuesOf(outputs.delivered);
+        const delivered = await kubernetesDelivered(outputs);
         expect(delivered).toMatchObject({
             jobsSeeKey: true,
             jobRoute: "docker executor: container.options forwards the runner's ZOT_CI_API_KEY into job containers (-e ZOT_CI_API_KEY)",
@@ -407,7 +407,7 @@ describe("indri (kubernetes)", () => {
         world.runnerConfigMap = INDRI_CONFIG.replace(/^ {2}options: .*\n/m, "");
         const warn = vi.spyOn(pulumi.log, "warn");
         const { outputs } = run("indri", world);
-        expect(await valuesOf(outputs.delivered)).toMatchObject({
+        expect(await kubernetesDelivered(outputs)).toMatchObject({
             jobsSeeKey: false,
             jobRoute: expect.stringMatching(/^docker executor: job containers get none of the runner's environment/) as unknown,
             envWired: true,
@@ -426,7 +426,7 @@ describe("indri (kubernetes)", () => {
         const world = healthyWorld(KEY);
         delete world.runnerConfigMap;
         const { outputs } = run("indri", world);
-        expect(await valueOf(outputs.delivered["jobRoute"]!)).toBe(
+        expect((await kubernetesDelivered(outputs)).jobRoute).toBe(
             `cannot tell: ConfigMap forgejo-runner/${RUNNER_CONFIG_MAP} (key config.yaml) does not exist`,
         );
         expect(await valueOf(outputs.hasKey)).toBe(false);
@@ -436,7 +436,7 @@ describe("indri (kubernetes)", () => {
         const world = healthyWorld(KEY);
         world.esoValue = ROTATED;
         const { outputs } = run("indri", world);
-        expect(await valueOf(outputs.delivered["secretFingerprint"]!)).toBe(fingerprint(ROTATED));
+        expect((await kubernetesDelivered(outputs)).secretFingerprint).toBe(fingerprint(ROTATED));
         expect(await valueOf(outputs.hasKey)).toBe(false);
     });
 
