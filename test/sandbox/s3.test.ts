@@ -154,7 +154,10 @@ describe("the pulumi CLI with this backend", () => {
                 s3
                     .requests()
                     .slice(seen)
-                    .filter((r) => r.requester === "ci" && !/^s3_(GetObject|HeadObject|ListObjects)/.test(r.operation));
+                    .filter(
+                        (r) =>
+                            r.requester === s3.credentials("ci").accessKeyId && !/^s3_(GetObject|HeadObject|ListObjects)/.test(r.operation),
+                    );
             expect(ciWrites()).toEqual([]);
 
             const up = pulumi("ci", "up", "--yes", "--skip-preview");
