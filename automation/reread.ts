@@ -12,7 +12,7 @@ import { join } from "node:path";
 
 import type { SshRunnerConfig } from "../components/config";
 import type { SshDelivered } from "../components/outputs";
-import { parseReport, reportFacts } from "../components/remote-scripts";
+import { parseReport, reportFacts } from "../components/host-report";
 
 /** What the re-read found, in the shape of the stack's outputs (all but `changed`, which only a delivery knows). */
 export interface SshReread {

@@ -9,14 +9,12 @@ import {
     deliverAndCheckScript,
     deliverScript,
     installCheckScript,
-    latestReport,
-    parseReport,
     removeCheckScript,
     removeScript,
-    reportFacts,
     verifyScript,
     type RemoteTarget,
-} from "./remote-scripts";
+} from "./host-scripts";
+import { latestReport, parseReport, reportFacts } from "./host-report";
 
 /** Arguments of {@link SshRunner}. */
 export interface SshRunnerArgs {

@@ -8,7 +8,8 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { parseReport, verifyScript } from "../components/remote-scripts";
+import { verifyScript } from "../components/host-scripts";
+import { parseReport } from "../components/host-report";
 import { SshAgent } from "./ssh-agent";
 
 const HOST_SCRIPT = join(__dirname, "ringtail", "host");

@@ -44,7 +44,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { commentMarker, HEALTH_MARKER } from "../../automation/report";
 import { fingerprint } from "../../components/fingerprint";
-import { checkCommandPath, parseReport } from "../../components/remote-scripts";
+import { checkCommandPath } from "../../components/host-scripts";
+import { parseReport } from "../../components/host-report";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { Gitea, type GiteaRepo } from "../../sandbox/gitea";

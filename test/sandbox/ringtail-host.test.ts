@@ -22,11 +22,10 @@ import {
     EXIT_NO_UNIT,
     EXIT_RESTART_FAILED,
     EXIT_WRITE_FAILED,
-    jobsFromReport,
-    parseReport,
     removeScript,
     verifyScript,
-} from "../../components/remote-scripts";
+} from "../../components/host-scripts";
+import { jobsFromReport, parseReport } from "../../components/host-report";
 import { Ringtail } from "../../sandbox/ringtail";
 import { findLeaks } from "../support/leaks";
 

@@ -16,7 +16,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { renderEnvFile } from "../../components/envfile";
-import { deliverScript, jobsFromReport, parseReport } from "../../components/remote-scripts";
+import { deliverScript } from "../../components/host-scripts";
+import { jobsFromReport, parseReport } from "../../components/host-report";
 import { runRingtailJob, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { startRegistry, type Registry } from "../../sandbox/registry";

@@ -36,15 +36,14 @@ import {
     EXIT_NOT_OURS,
     EXIT_RESTART_FAILED,
     installCheckScript,
-    jobsFromReport,
-    judgeCheckKey,
-    latestReport,
-    parseReport,
     removeCheckScript,
     removeScript,
-    reportHasKey,
+    runnerFilesProbe,
     verifyScript,
-} from "../../components/remote-scripts";
+} from "../../components/host-scripts";
+import { daemonConfigPath } from "../../components/kubernetes-manifests";
+import { parseRunnerConfig } from "../../components/runner-config";
+import { jobsFromReport, judgeCheckKey, latestReport, parseReport, reportHasKey } from "../../components/host-report";
 
 const UNIT = "gitea-runner-nix_container_builder.service";
 const VAR = "ZOT_CI_API_KEY";
@@ -538,5 +537,43 @@ describe("the check key: restricted to the installed check", () => {
         expect(run.stdout).not.toMatch(/uid=/);
         expect(sh(removeCheckScript(installed)).code).toBe(0);
         expect(existsSync(installed)).toBe(false);
+    });
+});
+
+describe("the shell readers and their TypeScript twins give the same answers", () => {
+    // Where the runner's files are: the host reads them with runner-files.sh's
+    // awk, the program (indri, and judging ringtail's report) with TypeScript.
+    const argvs: [string, string | undefined][] = [
+        ["/nix/store/r-forgejo-runner/bin/act_runner daemon --config /nix/store/c-config.yaml", "/nix/store/c-config.yaml"],
+        ["/usr/bin/forgejo-runner daemon --config=/etc/runner/config.yaml", "/etc/runner/config.yaml"],
+        ["/usr/bin/forgejo-runner daemon -c /etc/runner/config.yaml", "/etc/runner/config.yaml"],
+        ["/usr/bin/forgejo-runner daemon -c/etc/runner/config.yaml", "/etc/runner/config.yaml"],
+        ["/usr/bin/forgejo-runner daemon -c=/etc/runner/config.yaml", "/etc/runner/config.yaml"],
+        ["/usr/bin/forgejo-runner --config /etc/runner/before-daemon.yaml daemon", "/etc/runner/before-daemon.yaml"],
+        ["/usr/bin/forgejo-runner daemon", undefined],
+    ];
+    it.each(argvs)("--config of %s", (argv, path) => {
+        const shell = spawnSync("sh", ["-c", runnerFilesProbe("daemon_config_path")], { input: `${argv}\n`, encoding: "utf8" });
+        expect(shell.status).toBe(0);
+        expect(shell.stdout.trim() || undefined).toBe(path);
+        expect(daemonConfigPath(argv.split(" "))?.path).toBe(path);
+    });
+
+    const configs: [string, string, string | undefined][] = [
+        ["no runner block", "log:\n  level: info\n", undefined],
+        ["runner.file", "runner:\n  capacity: 1\n  file: /data/.runner\n", "/data/.runner"],
+        ["quoted, with a comment", "runner:\n  file: 'state/.runner' # registration\n", "state/.runner"],
+        ["double-quoted", 'runner:\n    file: "reg.json"\n', "reg.json"],
+        ["a deeper file key is not it", "runner:\n  envs:\n    file: nope\n  capacity: 1\n", undefined],
+        ["another block's file", "container:\n  file: nope\nrunner:\n  capacity: 2\n", undefined],
+    ];
+    it.each(configs)("runner.file with %s", (_label, text, file) => {
+        const path = join(dir, "config.yaml");
+        writeFileSync(path, text);
+        const shell = spawnSync("sh", ["-c", runnerFilesProbe("runner_file", path)], { encoding: "utf8" });
+        expect(shell.status).toBe(0);
+        expect(shell.stdout.trim() || undefined).toBe(file);
+        const parsed = parseRunnerConfig(text);
+        expect("config" in parsed ? parsed.config.registrationFile : "does not parse").toBe(file);
     });
 });
