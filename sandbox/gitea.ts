@@ -20,6 +20,51 @@ export interface GiteaRepo {
     fullName: string;
 }
 
+/** Options of `Gitea.start`; none changes the default instance. */
+export interface GiteaStartOptions {
+    /**
+     * Gitea Actions for a real runner daemon (sandbox/forgejo-runner.ts):
+     * `[actions] ENABLED = true` and `DEFAULT_ACTIONS_URL = self`, so that
+     * `uses: actions/checkout@v4` resolves to the `actions/checkout`
+     * repository of this instance (nothing can be fetched from GitHub here).
+     * Default false: the app.ini stays as it always was (Gitea 1.26's own
+     * Actions defaults).
+     */
+    actions?: boolean;
+}
+
+/** A workflow run as `GET /repos/{owner}/{repo}/actions/runs` lists it (fields used here). */
+export interface GiteaActionRun {
+    id: number;
+    /** Event that triggered the run (`push`, `pull_request`, `workflow_dispatch`, …). */
+    event: string;
+    /** The workflow file, e.g. `.gitea/workflows/x.yaml`. */
+    path: string;
+    head_sha: string;
+    head_branch?: string;
+    /** `queued`, `in_progress`, `completed`, … (GitHub's words). */
+    status: string;
+    /** Once completed: `success`, `failure`, `cancelled`, `skipped`, … */
+    conclusion?: string;
+    trigger_actor?: { login: string };
+    head_repository?: { full_name: string };
+    started_at: string;
+    completed_at: string;
+}
+
+/** A job as `GET /repos/{owner}/{repo}/actions/runs/{run}/jobs` lists it (fields used here). */
+export interface GiteaActionJob {
+    id: number;
+    run_id: number;
+    name: string;
+    status: string;
+    conclusion: string;
+    runner_id: number;
+    runner_name: string;
+    started_at: string;
+    completed_at: string;
+}
+
 export class Gitea {
     private constructor(
         readonly dir: string,
@@ -36,7 +81,7 @@ export class Gitea {
     }
 
     /** Starts Gitea on 127.0.0.1:`port` with a fresh SQLite database and an admin with a token. */
-    static async start(port = 13000): Promise<Gitea> {
+    static async start(port = 13000, options: GiteaStartOptions = {}): Promise<Gitea> {
         const sandbox = process.env["CI_REGISTRY_AUTH_SANDBOX"];
         if (sandbox === undefined) throw new Error('CI_REGISTRY_AUTH_SANDBOX is not set: eval "$(bash sandbox/build --env)" first');
         const bin = join(sandbox, "bin", "gitea");
@@ -71,6 +116,7 @@ export class Gitea {
                 "MODE = file",
                 `ROOT_PATH = ${join(dir, "log")}`,
                 "LEVEL = Info",
+                ...(options.actions === true ? ["[actions]", "ENABLED = true", "DEFAULT_ACTIONS_URL = self"] : []),
                 "",
             ].join("\n"),
         );
@@ -170,6 +216,120 @@ export class Gitea {
     async openPullRequest(repo: GiteaRepo, head: string, base: string, title: string): Promise<number> {
         const pr = await this.api<{ number: number }>("POST", `/repos/${repo.fullName}/pulls`, { head, base, title });
         return pr.number;
+    }
+
+    /** Runs Gitea's CLI against this instance's app.ini (as `start` does); returns stdout, which callers must not print when it holds a token. */
+    private cli(args: string[]): string {
+        const sandbox = process.env["CI_REGISTRY_AUTH_SANDBOX"] ?? "";
+        const r = spawnSync(join(sandbox, "bin", "gitea"), ["--config", join(this.dir, "custom", "conf", "app.ini"), ...args], {
+            cwd: this.dir,
+            env: { ...process.env, GITEA_WORK_DIR: this.dir, GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT: "true" },
+            encoding: "utf8",
+        });
+        if (r.status !== 0) throw new Error(`gitea ${args[0] ?? ""} ${args[1] ?? ""} failed: ${r.stderr}`);
+        return r.stdout;
+    }
+
+    /**
+     * A runner registration token from Gitea's CLI (`gitea actions
+     * generate-runner-token`, through the running server's private API),
+     * instance-wide unless `scope` (`owner` or `owner/repo`). Returned, never printed.
+     */
+    runnerRegistrationToken(scope?: string): string {
+        const out = this.cli(["actions", "generate-runner-token", ...(scope !== undefined ? ["--scope", scope] : [])]);
+        const token = out.trim().split("\n").pop()?.trim() ?? "";
+        if (!/^[0-9A-Za-z]{20,}$/.test(token)) throw new Error("gitea actions generate-runner-token printed no token");
+        return token;
+    }
+
+    /** Calls the API with another user's token (e.g. one from `createUser`); throws with the status on failure. */
+    async apiAs<T>(token: string, method: string, path: string, body?: unknown): Promise<T> {
+        const res = await fetch(`${this.url}/api/v1${path}`, {
+            method,
+            headers: { Authorization: `token ${token}`, "Content-Type": "application/json" },
+            ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+        if (!res.ok) throw new Error(`Gitea ${method} ${path}: ${res.status} ${await res.text()}`);
+        return (res.status === 204 ? undefined : await res.json()) as T;
+    }
+
+    /** An organisation owned by the admin (e.g. `actions`, home of `actions/checkout`). */
+    async createOrg(name: string): Promise<void> {
+        await this.api("POST", "/orgs", { username: name, visibility: "public" });
+    }
+
+    /** A public repository of `owner` (the admin or one of the admin's organisations); empty unless `autoInit`. */
+    async createRepoOf(owner: string, name: string, opts: { autoInit?: boolean } = {}): Promise<GiteaRepo> {
+        const path = owner === this.user ? "/user/repos" : `/orgs/${owner}/repos`;
+        await this.api("POST", path, { name, auto_init: opts.autoInit ?? false, default_branch: "main", private: false });
+        return { owner, name, fullName: `${owner}/${name}` };
+    }
+
+    /** Pushes refspecs (`src:dst`) from a local or bare git directory, as `push` does (the token in a header from the environment). */
+    pushRefs(repo: GiteaRepo, gitDir: string, refspecs: string[]): void {
+        const auth = `Authorization: Basic ${Buffer.from(`${this.user}:${this.token}`).toString("base64")}`;
+        const r = spawnSync("git", ["--git-dir", gitDir, "push", "--force", `${this.url}/${repo.fullName}.git`, ...refspecs], {
+            encoding: "utf8",
+            env: {
+                ...process.env,
+                GIT_TERMINAL_PROMPT: "0",
+                // A mirror owned by another user is still only read.
+                GIT_CONFIG_COUNT: "2",
+                GIT_CONFIG_KEY_0: "http.extraHeader",
+                GIT_CONFIG_VALUE_0: auth,
+                GIT_CONFIG_KEY_1: "safe.directory",
+                GIT_CONFIG_VALUE_1: "*",
+            },
+        });
+        if (r.status !== 0) throw new Error(`git push to ${repo.fullName} (${refspecs.join(" ")}) failed: ${r.stderr}`);
+    }
+
+    /** Forks `repo` into the account of the user whose token this is; returns the fork. */
+    async fork(repo: GiteaRepo, as: { user: string; token: string }): Promise<GiteaRepo> {
+        const f = await this.apiAs<{ name: string; owner: { login: string } }>(as.token, "POST", `/repos/${repo.fullName}/forks`, {});
+        return { owner: f.owner.login, name: f.name, fullName: `${f.owner.login}/${f.name}` };
+    }
+
+    /** Sets a repository's Actions secret (the value in the request body only). */
+    async setActionsSecret(repo: GiteaRepo, name: string, value: string): Promise<void> {
+        // Answered 201 or 204 with an empty body, which `api` would parse.
+        const res = await fetch(`${this.url}/api/v1/repos/${repo.fullName}/actions/secrets/${name}`, {
+            method: "PUT",
+            headers: { Authorization: `token ${this.token}`, "Content-Type": "application/json" },
+            body: JSON.stringify({ data: value }),
+        });
+        if (!res.ok) throw new Error(`Gitea PUT secret ${name} of ${repo.fullName}: ${res.status} ${await res.text()}`);
+    }
+
+    /** The repository's workflow runs, newest first. */
+    async actionRuns(repo: GiteaRepo): Promise<GiteaActionRun[]> {
+        const r = await this.api<{ workflow_runs: GiteaActionRun[] | null }>("GET", `/repos/${repo.fullName}/actions/runs?limit=50`);
+        return r.workflow_runs ?? [];
+    }
+
+    /** The jobs of a run, with the runner that took each. */
+    async actionRunJobs(repo: GiteaRepo, runId: number): Promise<GiteaActionJob[]> {
+        const r = await this.api<{ jobs: GiteaActionJob[] | null }>("GET", `/repos/${repo.fullName}/actions/runs/${runId}/jobs`);
+        return r.jobs ?? [];
+    }
+
+    /** A job's log as Gitea keeps it (what the runner reported, after its masking). */
+    async actionJobLog(repo: GiteaRepo, jobId: number): Promise<string> {
+        const res = await fetch(`${this.url}/api/v1/repos/${repo.fullName}/actions/jobs/${jobId}/logs`, {
+            headers: { Authorization: `token ${this.token}` },
+        });
+        if (!res.ok) throw new Error(`Gitea GET job ${jobId} logs: ${res.status} ${await res.text()}`);
+        return res.text();
+    }
+
+    /** Triggers a `workflow_dispatch` workflow (`file`: its name under the workflows directory) on `ref`; returns the run's id. */
+    async dispatchWorkflow(repo: GiteaRepo, file: string, ref: string, inputs: Record<string, string> = {}): Promise<number> {
+        const r = await this.api<{ workflow_run_id: number }>(
+            "POST",
+            `/repos/${repo.fullName}/actions/workflows/${file}/dispatches?return_run_details=true`,
+            { ref, inputs },
+        );
+        return r.workflow_run_id;
     }
 
     async stop(): Promise<void> {
