@@ -7,12 +7,16 @@
  * stdin, and its check reports fingerprints of what it holds, so a wrong or
  * missing delivery shows up in the outputs.
  */
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
 import * as pulumi from "@pulumi/pulumi";
 
 import { fingerprint } from "../../components/fingerprint";
 import { ConnectEmulator, type Field } from "../../sandbox/connect-emulator";
 import { useConnect } from "./stack-config";
-import { readEnvFile } from "./systemd-env";
 
 export interface Recorded {
     type: string;
@@ -110,7 +114,18 @@ export function plainStrings(value: unknown, path = "$"): { path: string; text: 
 /** The Connect token the harness's emulator takes (the program gets it as $OP_CONNECT_TOKEN). */
 export const CONNECT_TOKEN = "connect-token-for-tests";
 
+/** The test's own stand-in for the SSH host (Harness.fakeHost). */
+interface FakeHost {
+    root: string;
+    bin: string;
+    log: string;
+}
+
+/** The unit the committed ringtail stack names. */
+const UNIT = "gitea-runner-nix_container_builder.service";
+
 export class Harness implements pulumi.runtime.Mocks {
+    private host: FakeHost | undefined;
     readonly connect = new ConnectEmulator(CONNECT_TOKEN);
     /** The emulator's URL, once installed. */
     connectUrl = "";
@@ -132,6 +147,7 @@ export class Harness implements pulumi.runtime.Mocks {
 
     /** Starts a test: a new world, nothing recorded. */
     reset(world: World): this {
+        this.dropHost();
         this.world = world;
         this.resources.length = 0;
         this.invokes.length = 0;
@@ -247,51 +263,112 @@ export class Harness implements pulumi.runtime.Mocks {
         }
     }
 
-    /** Runs a remote command against the fake host, as the real scripts would. */
+    /**
+     * Runs a remote command's real script (components/host/) on this machine,
+     * as the host would: the host's paths are moved under a directory of this
+     * test's own (and moved back in what the script prints), and systemctl
+     * is test/support/fake-systemctl.sh, whose unit's main process is a real
+     * process holding the variables of the env file it was (re)started with.
+     * The world then reflects what the script did: the files, the running
+     * process's variable, the restarts.
+     */
     private runRemote(inputs: Record<string, unknown>): { stdout: string } {
+        const host = this.fakeHost();
         const script = String(inputs["create"]);
         const stdin = unwrap(inputs["stdin"]);
-        if (script.includes(".ci-registry-auth-check.XXXXXX")) {
-            this.world.checkCommand = String(stdin);
-            return { stdout: "installed=true" };
-        }
+        const unitName = /^unit='([^']*)'$/m.exec(script)?.[1] ?? "";
         const file = /^f='([^']*)'$/m.exec(script)?.[1] ?? "";
-        const envVar = /^var='([^']*)'$/m.exec(script)?.[1] ?? "";
-        if (typeof stdin === "string") {
-            const before = this.world.files.get(file);
-            const changed = before !== stdin;
-            this.world.files.set(file, stdin);
-            const value = readEnvFile(stdin, envVar);
-            if (changed && value !== undefined) {
-                this.world.restarts++;
-                this.world.processEnv.set(envVar, value);
-            }
-            // Mocks only create, and create runs deliverScript alone (the check's report comes from ringtail-verify).
-            return { stdout: `changed=${changed}\nfile_fp=${value !== undefined ? fingerprint(value) : "none"}\nrestarted=${changed}` };
+        const moved = script.replace(/^(f|p)='\//gm, `$1='${host.root}/`);
+        const envFile = `${host.root}${file}`;
+        const r = spawnSync("sh", ["-c", moved], {
+            input: typeof stdin === "string" ? stdin : "",
+            encoding: "utf8",
+            env: {
+                PATH: `${host.bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+                FAKE_LOG: host.log,
+                FAKE_UNIT: unitName || UNIT,
+                FAKE_STATE: host.root,
+                ...(this.world.unitReadsFile ? { FAKE_ENVFILE: envFile } : {}),
+                FAKE_ENVFILES: this.world.unitReadsFile
+                    ? `${envFile} (ignore_errors=yes)`
+                    : "/etc/forgejo-runner/token.env (ignore_errors=no)",
+                FAKE_FLAGS: `--config ${host.root}${HOST_CONFIG}`,
+                FAKE_WD: `!${host.root}${HOST_STATE}`,
+            },
+        });
+        if (r.status !== 0) {
+            // What the command provider reports when a script exits non-zero.
+            throw new Error(`Process exited with status ${String(r.status)}: ${r.stderr}`);
         }
-        return { stdout: this.check(file, envVar) };
+        this.syncWorld(host, file, /^var='([^']*)'$/m.exec(script)?.[1] ?? "");
+        return { stdout: r.stdout.split(host.root).join("") };
     }
 
-    /** The read-only check's report on the fake host, with a clock that only moves forward. */
-    private check(file: string, envVar: string): string {
-        const content = this.world.files.get(file);
-        const value = content !== undefined ? readEnvFile(content, envVar) : undefined;
-        const running = this.world.processEnv.get(envVar);
-        return [
-            `checked_at=${String(process.hrtime.bigint())}`,
-            content !== undefined ? "file=present" : "file=absent",
-            "file_owner=0:0",
-            "file_mode=600",
-            `file_fp=${value !== undefined ? fingerprint(value) : "none"}`,
-            "unit_active=active",
-            `unit_reads_file=${this.world.unitReadsFile}`,
-            `process_fp=${running !== undefined ? fingerprint(running) : "none"}`,
-            `working_directory=${HOST_STATE}`,
-            `config=${HOST_CONFIG}`,
-            `config_b64=${b64(this.world.hostConfig)}`,
-            `registration=${HOST_STATE}/.runner`,
-            `registration_b64=${b64(this.world.hostRegistration)}`,
-        ].join("\n");
+    /** The test's own host: a directory standing for `/`, the fake systemctl, and the unit's main process from world.processEnv. */
+    private fakeHost(): FakeHost {
+        if (this.host !== undefined) return this.host;
+        const root = mkdtempSync(join(tmpdir(), "cra-harness-host-"));
+        const bin = join(root, ".bin");
+        mkdirSync(bin);
+        symlinkSync(join(__dirname, "fake-systemctl.sh"), join(bin, "systemctl"));
+        const log = join(root, ".systemctl.log");
+        writeFileSync(log, "");
+        const put = (path: string, text: string | undefined): void => {
+            if (text === undefined) return;
+            mkdirSync(dirname(`${root}${path}`), { recursive: true });
+            writeFileSync(`${root}${path}`, text, { mode: 0o600 });
+        };
+        for (const [path, text] of this.world.files) put(path, text);
+        put(HOST_CONFIG, this.world.hostConfig);
+        put(`${HOST_STATE}/.runner`, this.world.hostRegistration);
+        const env = Object.fromEntries(this.world.processEnv);
+        const unit = spawn("sleep", ["600"], { env: { PATH: process.env["PATH"], ...env }, stdio: "ignore", detached: true });
+        unit.unref();
+        writeFileSync(join(root, "pid"), String(unit.pid));
+        this.host = { root, bin, log };
+        return this.host;
+    }
+
+    /** What the script left: the env file, the running process's variable, the restarts. */
+    private syncWorld(host: FakeHost, file: string, envVar: string): void {
+        const onDisk = `${host.root}${file}`;
+        if (file !== "") {
+            if (existsSync(onDisk)) this.world.files.set(file, readFileSync(onDisk, "utf8"));
+            else this.world.files.delete(file);
+        }
+        const check = `${host.root}${file.slice(0, file.lastIndexOf("/"))}/ci-registry-auth-check`;
+        if (existsSync(check)) this.world.checkCommand = readFileSync(check, "utf8");
+        this.world.restarts = readFileSync(host.log, "utf8")
+            .split("\n")
+            .filter((l) => l.startsWith("try-restart")).length;
+        const pid = readFileSync(join(host.root, "pid"), "utf8").trim();
+        const running = existsSync(`/proc/${pid}/environ`)
+            ? readFileSync(`/proc/${pid}/environ`, "utf8")
+                  .split("\0")
+                  .find((e) => e.startsWith(`${envVar}=`))
+                  ?.slice(envVar.length + 1)
+            : undefined;
+        if (envVar !== "") {
+            if (running === undefined) this.world.processEnv.delete(envVar);
+            else this.world.processEnv.set(envVar, running);
+        }
+    }
+
+    /** Stops the fake host's process and removes its directory: a test file's afterAll. */
+    dispose(): void {
+        this.dropHost();
+    }
+
+    private dropHost(): void {
+        if (this.host === undefined) return;
+        const pid = Number(readFileSync(join(this.host.root, "pid"), "utf8"));
+        try {
+            process.kill(pid);
+        } catch {
+            // already gone
+        }
+        rmSync(this.host.root, { recursive: true, force: true });
+        this.host = undefined;
     }
 
     private deploymentObject(): Record<string, unknown> {
@@ -388,8 +465,6 @@ export class Harness implements pulumi.runtime.Mocks {
         return { id: "forgejo-runner/forgejo-runner", state };
     }
 }
-
-const b64 = (text: string | undefined): string => (text === undefined ? "absent" : Buffer.from(text).toString("base64"));
 
 /** blumeops's indri config.yaml with the line that forwards the key to job containers. */
 export const INDRI_CONFIG = [

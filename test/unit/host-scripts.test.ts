@@ -46,6 +46,8 @@ import { parseRunnerConfig } from "../../components/runner-config";
 import { jobsFromReport, judgeCheckKey, latestReport, parseReport, reportHasKey } from "../../components/host-report";
 
 const UNIT = "gitea-runner-nix_container_builder.service";
+/** The systemctl stand-in the unit harness uses too. */
+const FAKE_SYSTEMCTL = join(__dirname, "..", "support", "fake-systemctl.sh");
 const VAR = "ZOT_CI_API_KEY";
 const KEY = "zak_5b0e9d7c3a1f4e2d8c6b4a2f0e9d8c7b";
 
@@ -55,27 +57,6 @@ let log: string;
 let env: NodeJS.ProcessEnv;
 const children: ChildProcess[] = [];
 
-const FAKE_SYSTEMCTL = `#!/bin/sh
-echo "$*" >> "$FAKE_LOG"
-cmd=$1; shift
-while [ "$1" = "-p" ] || [ "$1" = "--value" ] || [ "$1" = "--" ]; do
-  case "$1" in -p) prop=$2; shift 2;; *) shift;; esac
-done
-unit=$1
-[ "$unit" = "$FAKE_UNIT" ] || { [ "$cmd" = show ] && exit 0; exit 1; }
-case "$cmd" in
-  cat) echo "[Service]";;
-  try-restart) exit "\${FAKE_RESTART_EXIT:-0}";;
-  is-active) echo active;;
-  show) case "$prop" in
-    EnvironmentFiles) echo "$FAKE_ENVFILES";;
-    MainPID) echo "\${FAKE_PID:-0}";;
-    ExecStart) echo "{ path=/nix/store/r-forgejo-runner/bin/act_runner ; argv[]=/nix/store/r-forgejo-runner/bin/act_runner daemon $FAKE_FLAGS ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }";;
-    WorkingDirectory) echo "$FAKE_WD";;
-  esac;;
-esac
-`;
-
 beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "cra-scripts-"));
     envFile = join(dir, "etc", "forgejo-runner", "zot-api-key.env");
@@ -83,8 +64,7 @@ beforeEach(() => {
     writeFileSync(log, "");
     const bin = join(dir, "bin");
     execFileSync("mkdir", ["-p", bin]);
-    writeFileSync(join(bin, "systemctl"), FAKE_SYSTEMCTL);
-    chmodSync(join(bin, "systemctl"), 0o755);
+    symlinkSync(FAKE_SYSTEMCTL, join(bin, "systemctl"));
     env = {
         PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
         FAKE_LOG: log,

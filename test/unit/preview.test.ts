@@ -1,5 +1,5 @@
 /** `pulumi preview` of each stack under mocks: fingerprints, no key. */
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
 import { defineStack } from "../../components/stack";
@@ -10,6 +10,9 @@ import { stackConfig } from "../support/stack-config";
 const KEY = "zak_preview_0123456789abcdef0123456789";
 const harness = new Harness();
 beforeAll(() => harness.install(true));
+afterAll(() => {
+    harness.dispose();
+});
 
 describe.each(["ringtail", "indri"] as const)("preview of %s", (stack) => {
     it("computes the key's fingerprint and puts the key in no plaintext input", async () => {

@@ -45,6 +45,9 @@ function expectNoPlainKey(resources: Recorded[], key: string): void {
 
 const harness = new Harness();
 beforeAll(() => harness.install());
+afterAll(() => {
+    harness.dispose();
+});
 
 function run(stack: "indri" | "ringtail", world = healthyWorld(KEY)) {
     harness.reset(world);
@@ -169,8 +172,20 @@ describe("ringtail (ssh)", () => {
         expect(await valueOf(outputs.hasKey)).toBe(true);
     });
 
-    it("leaves the unit alone when the bytes are the same, and reports a stale process instead of hiding it", async () => {
+    it("restarts the unit once when the bytes are the same but the running unit holds another key (a delivery killed after its rename)", async () => {
         const world = healthyWorld(KEY);
+        world.files.set("/etc/forgejo-runner/zot-api-key.env", renderEnvFile("ZOT_CI_API_KEY", KEY));
+        world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
+        const { outputs } = run("ringtail", world);
+        expect((await sshDelivered(outputs)).changed).toBe(false);
+        expect(world.restarts).toBe(1);
+        expect((await sshDelivered(outputs)).processFingerprint).toBe(fingerprint(KEY));
+        expect(await valueOf(outputs.hasKey)).toBe(true);
+    });
+
+    it("leaves a unit that does not read the file alone when the bytes are the same, and reports the stale process instead of hiding it", async () => {
+        const world = healthyWorld(KEY);
+        world.unitReadsFile = false;
         world.files.set("/etc/forgejo-runner/zot-api-key.env", renderEnvFile("ZOT_CI_API_KEY", KEY));
         world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
         const { outputs } = run("ringtail", world);
