@@ -68,6 +68,7 @@ async function main(): Promise<void> {
     results.push(heapOk);
     results.push(await measure("fingerprint", () => void fingerprint(KEY), 1));
     results.push(await measure("renderEnvFile", () => void renderEnvFile("ZOT_CI_API_KEY", KEY), 1));
+    await harness.dispose();
     if (results.includes(false)) {
         process.exitCode = 1;
     }

@@ -354,9 +354,10 @@ export class Harness implements pulumi.runtime.Mocks {
         }
     }
 
-    /** Stops the fake host's process and removes its directory: a test file's afterAll. */
-    dispose(): void {
+    /** Stops the fake host's process, removes its directory and closes the Connect emulator: a test file's afterAll. */
+    async dispose(): Promise<void> {
         this.dropHost();
+        await this.connect.close();
     }
 
     private dropHost(): void {

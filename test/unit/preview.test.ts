@@ -10,9 +10,7 @@ import { stackConfig } from "../support/stack-config";
 const KEY = "zak_preview_0123456789abcdef0123456789";
 const harness = new Harness();
 beforeAll(() => harness.install(true));
-afterAll(() => {
-    harness.dispose();
-});
+afterAll(() => harness.dispose());
 
 describe.each(["ringtail", "indri"] as const)("preview of %s", (stack) => {
     it("computes the key's fingerprint and puts the key in no plaintext input", async () => {

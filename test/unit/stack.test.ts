@@ -45,9 +45,7 @@ function expectNoPlainKey(resources: Recorded[], key: string): void {
 
 const harness = new Harness();
 beforeAll(() => harness.install());
-afterAll(() => {
-    harness.dispose();
-});
+afterAll(() => harness.dispose());
 
 function run(stack: "indri" | "ringtail", world = healthyWorld(KEY)) {
     harness.reset(world);
