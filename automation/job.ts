@@ -6,7 +6,7 @@
  * `pulumi config set --secret` on stdin, never on a command line.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -82,6 +82,14 @@ export function jobContext(env: NodeJS.ProcessEnv, needPullRequest: boolean): Jo
         ...(pullRequest !== undefined ? { pullRequest } : {}),
         ...(run !== undefined ? { runUrl: `${serverUrl.replace(/\/+$/, "")}/${repository}/actions/runs/${run}` } : {}),
     };
+}
+
+/** The project's stacks: one `Pulumi.<stack>.yaml` each. */
+export function projectStacks(dir: string): string[] {
+    return readdirSync(dir)
+        .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+        .filter((s): s is string => s !== undefined)
+        .sort();
 }
 
 /** `--stack <name>`, each once; the usage error names the argument. */

@@ -9,24 +9,15 @@
  * (`hasKey` false), or a preview shows pending changes; closed when all is
  * well again. Fails the job when a stack could not be checked.
  */
-import { readdirSync } from "node:fs";
 import { join } from "node:path";
 
 import { Forgejo } from "./forgejo";
-import { jobContext, prepareJobHome, stackArg, type JobHome } from "./job";
+import { jobContext, prepareJobHome, projectStacks, stackArg, type JobHome } from "./job";
 import { openStack, previewFacts, runnerSettings } from "./preview";
 import { rereadSshRunner } from "./reread";
 import { HEALTH_MARKER, healthProblems, renderHealthIssue, type StackFacts } from "./report";
 
 const ROOT = join(__dirname, "..");
-
-/** The project's stacks: one `Pulumi.<stack>.yaml` each. */
-export function projectStacks(dir: string): string[] {
-    return readdirSync(dir)
-        .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
-        .filter((s): s is string => s !== undefined)
-        .sort();
-}
 
 async function checkStack(name: string, home: JobHome): Promise<StackFacts> {
     const stack = await openStack(name, ROOT, home.env);

@@ -1,6 +1,7 @@
 /**
- * `npm run pr-preview -- --stack <name>`: in a Forgejo Actions job on a pull
- * request, previews the stack (diff on) and creates, or edits in place, the
+ * `npm run pr-preview [-- --stack <name> ...]` (default: every
+ * `Pulumi.<stack>.yaml` of the project): in a Forgejo Actions job on a pull
+ * request, previews each stack (diff on) and creates, or edits in place, the
  * one comment for that stack on the PR (found by a hidden marker and its
  * author): what `up` would change, the key's fingerprint now against what
  * the runner was last given ("rotation pending" when they differ), days
@@ -12,41 +13,42 @@
 import { join } from "node:path";
 
 import { Forgejo } from "./forgejo";
-import { jobContext, prepareJobHome, pullRequestFork, stackArg } from "./job";
+import { jobContext, prepareJobHome, projectStacks, pullRequestFork, stackArg, type JobContext, type JobHome } from "./job";
 import { openStack, previewFacts } from "./preview";
 import { commentMarker, renderComment } from "./report";
 
 const ROOT = join(__dirname, "..");
 
+/** Previews one stack and keeps its comment in step; false when the preview failed. */
+async function previewStack(name: string, job: JobContext, home: JobHome, forgejo: Forgejo): Promise<boolean> {
+    const stack = await openStack(name, ROOT, home.env);
+    const facts = await previewFacts(stack);
+    console.log(facts.diff);
+    const { comment, created } = await forgejo.upsertComment(job.pullRequest ?? 0, commentMarker(name), renderComment(facts, job.runUrl));
+    console.log(
+        `${created ? "Created" : "Edited"} the ${name} comment on PR #${String(job.pullRequest)}: ${comment.html_url ?? String(comment.id)}`,
+    );
+    if (!facts.ok) console.error(`pulumi preview of ${name} failed:\n${facts.errors.join("\n")}`);
+    return facts.ok;
+}
+
 async function main(): Promise<void> {
-    const [name, ...more] = stackArg(process.argv.slice(2));
-    if (name === undefined || more.length > 0) throw new Error("usage: npm run pr-preview -- --stack <name> (one stack per job)");
+    const names = stackArg(process.argv.slice(2));
     const fork = pullRequestFork(process.env);
     if (fork !== undefined) {
         console.log(
-            `Not previewing ${name}: this pull request's branch is in ${fork}, a fork. Forgejo gives a fork's pull request no secrets, ` +
+            `Not previewing: this pull request's branch is in ${fork}, a fork. Forgejo gives a fork's pull request no secrets, ` +
                 "and previews run only for branches of this repository: push the branch here to get one.",
         );
         return;
     }
     const job = jobContext(process.env, true);
     const home = prepareJobHome(process.env);
+    const forgejo = new Forgejo(job);
     try {
-        const stack = await openStack(name, ROOT, home.env);
-        const facts = await previewFacts(stack);
-        console.log(facts.diff);
-        const forgejo = new Forgejo(job);
-        const { comment, created } = await forgejo.upsertComment(
-            job.pullRequest ?? 0,
-            commentMarker(name),
-            renderComment(facts, job.runUrl),
-        );
-        console.log(
-            `${created ? "Created" : "Edited"} the ${name} comment on PR #${String(job.pullRequest)}: ${comment.html_url ?? String(comment.id)}`,
-        );
-        if (!facts.ok) {
-            console.error(`pulumi preview of ${name} failed:\n${facts.errors.join("\n")}`);
-            process.exitCode = 1;
+        // Every stack of the project (one Pulumi.<stack>.yaml each) unless named: a new stack file gets its comment.
+        for (const name of names.length > 0 ? names : projectStacks(ROOT)) {
+            if (!(await previewStack(name, job, home, forgejo))) process.exitCode = 1;
         }
     } finally {
         home.dispose();

@@ -7,8 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { judgeExpiry } from "../../components/item";
 import type { KubernetesDelivered } from "../../components/outputs";
-import { jobContext, JobEnvError, prepareJobHome, pullRequestFork, stackArg } from "../../automation/job";
-import { projectStacks } from "../../automation/key-health";
+import { jobContext, JobEnvError, prepareJobHome, projectStacks, pullRequestFork, stackArg } from "../../automation/job";
 import {
     commentMarker,
     healthProblems,
