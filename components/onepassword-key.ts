@@ -4,7 +4,7 @@ import { readItem, type ConnectItem } from "./connect";
 import { fingerprint } from "./fingerprint";
 import { findExpiry, judgeExpiry, MIN_KEY_LENGTH, missingFieldMessage, selectField } from "./item";
 
-/** Arguments of {@link OnePasswordKey}. */
+/** Arguments of {@link readKey}. */
 export interface OnePasswordKeyArgs {
     /** 1Password Connect URL (`onepassword:url`). */
     connectUrl: string;
@@ -24,11 +24,87 @@ export interface OnePasswordKeyArgs {
     now?: () => Date;
 }
 
+/** The key as 1Password holds it now, checked. Only `value` is secret. */
+export interface KeyRead {
+    value: string;
+    /** `sha256:` and 16 hex digits of the key's SHA-256. */
+    fingerprint: string;
+    /** The expiry recorded on the item (ISO 8601), or undefined when none is recorded. */
+    expiresAt: string | undefined;
+    /** Whole days until expiry, or undefined when no expiry is recorded. */
+    daysUntilExpiry: number | undefined;
+    /** What `up` should say about the key (expiry soon, or not recorded). */
+    warnings: string[];
+}
+
 /**
- * The zot CI API key, read from a 1Password item through Connect's REST API
- * on every preview and up. The key is a secret Output from the moment it
- * is read; only its fingerprint and its expiry are plain. An expired key
- * stops the deployment before anything reaches a runner.
+ * Reads the key from its 1Password item through Connect's REST API and
+ * checks it, before any resource that uses it exists: an unreadable item, a
+ * missing or short key, or an expired one stops the run with one error
+ * naming the setting and the fix (a RunError, printed alone: not behind the
+ * "error serializing property" chain a failing resource input gets).
+ */
+export async function readKey(args: OnePasswordKeyArgs): Promise<KeyRead> {
+    const where = `item "${args.item}" in vault "${args.vault}"`;
+    const fail = (message: string): pulumi.RunError => new pulumi.RunError(`1Password: ${message}`);
+    const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+    let item: ConnectItem;
+    try {
+        item = await readItem(args.connectUrl, args.connectToken, args.vault, args.item);
+    } catch (err) {
+        throw fail(`could not read ${where}: ${describe(err)}. ${readFix(err)}`);
+    }
+    let expires: Date | undefined;
+    try {
+        expires = findExpiry(item, args.expiryField);
+    } catch (err) {
+        throw fail(
+            `${where}: ${describe(err)}. ` +
+                `Fix: store the expiry as a date in the field "${args.expiryField}", or set ci-registry-auth:expiryField to the label of the field that holds it.`,
+        );
+    }
+    const judged = judgeExpiry(expires, (args.now ?? ((): Date => new Date()))(), args.expiryWarningDays);
+    const day = expires?.toISOString().slice(0, 10);
+    if (judged.state === "expired") {
+        throw fail(
+            `the key in ${where} expired on ${day}. ` +
+                "Fix: create a new API key for the registry user, store it in the item with a new expiry date, then run `pulumi up` again.",
+        );
+    }
+    let value: string | undefined;
+    try {
+        value = selectField(item, args.field);
+    } catch (err) {
+        throw fail(`${where}: ${describe(err)}. Fix: set ci-registry-auth:field to the id of the field that holds the key.`);
+    }
+    if (value === undefined) {
+        throw fail(`${where} has no value in field "${args.field}": ${missingFieldMessage(item, args.field)}`);
+    }
+    if (value.length < MIN_KEY_LENGTH) {
+        throw fail(
+            `the key in ${where} (field "${args.field}") has ${value.length} characters, fewer than ${MIN_KEY_LENGTH}: ` +
+                "its published fingerprint could be reversed by trying every value, so it is not delivered. " +
+                "Fix: store the registry's whole API key in the field (zot's are zak_ and 32 characters), or set ci-registry-auth:field to the field that holds it.",
+        );
+    }
+    const warnings =
+        judged.state === "soon"
+            ? [`the key in ${where} expires in ${judged.days} day(s), on ${day ?? ""}: rotate it soon.`]
+            : judged.state === "unknown"
+              ? [`${where} records no expiry in a field labelled "${args.expiryField}", so expiry is not checked.`]
+              : [];
+    return {
+        value,
+        fingerprint: fingerprint(value),
+        expiresAt: expires?.toISOString(),
+        daysUntilExpiry: judged.state === "unknown" ? undefined : judged.days,
+        warnings,
+    };
+}
+
+/**
+ * The zot CI API key in the stack: what readKey found, as Outputs. The key
+ * is a secret Output from here on; its fingerprint and expiry are plain.
  */
 export class OnePasswordKey extends pulumi.ComponentResource {
     /** The key itself: secret. */
@@ -40,85 +116,15 @@ export class OnePasswordKey extends pulumi.ComponentResource {
     /** Whole days until expiry, or undefined when no expiry is recorded. */
     public readonly daysUntilExpiry: pulumi.Output<number | undefined>;
 
-    constructor(name: string, args: OnePasswordKeyArgs, opts?: pulumi.ComponentResourceOptions) {
+    constructor(name: string, read: KeyRead, opts?: pulumi.ComponentResourceOptions) {
         super("ci-registry-auth:onepassword:Key", name, {}, opts);
-
-        const where = `item "${args.item}" in vault "${args.vault}"`;
-        // One error naming the setting and the fix, without a JavaScript stack
-        // trace (RunError; a ResourceError would carry this whole component).
-        const fail = (message: string): pulumi.RunError => new pulumi.RunError(`1Password: ${message}`);
-        // The whole item stays inside this chain, registered nowhere; only the
-        // chosen field leaves it, as a secret.
-        const item: pulumi.Output<ConnectItem> = pulumi.output(
-            readItem(args.connectUrl, args.connectToken, args.vault, args.item).catch((err: unknown) => {
-                throw fail(`could not read ${where}: ${err instanceof Error ? err.message : String(err)}. ${readFix(err)}`);
-            }),
-        );
-
-        const now = args.now ?? ((): Date => new Date());
-        const verdict = item.apply((i) => {
-            let expires: Date | undefined;
-            try {
-                expires = findExpiry(i, args.expiryField);
-            } catch (err) {
-                throw fail(
-                    `${where}: ${err instanceof Error ? err.message : String(err)}. ` +
-                        `Fix: store the expiry as a date in the field "${args.expiryField}", or set ci-registry-auth:expiryField to the label of the field that holds it.`,
-                );
-            }
-            const judged = judgeExpiry(expires, now(), args.expiryWarningDays);
-            switch (judged.state) {
-                case "expired":
-                    throw fail(
-                        `the key in ${where} expired on ${expires?.toISOString().slice(0, 10)}. ` +
-                            "Fix: create a new API key for the registry user, store it in the item with a new expiry date, then run `pulumi up` again.",
-                    );
-                case "soon":
-                    void pulumi.log.warn(
-                        `the key in ${where} expires in ${judged.days} day(s), on ${expires?.toISOString().slice(0, 10)}: rotate it soon.`,
-                        this,
-                    );
-                    break;
-                case "unknown":
-                    void pulumi.log.warn(
-                        `${where} records no expiry in a field labelled "${args.expiryField}", so expiry is not checked.`,
-                        this,
-                    );
-                    break;
-                case "ok":
-                    break;
-            }
-            return { expires, judged };
-        });
-        // The key resolves only after the expiry check passed, so an expired
-        // key never reaches a runner.
-        this.value = pulumi.secret(
-            pulumi.all([item, verdict]).apply(([i]) => {
-                let value: string | undefined;
-                try {
-                    value = selectField(i, args.field);
-                } catch (err) {
-                    throw fail(
-                        `${where}: ${err instanceof Error ? err.message : String(err)}. Fix: set ci-registry-auth:field to the id of the field that holds the key.`,
-                    );
-                }
-                if (value === undefined) {
-                    throw fail(`${where} has no value in field "${args.field}": ${missingFieldMessage(i, args.field)}`);
-                }
-                if (value.length < MIN_KEY_LENGTH) {
-                    throw fail(
-                        `the key in ${where} (field "${args.field}") has ${value.length} characters, fewer than ${MIN_KEY_LENGTH}: ` +
-                            "its published fingerprint could be reversed by trying every value, so it is not delivered. " +
-                            "Fix: store the registry's whole API key in the field (zot's are zak_ and 32 characters), or set ci-registry-auth:field to the field that holds it.",
-                    );
-                }
-                return value;
-            }),
-        );
-        this.fingerprint = pulumi.unsecret(this.value.apply(fingerprint));
-        this.expiresAt = verdict.apply((v) => v.expires?.toISOString());
-        this.daysUntilExpiry = verdict.apply((v) => (v.judged.state === "unknown" ? undefined : v.judged.days));
-
+        for (const warning of read.warnings) {
+            void pulumi.log.warn(warning, this);
+        }
+        this.value = pulumi.secret(read.value);
+        this.fingerprint = pulumi.output(read.fingerprint);
+        this.expiresAt = pulumi.output(read.expiresAt);
+        this.daysUntilExpiry = pulumi.output(read.daysUntilExpiry);
         this.registerOutputs({
             fingerprint: this.fingerprint,
             expiresAt: this.expiresAt,

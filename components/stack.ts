@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import type { StackConfig } from "./config";
 import { KubernetesRunner } from "./kubernetes-runner";
-import { OnePasswordKey } from "./onepassword-key";
+import { OnePasswordKey, readKey } from "./onepassword-key";
 import type { Exported, KubernetesDelivered, KubernetesOutputs, SshDelivered, SshOutputs } from "./outputs";
 import { probeRegistry } from "./registry-probe";
 import { SshRunner } from "./ssh-runner";
@@ -10,12 +10,15 @@ import { SshRunner } from "./ssh-runner";
 /** What a stack exports (components/outputs.ts), one shape per runner kind. */
 export type StackOutputs = Exported<KubernetesOutputs> | Exported<SshOutputs>;
 
-/** Builds the one key and the one runner of a stack. */
-export function defineStack(config: StackConfig): StackOutputs {
+/**
+ * Reads the key (before anything uses it: a bad key stops the run with one
+ * clean error), then builds the one runner of the stack.
+ */
+export async function defineStack(config: StackConfig): Promise<StackOutputs> {
     for (const warning of config.warnings) {
         void pulumi.log.warn(warning);
     }
-    const key = new OnePasswordKey("zot-ci-key", { connectUrl: config.connect.url, connectToken: config.connect.token, ...config.key });
+    const key = new OnePasswordKey("zot-ci-key", await readKey({ connectUrl: config.connect.url, connectToken: config.connect.token, ...config.key }));
     // The probe starts as soon as the key is read, beside the runner's reads.
     // It runs in an apply because it needs the key, and on every preview and
     // up; what it opens at the registry it cancels, and nothing stays.

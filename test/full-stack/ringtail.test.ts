@@ -32,8 +32,8 @@ import {
     type Settings,
 } from "../../sandbox/project-stack";
 import { startRegistry, type Registry } from "../../sandbox/registry";
-import { runRingtailJob, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
-import { IMAGE_DIR, Ringtail, uploadImage } from "../../sandbox/ringtail";
+import { engineLine, jobEngine, RingtailJobs, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
+import { IMAGE_DIR, type Ringtail, uploadImage } from "../../sandbox/ringtail";
 import { SshAgent } from "../../sandbox/ssh-agent";
 import { findLeaks } from "../support/leaks";
 
@@ -45,7 +45,13 @@ const AGAIN = "zak_ringtail_again_4b3a2f1e0d9c8b7a6f5e4d3c";
 const VAR = "ZOT_CI_API_KEY";
 const IMPOSTOR_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
+const GITEA_PORT = 13030;
+const { engine } = jobEngine();
+const daemon = engine === "forgejo-runner";
+
 let emulator: EmulatorProcess;
+/** ringtail and the engine of its jobs: with forgejo-runner, the unit runs the real daemon (sandbox/jobs.ts). */
+let runner: RingtailJobs;
 let host: Ringtail;
 let registry: Registry;
 let work: string;
@@ -66,14 +72,18 @@ async function stack(overrides: Settings = {}, env: Record<string, string> = {})
 }
 
 const jobs: JobRun[] = [];
-/** A workflow job on the runner (act's host executor, as the runner unit starts it). */
-function job(workflow: string, tag: string): JobRun {
-    const run = runRingtailJob(host, join(WORKFLOWS, workflow), {
+/** A workflow job on the runner: the daemon in the runner unit taking it from a push event, or act as the unit would start it. */
+async function job(workflow: string, tag: string): Promise<JobRun> {
+    const run = await runner.job(join(WORKFLOWS, workflow), {
         RUNS_ON: "nix-container-builder",
         REGISTRY: registry.address,
         TAG: tag,
         IMAGE_DIR,
     });
+    console.log(
+        `ringtail job ${workflow} (${tag}) on ${run.engine}: exit ${run.code}; ` +
+            (run.engine === "forgejo-runner" ? `push event to finished job ${run.seconds.toFixed(1)} s` : `${run.seconds.toFixed(1)} s`),
+    );
     jobs.push(run);
     return run;
 }
@@ -112,7 +122,9 @@ beforeAll(async () => {
             },
         ],
     });
-    host = Ringtail.start();
+    console.log(engineLine("ringtail"));
+    runner = await RingtailJobs.start(GITEA_PORT);
+    host = runner.host;
     work = mkdtempSync(join(tmpdir(), "cra-full-ringtail-"));
     registry = await startRegistry(work, host.facts.registryAddress, 5000, "zot-ci", KEY);
     writeOciImage(join(work, "image"), "pushed after a real pulumi up\n");
@@ -125,7 +137,7 @@ beforeAll(async () => {
 afterAll(async () => {
     for (const r of runs) r.dispose();
     await (registry as Registry | undefined)?.stop();
-    (host as Ringtail | undefined)?.stop();
+    await (runner as RingtailJobs | undefined)?.stop();
     await (emulator as EmulatorProcess | undefined)?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
 }, 120_000);
@@ -167,18 +179,23 @@ describe("the ringtail stack through pulumi and the real command provider", () =
         expect(mainPid()).toBe(pid);
     });
 
-    it("a workflow job on the runner pushes to the registry with the delivered key; a leftover secret mapping shadows it", () => {
-        const r = job("push.yaml", "v1");
+    it(`a workflow job on the runner (${engine}) pushes to the registry with the delivered key; a leftover secret mapping shadows it`, async () => {
+        const r = await job("push.yaml", "v1");
         expect(r.code, r.log).toBe(0);
-        const shadowed = job("push-secret-env.yaml", "shadowed");
+        const shadowed = await job("push-secret-env.yaml", "shadowed");
         expect(shadowed.code).not.toBe(0);
         expect(shadowed.log).toContain("ZOT_CI_API_KEY is empty in this job");
     });
 
-    it("rotation: update the item through Connect, up; new fingerprint everywhere, one restart, old key gone", async () => {
+    it(`rotation: update the item through Connect, up; new fingerprint everywhere, one restart, old key gone; the runner's next job (${engine}) pushes with the new key`, async () => {
         await rotateKey(emulator.url, TOKEN, ROTATED);
         registry.setKey(ROTATED);
+        // Until the delivery, the runner's jobs hold the old key, which the registry now refuses.
+        const stale = await job("push.yaml", "stale");
+        expect(stale.code).not.toBe(0);
+        expect(stale.log).toMatch(/unauthorized|authentication required|invalid username\/password|401/i);
         const startsBefore = starts();
+        const pidBefore = mainPid();
         const up = await run.stack.up(recording(run));
         const out = outputValues(up.outputs);
         const fp = fingerprint(ROTATED);
@@ -187,8 +204,14 @@ describe("the ringtail stack through pulumi and the real command provider", () =
         expect(starts()).toBe(startsBefore + 1);
         // Exactly the rendered file with the new key: the old one is gone.
         expect(fileDigest()).toBe(sha256(renderEnvFile(VAR, ROTATED)));
-        const push = job("push.yaml", "v2");
+        if (daemon) {
+            // The restart replaced the process that takes the jobs; the new one declares itself to Gitea.
+            expect(mainPid()).not.toBe(pidBefore);
+            await runner.declared();
+        }
+        const push = await job("push.yaml", "v2");
         expect(push.code, push.log).toBe(0);
+        if (daemon) expect(runner.lastTaskTakenBy()).toBe(Number(mainPid()));
     });
 });
 
@@ -342,6 +365,8 @@ describe("bad input: one clear error, the runner as it was", () => {
             expect(r.message).toMatch(pattern);
             // One error, not a JavaScript stack trace.
             expect(r.message).not.toMatch(/^\s+at /m);
+            // Printed alone, as pulumi prints an error of the program: no "error serializing property" chain.
+            expect(r.message).not.toMatch(/error serializing property/);
             expect(unchanged()).toEqual(before);
         },
     );
@@ -358,6 +383,8 @@ describe("bad input: one clear error, the runner as it was", () => {
         expect(r.message).toMatch(/onepassword:url[\s\S]*Fix: pulumi config set onepassword:url/);
         expect(r.message).toMatch(/runner\.hostKey[\s\S]*Fix:/);
         expect(r.message).not.toMatch(/^\s+at /m);
+        // Printed alone, as pulumi prints an error of the program: no "error serializing property" chain.
+        expect(r.message).not.toMatch(/error serializing property/);
         expect(unchanged()).toEqual(before);
     });
 });
@@ -442,6 +469,7 @@ describe("destroy and the leak scan", () => {
             "ssh transcript": host.transcript.join("\n"),
             "job logs": jobs.map((j) => j.log).join("\n"),
             "registry log": readFileSync(registry.logFile, "utf8"),
+            ...(daemon ? { "runner daemon's journal": runner.runnerLog() } : {}),
         };
         // The scan reads real material: encrypted secrets in state, the push's process list.
         expect(sources["stack 0 state+config"]).toContain('"ciphertext"');

@@ -126,6 +126,16 @@ const UNIT = "gitea-runner-nix_container_builder.service";
 
 export class Harness implements pulumi.runtime.Mocks {
     private host: FakeHost | undefined;
+    /**
+     * The bench's mode: each remote script runs once for real and its answer
+     * is replayed after that, so evaluations measure the program, not the
+     * shell. Tests never replay: they assert what the scripts did.
+     */
+    private readonly replayed: Map<string, string> | undefined;
+
+    constructor(opts: { replay?: boolean } = {}) {
+        if (opts.replay === true) this.replayed = new Map();
+    }
     readonly connect = new ConnectEmulator(CONNECT_TOKEN);
     /** The emulator's URL, once installed. */
     connectUrl = "";
@@ -273,9 +283,12 @@ export class Harness implements pulumi.runtime.Mocks {
      * process's variable, the restarts.
      */
     private runRemote(inputs: Record<string, unknown>): { stdout: string } {
-        const host = this.fakeHost();
         const script = String(inputs["create"]);
         const stdin = unwrap(inputs["stdin"]);
+        const asked = `${script}\0${String(stdin)}`;
+        const answer = this.replayed?.get(asked);
+        if (answer !== undefined) return { stdout: answer };
+        const host = this.fakeHost();
         const unitName = /^unit='([^']*)'$/m.exec(script)?.[1] ?? "";
         const file = /^f='([^']*)'$/m.exec(script)?.[1] ?? "";
         const moved = script.replace(/^(f|p)='\//gm, `$1='${host.root}/`);
@@ -301,7 +314,9 @@ export class Harness implements pulumi.runtime.Mocks {
             throw new Error(`Process exited with status ${String(r.status)}: ${r.stderr}`);
         }
         this.syncWorld(host, file, /^var='([^']*)'$/m.exec(script)?.[1] ?? "");
-        return { stdout: r.stdout.split(host.root).join("") };
+        const stdout = r.stdout.split(host.root).join("");
+        this.replayed?.set(asked, stdout);
+        return { stdout };
     }
 
     /** The test's own host: a directory standing for `/`, the fake systemctl, and the unit's main process from world.processEnv. */

@@ -15,10 +15,16 @@ afterAll(() => harness.dispose());
 describe.each(["ringtail", "indri"] as const)("preview of %s", (stack) => {
     it("computes the key's fingerprint and puts the key in no plaintext input", async () => {
         harness.reset(healthyWorld(KEY));
-        const outputs = defineStack(stackConfig(stack));
+        const outputs = await defineStack(stackConfig(stack));
         expect(await valueOf(outputs.keyFingerprint)).toBe(fingerprint(KEY));
-        // At least the key and the runner component (their children follow as their inputs resolve).
-        expect(harness.resources.length).toBeGreaterThanOrEqual(2);
+        // Everything a preview registers, once what it reports has resolved.
+        await valueOf(outputs.hasKey);
+        expect(harness.resources.map((r) => r.type)).toEqual(
+            expect.arrayContaining([
+                "ci-registry-auth:onepassword:Key",
+                `ci-registry-auth:${stack === "indri" ? "kubernetes" : "ssh"}:Runner`,
+            ]),
+        );
         for (const r of harness.resources) {
             expect(plainStrings(r.inputs).filter((s) => s.text.includes(KEY))).toEqual([]);
         }

@@ -47,15 +47,15 @@ const harness = new Harness();
 beforeAll(() => harness.install());
 afterAll(() => harness.dispose());
 
-function run(stack: "indri" | "ringtail", world = healthyWorld(KEY)) {
+async function run(stack: "indri" | "ringtail", world = healthyWorld(KEY)) {
     harness.reset(world);
-    const outputs = defineStack(stackConfig(stack));
+    const outputs = await defineStack(stackConfig(stack));
     return { harness, outputs };
 }
 
 describe("ringtail (ssh)", () => {
     it("sends the env file on stdin as a secret and never puts the key in a plaintext input or name", async () => {
-        const { harness, outputs } = run("ringtail");
+        const { harness, outputs } = await run("ringtail");
         await valueOf(outputs.hasKey);
 
         const commands = harness.byType("command:remote:Command");
@@ -73,7 +73,7 @@ describe("ringtail (ssh)", () => {
     });
 
     it("pins the host key and holds no private key: the ssh-agent of the machine running pulumi signs", async () => {
-        const { harness, outputs } = run("ringtail");
+        const { harness, outputs } = await run("ringtail");
         await valueOf(outputs.hasKey);
         for (const c of harness.byType("command:remote:Command")) {
             const connection = unwrap(c.inputs["connection"]) as Record<string, unknown>;
@@ -85,7 +85,7 @@ describe("ringtail (ssh)", () => {
     });
 
     it("installs the check as key-health's forced command beside the env file, and reports the check key's restriction", async () => {
-        const { harness, outputs } = run("ringtail");
+        const { harness, outputs } = await run("ringtail");
         await valueOf(outputs.hasKey);
         const install = harness.byType("command:remote:Command").find((c) => c.name === "ringtail-check-command")!;
         expect(install.inputs["create"]).toContain("p='/etc/forgejo-runner/ci-registry-auth-check'");
@@ -96,7 +96,7 @@ describe("ringtail (ssh)", () => {
     });
 
     it("reports matching fingerprints and hasKey when the host holds the key", async () => {
-        const { outputs } = run("ringtail");
+        const { outputs } = await run("ringtail");
         expect(await valueOf(outputs.keyFingerprint)).toBe(fingerprint(KEY));
         const delivered = await sshDelivered(outputs);
         expect(delivered).toMatchObject({
@@ -113,7 +113,7 @@ describe("ringtail (ssh)", () => {
     });
 
     it("reports that host jobs inherit the key, from the runner's config and registration labels", async () => {
-        const { outputs } = run("ringtail");
+        const { outputs } = await run("ringtail");
         expect(await sshDelivered(outputs)).toMatchObject({
             jobsSeeKey: true,
             jobRoute: "host executor (labels nix-container-builder): jobs inherit the runner's environment",
@@ -135,7 +135,7 @@ describe("ringtail (ssh)", () => {
             const world = healthyWorld(KEY);
             change(world);
             const warn = vi.spyOn(pulumi.log, "warn");
-            const { outputs } = run("ringtail", world);
+            const { outputs } = await run("ringtail", world);
             const delivered = await sshDelivered(outputs);
             expect(delivered).toMatchObject({
                 jobsSeeKey: false,
@@ -155,7 +155,7 @@ describe("ringtail (ssh)", () => {
     it("says hasKey false when the unit does not read the file", async () => {
         const world = healthyWorld(KEY);
         world.unitReadsFile = false;
-        const { outputs } = run("ringtail", world);
+        const { outputs } = await run("ringtail", world);
         expect(await valueOf(outputs.hasKey)).toBe(false);
     });
 
@@ -163,7 +163,7 @@ describe("ringtail (ssh)", () => {
         const world = healthyWorld(KEY);
         world.files.set("/etc/forgejo-runner/zot-api-key.env", renderEnvFile("ZOT_CI_API_KEY", ROTATED));
         world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
-        const { outputs } = run("ringtail", world);
+        const { outputs } = await run("ringtail", world);
         expect((await sshDelivered(outputs)).changed).toBe(true);
         expect(world.restarts).toBe(1);
         expect((await sshDelivered(outputs)).processFingerprint).toBe(fingerprint(KEY));
@@ -174,7 +174,7 @@ describe("ringtail (ssh)", () => {
         const world = healthyWorld(KEY);
         world.files.set("/etc/forgejo-runner/zot-api-key.env", renderEnvFile("ZOT_CI_API_KEY", KEY));
         world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
-        const { outputs } = run("ringtail", world);
+        const { outputs } = await run("ringtail", world);
         expect((await sshDelivered(outputs)).changed).toBe(false);
         expect(world.restarts).toBe(1);
         expect((await sshDelivered(outputs)).processFingerprint).toBe(fingerprint(KEY));
@@ -186,7 +186,7 @@ describe("ringtail (ssh)", () => {
         world.unitReadsFile = false;
         world.files.set("/etc/forgejo-runner/zot-api-key.env", renderEnvFile("ZOT_CI_API_KEY", KEY));
         world.processEnv.set("ZOT_CI_API_KEY", ROTATED);
-        const { outputs } = run("ringtail", world);
+        const { outputs } = await run("ringtail", world);
         expect((await sshDelivered(outputs)).changed).toBe(false);
         expect(world.restarts).toBe(0);
         expect((await sshDelivered(outputs)).processFingerprint).toBe(fingerprint(ROTATED));
@@ -209,7 +209,7 @@ describe("the registry: canPush", () => {
             zot.keys.clear();
             zot.keys.add(KEY);
             harness.reset(healthyWorld(KEY));
-            const outputs = defineStack(stackConfig(stack, { registry: { url: zot.url, repository: "blumeops/runner-job-image" } }));
+            const outputs = await defineStack(stackConfig(stack, { registry: { url: zot.url, repository: "blumeops/runner-job-image" } }));
             expect(await valueOf(outputs.hasKey)).toBe(true);
             expect(await valueOf(outputs.canPush)).toBe(true);
             expect(await pulumi.isSecret(outputs.registry)).toBe(false);
@@ -230,7 +230,7 @@ describe("the registry: canPush", () => {
         zot.keys.clear();
         harness.reset(healthyWorld(KEY));
         const warn = vi.spyOn(pulumi.log, "warn");
-        const outputs = defineStack(stackConfig("ringtail", { registry: { url: zot.url } }));
+        const outputs = await defineStack(stackConfig("ringtail", { registry: { url: zot.url } }));
         expect(await valueOf(outputs.hasKey)).toBe(true);
         expect(await valueOf(outputs.canPush)).toBe(false);
         expect((await valueOf(outputs.registry)).keyStatus).toBe(401);
@@ -246,7 +246,7 @@ describe("the registry: canPush", () => {
 
 describe("indri: CI's read-only identity", () => {
     it("grants the ServiceAccount get on exactly what the program reads, and no other verb", async () => {
-        const { harness, outputs } = run("indri");
+        const { harness, outputs } = await run("indri");
         await valueOf(outputs.hasKey);
         const account = harness.one("kubernetes:core/v1:ServiceAccount");
         expect(account.inputs["metadata"]).toMatchObject({ name: "ci-registry-auth-ci", namespace: "forgejo-runner" });
@@ -300,7 +300,7 @@ describe("indri: CI's read-only identity", () => {
             ].join("\n"),
         );
         harness.reset(healthyWorld(KEY));
-        const outputs = defineStack(stackConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig } }));
+        const outputs = await defineStack(stackConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig } }));
         expect(await valueOf(outputs.hasKey)).toBe(true);
         expect(await pulumi.isSecret(ciKubeconfigOf(outputs))).toBe(true);
         const made = parse((await valueOf(ciKubeconfigOf(outputs))) ?? "") as Record<string, unknown>;
@@ -326,7 +326,7 @@ describe("indri: CI's read-only identity", () => {
 
 describe("indri (kubernetes)", () => {
     it("creates an ExternalSecret named after the key that ESO merges into a stable Secret", async () => {
-        const { harness, outputs } = run("indri");
+        const { harness, outputs } = await run("indri");
         await valueOf(outputs.hasKey);
         const secret = harness
             .byType("kubernetes:core/v1:Secret")
@@ -356,7 +356,7 @@ describe("indri (kubernetes)", () => {
     });
 
     it("patches only the env entry and the pod-template annotation, with its own field manager", async () => {
-        const { harness, outputs } = run("indri");
+        const { harness, outputs } = await run("indri");
         await valueOf(outputs.hasKey);
         const patch = harness.one("kubernetes:apps/v1:DeploymentPatch");
         expect(patch.inputs["metadata"]).toMatchObject({
@@ -386,14 +386,14 @@ describe("indri (kubernetes)", () => {
     });
 
     it("uses a server-side-apply provider on the configured context", async () => {
-        const { harness, outputs } = run("indri");
+        const { harness, outputs } = await run("indri");
         await valueOf(outputs.hasKey);
         const provider = harness.one("pulumi:providers:kubernetes");
         expect(provider.inputs).toMatchObject({ context: "minikube", enableServerSideApply: "true" });
     });
 
     it("reports the fingerprints ESO and the Deployment carry, and hasKey", async () => {
-        const { outputs } = run("indri");
+        const { outputs } = await run("indri");
         const delivered = await kubernetesDelivered(outputs);
         expect(delivered).toMatchObject({
             secretFingerprint: fingerprint(KEY),
@@ -406,7 +406,7 @@ describe("indri (kubernetes)", () => {
     });
 
     it("reads the runner's config.yaml from the ConfigMap the Deployment mounts at --config, and reports how jobs get the key", async () => {
-        const { harness, outputs } = run("indri");
+        const { harness, outputs } = await run("indri");
         const delivered = await kubernetesDelivered(outputs);
         expect(delivered).toMatchObject({
             jobsSeeKey: true,
@@ -419,7 +419,7 @@ describe("indri (kubernetes)", () => {
         const world = healthyWorld(KEY);
         world.runnerConfigMap = INDRI_CONFIG.replace(/^ {2}options: .*\n/m, "");
         const warn = vi.spyOn(pulumi.log, "warn");
-        const { outputs } = run("indri", world);
+        const { outputs } = await run("indri", world);
         expect(await kubernetesDelivered(outputs)).toMatchObject({
             jobsSeeKey: false,
             jobRoute: expect.stringMatching(/^docker executor: job containers get none of the runner's environment/) as unknown,
@@ -438,7 +438,7 @@ describe("indri (kubernetes)", () => {
     it("says hasKey false when the config is missing from the ConfigMap, with the reason", async () => {
         const world = healthyWorld(KEY);
         delete world.runnerConfigMap;
-        const { outputs } = run("indri", world);
+        const { outputs } = await run("indri", world);
         expect((await kubernetesDelivered(outputs)).jobRoute).toBe(
             `cannot tell: ConfigMap forgejo-runner/${RUNNER_CONFIG_MAP} (key config.yaml) does not exist`,
         );
@@ -448,7 +448,7 @@ describe("indri (kubernetes)", () => {
     it("says hasKey false when ESO synced a different value than the program read", async () => {
         const world = healthyWorld(KEY);
         world.esoValue = ROTATED;
-        const { outputs } = run("indri", world);
+        const { outputs } = await run("indri", world);
         expect((await kubernetesDelivered(outputs)).secretFingerprint).toBe(fingerprint(ROTATED));
         expect(await valueOf(outputs.hasKey)).toBe(false);
     });
@@ -456,7 +456,7 @@ describe("indri (kubernetes)", () => {
     it("fails before creating anything when the container is missing", async () => {
         const world = healthyWorld(KEY);
         world.containers = ["forgejo", "dind"];
-        const { harness, outputs } = run("indri", world);
+        const { harness, outputs } = await run("indri", world);
         await expect(valueOf(outputs.hasKey)).rejects.toThrow(/has no container "runner" \(it has: forgejo, dind\).*runner\.container/);
         expect(harness.byType("kubernetes:external-secrets.io/v1:ExternalSecret")).toEqual([]);
         expect(harness.byType("kubernetes:apps/v1:DeploymentPatch")).toEqual([]);
@@ -465,7 +465,7 @@ describe("indri (kubernetes)", () => {
     it("fails before creating anything when the ClusterSecretStore is not Ready", async () => {
         const world = healthyWorld(KEY);
         world.storeReady = false;
-        const { harness, outputs } = run("indri", world);
+        const { harness, outputs } = await run("indri", world);
         await expect(valueOf(outputs.hasKey)).rejects.toThrow(
             /ClusterSecretStore onepassword-blumeops is not Ready \(InvalidProviderConfig/,
         );
@@ -476,8 +476,8 @@ describe("indri (kubernetes)", () => {
 describe("1Password key", () => {
     it("keeps the key secret and publishes only its fingerprint", async () => {
         harness.reset(healthyWorld(KEY));
-        const { OnePasswordKey } = await import("../../components/onepassword-key");
-        const key = new OnePasswordKey("k", {
+        const { OnePasswordKey, readKey } = await import("../../components/onepassword-key");
+        const read = await readKey({
             connectUrl: harness.connectUrl,
             connectToken: CONNECT_TOKEN,
             vault: "blumeops",
@@ -486,6 +486,7 @@ describe("1Password key", () => {
             expiryField: "expires",
             expiryWarningDays: 14,
         });
+        const key = new OnePasswordKey("k", read);
         expect(await pulumi.isSecret(key.value)).toBe(true);
         expect(await valueOf(key.value)).toBe(KEY);
         expect(await pulumi.isSecret(key.fingerprint)).toBe(false);
@@ -505,19 +506,17 @@ describe("1Password key", () => {
 
     it("names the token, the vault or Connect when they are wrong, each with its fix", async () => {
         harness.reset(healthyWorld(KEY));
-        const { OnePasswordKey } = await import("../../components/onepassword-key");
+        const { readKey } = await import("../../components/onepassword-key");
         const read = (connectUrl: string, connectToken: string, vault = "blumeops") =>
-            valueOf(
-                new OnePasswordKey(`k-${connectToken}-${vault}`, {
-                    connectUrl,
-                    connectToken,
-                    vault,
-                    item: "zot-ci-apikey",
-                    field: "credential",
-                    expiryField: "expires",
-                    expiryWarningDays: 14,
-                }).fingerprint,
-            ).then(
+            readKey({
+                connectUrl,
+                connectToken,
+                vault,
+                item: "zot-ci-apikey",
+                field: "credential",
+                expiryField: "expires",
+                expiryWarningDays: 14,
+            }).then(
                 () => "",
                 (err: unknown) => String(err),
             );
@@ -535,8 +534,7 @@ describe("1Password key", () => {
     it("names vault, item and the fix when the item cannot be read", async () => {
         const world = healthyWorld(KEY);
         delete world.item;
-        const { harness, outputs } = run("ringtail", world);
-        await expect(valueOf(outputs.keyFingerprint)).rejects.toThrow(
+        await expect(run("ringtail", world)).rejects.toThrow(
             /could not read item "zot-ci-apikey" in vault "blumeops": no item is titled "zot-ci-apikey"\. Fix: check ci-registry-auth:vault and ci-registry-auth:item/,
         );
         expect(harness.byType("command:remote:Command")).toEqual([]);
@@ -545,23 +543,19 @@ describe("1Password key", () => {
     it("names the field and the fix when the field is empty or missing", async () => {
         const world = healthyWorld(KEY);
         world.item = { category: "API_CREDENTIAL" };
-        const { harness, outputs } = run("ringtail", world);
-        await expect(valueOf(outputs.keyFingerprint)).rejects.toThrow(/has no value in field "credential".*ci-registry-auth:field/);
+        await expect(run("ringtail", world)).rejects.toThrow(/has no value in field "credential".*ci-registry-auth:field/);
         expect(harness.byType("command:remote:Command")).toEqual([]);
     });
 
     it("stops on an expired key before anything reaches a runner", async () => {
         const world = healthyWorld(KEY);
         world.item = { credential: KEY, sections: [{ id: "s", label: "rotation", fields: [{ label: "expires", value: "2020-01-01" }] }] };
-        const { harness, outputs } = run("ringtail", world);
-        await expect(valueOf(outputs.keyFingerprint)).rejects.toThrow(/expired on 2020-01-01.*create a new API key/);
+        await expect(run("ringtail", world)).rejects.toThrow(/expired on 2020-01-01.*create a new API key/);
         expect(harness.byType("command:remote:Command")).toEqual([]);
     });
 
     it("refuses a key shorter than 20 characters, whose published fingerprint could be reversed, before anything reaches a runner", async () => {
-        const world = healthyWorld("zak_short_key_1234");
-        const { harness, outputs } = run("ringtail", world);
-        const error = await valueOf(outputs.keyFingerprint).then(
+        const error = await run("ringtail", healthyWorld("zak_short_key_1234")).then(
             () => undefined,
             (err: unknown) => String(err),
         );
@@ -571,7 +565,7 @@ describe("1Password key", () => {
         expect(error).not.toContain("zak_short_key_1234");
         expect(harness.byType("command:remote:Command")).toEqual([]);
         // Twenty characters are enough.
-        const { outputs: ok } = run("ringtail", healthyWorld("zak_0123456789abcdef"));
+        const { outputs: ok } = await run("ringtail", healthyWorld("zak_0123456789abcdef"));
         expect(await valueOf(ok.hasKey)).toBe(true);
     });
 
@@ -583,8 +577,7 @@ describe("1Password key", () => {
         };
         harness.reset(world);
         const config = stackConfig("ringtail");
-        const outputs = defineStack({ ...config, key: { ...config.key, expiryField: "apikey" } });
-        const error = await valueOf(outputs.keyFingerprint).then(
+        const error = await defineStack({ ...config, key: { ...config.key, expiryField: "apikey" } }).then(
             () => undefined,
             (err: unknown) => String(err),
         );
@@ -600,7 +593,7 @@ describe("1Password key", () => {
             credential: KEY,
             sections: [{ id: "s", label: "rotation", fields: [{ label: "expires", value: String(inFortyDays) }] }],
         };
-        const { outputs } = run("ringtail", world);
+        const { outputs } = await run("ringtail", world);
         expect(await valueOf(outputs.keyDaysUntilExpiry)).toBe(40);
         expect(await valueOf(outputs.hasKey)).toBe(true);
     });
