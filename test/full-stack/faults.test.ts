@@ -481,7 +481,7 @@ describe("indri: the cluster's parts failing during a rotation", () => {
         );
     });
 
-    it("the API server restarted during the rollout wait: the wait rides it out (or fails clearly), and the next up converges", async () => {
+    it("the API server restarted during the rollout wait: the wait rides it out or fails with one plain error naming the cause, and the next up converges", async () => {
         const key = newKey("apiserver-restart");
         await rotateKey(emulator.url, TOKEN, key);
         const rsBefore = JSON.parse(cluster.kubectl(["get", "rs", "-n", NS, "-l", "app=forgejo-runner", "-o", "json"]).stdout) as {
@@ -511,9 +511,15 @@ describe("indri: the cluster's parts failing during a rotation", () => {
         const seconds = ((Date.now() - t0) / 1000).toFixed(0);
         const output = up.output.join("");
         transcripts.push(output);
+        // Either outcome is allowed; a failure must say what failed, in one plain line.
+        const failure = /error: ([^\n]{0,160})/.exec(output)?.[1];
+        if (code !== 0) {
+            expect(failure, output).toMatch(/rollout|connect|refused|timed out|deadline|unavailable|EOF/i);
+            expect(output).not.toMatch(/error serializing property|at .+\.js:\d+/);
+        }
         const { steps, outputs } = await converge(indri);
         expect(outputs).toMatchObject({ hasKey: true, keyFingerprint: fingerprint(key) });
-        const ending = code === 0 ? "up finished" : `up failed (${/error: ([^\n]{0,160})/.exec(output)?.[1] ?? "no error line"})`;
+        const ending = code === 0 ? "up finished" : `up failed (${failure ?? ""})`;
         figures.push(
             `indri, API server restarted during the rollout wait: ${ending} after ${seconds} s; recovery: ${steps.join(" + ") || "none"} then up`,
         );
