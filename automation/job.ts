@@ -2,7 +2,7 @@
  * What a Forgejo Actions job gives the PR preview and key-health scripts:
  * the server, repository, token and event from its environment, and the
  * stack settings the committed stack files leave out, from the repository's
- * secrets and variables (README, "Pull-request previews"). Secrets go to
+ * secrets and variables (README, "CI and trust"). Secrets go to
  * `pulumi config set --secret` on stdin, never on a command line.
  */
 import { spawnSync } from "node:child_process";

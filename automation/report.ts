@@ -81,7 +81,7 @@ function expiryLine(o: KeyOutputs): string {
     const days = o.keyDaysUntilExpiry;
     const window = o.keyExpiryWarningDays;
     const when = o.keyExpiresAt !== undefined ? ` (${o.keyExpiresAt.slice(0, 10)})` : "";
-    if (days < 0) return `- Expiry: **expired**${when}: rotate now (README, "Rotation runbook").`;
+    if (days < 0) return `- Expiry: **expired**${when}: rotate now (README, "Operations").`;
     const warn = window !== undefined && withinWarning(days, window) ? ` — **expires within ${window} days: rotate soon**` : "";
     return `- Expiry: ${days} day(s) left${when}${warn}.`;
 }
@@ -147,7 +147,7 @@ export function healthProblems(facts: StackFacts): string[] {
     const problems: string[] = [];
     const { keyDaysUntilExpiry: days, keyExpiryWarningDays: window } = facts.now;
     if (days !== undefined && window !== undefined && withinWarning(days, window)) {
-        problems.push(`the key expires in ${days} day(s) (warning window ${window}): rotate it (README, "Rotation runbook")`);
+        problems.push(`the key expires in ${days} day(s) (warning window ${window}): rotate it (README, "Operations")`);
     }
     if (facts.now.hasKey !== true) {
         const route = facts.now.delivered?.jobRoute;

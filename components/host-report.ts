@@ -78,7 +78,7 @@ export function reportFacts(report: Record<string, string>, fp: string, t: Remot
 
 /**
  * Whether the runner's jobs see `envVar`, from the config and registration
- * files a verify report carries (README, "Jobs"). The report may hold
+ * files a verify report carries (docs/jobs.md). The report may hold
  * secrets in those files; the verdict names settings and paths only.
  */
 export function jobsFromReport(report: Record<string, string>, envVar: string, unit: string): JobsVerdict {

@@ -1,5 +1,5 @@
 // The API groups this component uses, not the SDK's index, which loads
-// every group and Helm eagerly (about 20 ms on every run; README, "Performance").
+// every group and Helm eagerly (about 20 ms on every run; docs/performance.md).
 import * as apiextensions from "@pulumi/kubernetes/apiextensions";
 import * as apps from "@pulumi/kubernetes/apps/v1";
 import * as core from "@pulumi/kubernetes/core/v1";
@@ -11,14 +11,12 @@ import { CI_LABELS, ciKubeconfig, clusterRules, localCluster, namespaceRules } f
 import type { KubernetesRunnerConfig } from "./config";
 import {
     FINGERPRINT_ANNOTATION,
-    containerNames,
-    deploymentFacts,
     deploymentPatchManifest,
     externalSecretManifest,
-    runnerConfigSource,
     secretObjectName,
     targetSecretManifest,
 } from "./kubernetes-manifests";
+import { containerNames, deploymentFacts, runnerConfigSource } from "./live-deployment";
 import { judgeJobs, parseRunnerConfig, type JobsVerdict, type RunnerConfigRead } from "./runner-config";
 
 /** Arguments of {@link KubernetesRunner}. */

@@ -4,7 +4,7 @@
  * CLI rules its `container.options` follow. No Pulumi here.
  *
  * How forgejo-runner hands environment to jobs (forgejo-runner v12 and its
- * act fork; README, "Jobs"):
+ * act fork; docs/jobs.md):
  * - host labels (`name:host`) run jobs as processes of the runner: they
  *   inherit its whole environment unless the workflow, the job or
  *   `runner.envs` defines the same name;
@@ -385,4 +385,38 @@ function groupSchemes(labels: string[]): { scheme: string; names: string[] }[] {
         groups.set(scheme, [...(groups.get(scheme) ?? []), name]);
     }
     return [...groups].map(([scheme, names]) => ({ scheme, names }));
+}
+
+const RUNNER_BINARIES = /^(forgejo-runner|act_runner|act-runner|gitea-runner)$/;
+
+/**
+ * The `--config` of the forgejo-runner daemon in an argv, also when the
+ * daemon is started from a shell script (`sh -c "... exec forgejo-runner
+ * daemon --config /config/config.yaml"`, as blumeops does). `undefined`
+ * when no daemon command is found; `{ path: undefined }` when it has no
+ * --config.
+ */
+export function daemonConfigPath(argv: string[]): { path: string | undefined } | undefined {
+    const candidates: string[][] = [argv];
+    for (const element of argv) {
+        if (/\s/.test(element)) {
+            for (const line of element.split(/\n|;|&&|\|\|/)) {
+                const words = shellSplit(line);
+                if (words !== undefined) candidates.push(words);
+            }
+        }
+    }
+    for (const words of candidates) {
+        const at = words.findIndex((w) => RUNNER_BINARIES.test(w.split("/").pop() ?? ""));
+        if (at < 0 || !words.slice(at + 1).includes("daemon")) continue;
+        const flags = words.slice(at + 1);
+        for (let i = 0; i < flags.length; i++) {
+            const w = flags[i] ?? "";
+            if (w === "--config" || w === "-c") return { path: flags[i + 1] };
+            const attached = /^(?:--config=|-c=?)(.+)$/.exec(w);
+            if (attached?.[1] !== undefined) return { path: attached[1] };
+        }
+        return { path: undefined };
+    }
+    return undefined;
 }

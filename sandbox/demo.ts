@@ -189,7 +189,7 @@ async function main(): Promise<void> {
             cluster.stop();
             cluster.remove();
         });
-        // indri's config.yaml with the line that hands the key to job containers (README, "Jobs").
+        // indri's config.yaml with the line that hands the key to job containers (docs/jobs.md).
         cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
         writeOciImage(join(work, "image"), "pushed by the ci-registry-auth demo\n");
         uploadImage(host, join(work, "image"));

@@ -75,7 +75,7 @@ export function providerPluginDir(): string {
     if (missing.length > 0) {
         throw new Error(
             `running the whole stacks needs the ${missing.join(" and ")} provider plugin, which this project cannot build ` +
-                '(its Go module is not served here; README, "Offline toolchain"). ' +
+                "(its Go module is not served here; docs/toolchain.md). " +
                 "Fix: build it, put the binary in a directory and set CI_REGISTRY_AUTH_PROVIDER_PLUGINS to it.",
         );
     }

@@ -144,7 +144,7 @@ describe("key health", () => {
             counts: { update: 2 },
         });
         expect(healthProblems(bad)).toEqual([
-            'the key expires in 3 day(s) (warning window 14): rotate it (README, "Rotation runbook")',
+            'the key expires in 3 day(s) (warning window 14): rotate it (README, "Operations")',
             "the runner lacks the key (hasKey false; jobs: docker executor: …)",
             "rotation pending: run `pulumi up --stack indri`",
             "pending changes: 2 to update (run `pulumi preview --stack indri`)",

@@ -41,7 +41,7 @@ import {
     runnerFilesProbe,
     verifyScript,
 } from "../../components/host-scripts";
-import { daemonConfigPath } from "../../components/kubernetes-manifests";
+import { daemonConfigPath } from "../../components/runner-config";
 import { parseRunnerConfig } from "../../components/runner-config";
 import { jobsFromReport, judgeCheckKey, latestReport, parseReport, reportHasKey } from "../../components/host-report";
 

@@ -3,13 +3,13 @@ import { describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
 import {
-    deploymentFacts,
     deploymentPatchManifest,
     externalSecretManifest,
     FINGERPRINT_ANNOTATION,
     secretObjectName,
     targetSecretManifest,
 } from "../../components/kubernetes-manifests";
+import { deploymentFacts } from "../../components/live-deployment";
 
 const FP = fingerprint("zak_manifest_key_0123456789");
 

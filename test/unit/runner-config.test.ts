@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
-import { daemonConfigPath, runnerConfigSource, type DeploymentView } from "../../components/kubernetes-manifests";
+import { runnerConfigSource, type DeploymentView } from "../../components/live-deployment";
 import {
     judgeJobs,
     optionsEnv,
@@ -12,6 +12,7 @@ import {
     shellSplit,
     type JobsInput,
     type RunnerConfigFile,
+    daemonConfigPath,
 } from "../../components/runner-config";
 import { shellQuote } from "../../components/shell";
 import { INDRI_CONFIG } from "../support/harness";
