@@ -16,7 +16,7 @@ import {
     secretObjectName,
     targetSecretManifest,
 } from "./kubernetes-manifests";
-import { containerNames, deploymentFacts, runnerConfigSource } from "./live-deployment";
+import { containerNames, deploymentFacts, runnerConfigSource, type DeploymentFacts } from "./live-deployment";
 import { judgeJobs, parseRunnerConfig, type JobsVerdict, type RunnerConfigRead } from "./runner-config";
 
 /** Arguments of {@link KubernetesRunner}. */
@@ -73,8 +73,53 @@ export class KubernetesRunner extends pulumi.ComponentResource {
     constructor(name: string, args: KubernetesRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ci-registry-auth:kubernetes:Runner", name, {}, opts);
         const r = args.runner;
+        const child = { parent: this, provider: this.clusterProvider(name, r) };
 
-        const provider = new Provider(
+        const existing = apps.Deployment.get(`${name}-deployment-before`, `${r.namespace}/${r.deployment}`, child);
+        const checked = this.checkPreconditions(name, r, existing, child);
+        const jobs = this.readJobRoute(name, existing, args, child);
+        this.jobsSeeKey = jobs.jobsSeeKey;
+        this.jobRoute = jobs.jobRoute;
+
+        const secret = this.syncSecret(name, args, checked, child);
+        this.secretName = secret.secretName;
+        this.externalSecretName = secret.externalSecretName;
+        this.secretFingerprint = secret.fingerprint;
+
+        const facts = this.patchDeployment(name, args, secret, child);
+        this.templateFingerprint = facts.templateFingerprint;
+        this.envWired = facts.envWired;
+        this.replicas = facts.replicas;
+        this.readyReplicas = facts.readyReplicas;
+        this.updatedReplicas = facts.updatedReplicas;
+        this.oldReplicas = facts.oldReplicas;
+        this.rolledOut = facts.rolledOut;
+        this.hasKey = pulumi
+            .all([args.keyFingerprint, this.secretFingerprint, facts, this.jobsSeeKey])
+            .apply(
+                ([fp, secretFp, f, jobsSeeKey]) =>
+                    secretFp === fp && f.templateFingerprint === fp && f.envWired && f.rolledOut && jobsSeeKey,
+            );
+
+        this.ciKubeconfig = this.ciIdentity(name, r, checked, child);
+
+        this.registerOutputs({
+            secretName: this.secretName,
+            externalSecretName: this.externalSecretName,
+            secretFingerprint: this.secretFingerprint,
+            templateFingerprint: this.templateFingerprint,
+            envWired: this.envWired,
+            readyReplicas: this.readyReplicas,
+            rolledOut: this.rolledOut,
+            jobsSeeKey: this.jobsSeeKey,
+            jobRoute: this.jobRoute,
+            hasKey: this.hasKey,
+        });
+    }
+
+    /** The Kubernetes provider for the configured kubeconfig and context, applying server-side. */
+    private clusterProvider(name: string, r: KubernetesRunnerConfig): Provider {
+        return new Provider(
             `${name}-cluster`,
             {
                 ...(r.context !== undefined ? { context: r.context } : {}),
@@ -83,11 +128,23 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             },
             { parent: this },
         );
-        const child = { parent: this, provider };
+    }
 
-        // Preconditions: read-only, so a wrong name fails before any change.
-        const existing = apps.Deployment.get(`${name}-deployment-before`, `${r.namespace}/${r.deployment}`, child);
-        const containerChecked = existing.spec.apply((spec) => {
+    /**
+     * Reads, before anything is created, that the Deployment has the runner
+     * container and that the ClusterSecretStore is Ready. The result is an
+     * empty list to use as `dependsOn`: what must wait for the checks waits
+     * for it, and a failed check reaches the CLI as its message alone (an
+     * error raised inside a resource's inputs would be printed behind
+     * "error serializing property" prefixes).
+     */
+    private checkPreconditions(
+        name: string,
+        r: KubernetesRunnerConfig,
+        existing: apps.Deployment,
+        child: pulumi.CustomResourceOptions,
+    ): pulumi.Output<pulumi.Resource[]> {
+        const container = existing.spec.apply((spec) => {
             const names = containerNames({ spec });
             if (!names.includes(r.container)) {
                 throw new pulumi.RunError(
@@ -95,12 +152,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                         "Fix: pulumi config set --path runner.container <name>",
                 );
             }
-            return r.container;
         });
-        const jobs = this.readJobRoute(name, existing, args, child);
-        this.jobsSeeKey = jobs.jobsSeeKey;
-        this.jobRoute = jobs.jobRoute;
-
         const store = new apiextensions.CustomResource(
             `${name}-store`,
             { apiVersion: "external-secrets.io/v1", kind: "ClusterSecretStore", spec: undefined, status: undefined },
@@ -116,38 +168,46 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                         "Fix: check the store's 1Password Connect host and token secret (kubectl describe clustersecretstore), or set runner.clusterSecretStore.",
                 );
             }
-            return r.clusterSecretStore;
         });
+        return pulumi.all([container, storeReady]).apply((): pulumi.Resource[] => []);
+    }
 
-        // The Secret the runner reads: made empty under a stable name, after
-        // the preconditions passed; ESO merges the key into it.
+    /**
+     * The Secret the runner reads, made empty under a stable name once the
+     * preconditions passed, and an ExternalSecret named after the key's
+     * fingerprint that has ESO merge the key into it (the program never
+     * writes the key to the cluster). Then the Secret as ESO left it, read
+     * once ESO reports Ready: its fingerprint annotation is ESO's own.
+     */
+    private syncSecret(
+        name: string,
+        args: KubernetesRunnerArgs,
+        checked: pulumi.Output<pulumi.Resource[]>,
+        child: pulumi.CustomResourceOptions,
+    ): SyncedSecret {
+        const r = args.runner;
         const target = targetSecretManifest(r.secretName, r.namespace, r.fieldManager);
         const targetSecret = new core.Secret(
             `${name}-secret`,
-            {
-                metadata: pulumi.all([storeReady, containerChecked]).apply(() => target.metadata),
-                type: target.type,
-            },
-            child,
+            { metadata: target.metadata, type: target.type },
+            { ...child, dependsOn: checked },
         );
-        this.secretName = targetSecret.metadata.name;
-        this.externalSecretName = pulumi.output(args.keyFingerprint).apply((fp) => secretObjectName(r.secretName, fp));
-        const manifest = pulumi
-            .all([this.externalSecretName, args.keyFingerprint, storeReady, this.secretName])
-            .apply(([esName, keyFingerprint, clusterSecretStore, secretName]) =>
-                externalSecretManifest({
-                    name: esName,
-                    targetSecret: secretName,
-                    namespace: r.namespace,
-                    clusterSecretStore,
-                    item: args.item,
-                    field: args.field,
-                    secretKey: args.envVar,
-                    keyFingerprint,
-                    syncTimeoutSeconds: r.syncTimeoutSeconds,
-                    fieldManager: r.fieldManager,
-                }),
-            );
+        const secretName = targetSecret.metadata.name;
+        const externalSecretName = pulumi.output(args.keyFingerprint).apply((fp) => secretObjectName(r.secretName, fp));
+        const manifest = pulumi.all([externalSecretName, args.keyFingerprint, secretName]).apply(([esName, keyFingerprint, targetName]) =>
+            externalSecretManifest({
+                name: esName,
+                targetSecret: targetName,
+                namespace: r.namespace,
+                clusterSecretStore: r.clusterSecretStore,
+                item: args.item,
+                field: args.field,
+                secretKey: args.envVar,
+                keyFingerprint,
+                syncTimeoutSeconds: r.syncTimeoutSeconds,
+                fieldManager: r.fieldManager,
+            }),
+        );
         const externalSecret = new apiextensions.CustomResource(
             `${name}-external-secret`,
             {
@@ -159,20 +219,36 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             // Create the new one (and wait for its sync) before deleting the old.
             { ...child, deleteBeforeReplace: false, dependsOn: [targetSecret] },
         );
-
-        // The Secret as ESO left it, read once ESO reports Ready. Its id depends
-        // on the ExternalSecret's, so a preview that would create one does not read it.
+        // Its id depends on the ExternalSecret's, so a preview that would
+        // create one does not read it.
         const synced = core.Secret.get(
             `${name}-synced-secret`,
-            pulumi.all([externalSecret.id, this.secretName]).apply(([, secretName]) => `${r.namespace}/${secretName}`),
+            pulumi.all([externalSecret.id, secretName]).apply(([, n]) => `${r.namespace}/${n}`),
             { ...child, dependsOn: [externalSecret] },
         );
-        this.secretFingerprint = synced.metadata.apply(
+        const fingerprint = synced.metadata.apply(
             // Typed as always present, but a Secret without annotations has none.
             (m) => (m.annotations as Record<string, string> | undefined)?.[FINGERPRINT_ANNOTATION] ?? "none",
         );
+        return { secretName, externalSecretName, fingerprint, synced };
+    }
 
-        const patchManifest = pulumi.all([this.secretName, args.keyFingerprint]).apply(([secretName, keyFingerprint]) =>
+    /**
+     * The server-side-apply patch (our env entry and the template's
+     * fingerprint annotation, which rolls the pods), applied once ESO
+     * confirmed the Secret holds the key; then the Deployment as it is now,
+     * read after the patch on every run (a read, not a change): the outputs
+     * report the cluster, not our last write, so a sync that replaced the
+     * whole object shows as hasKey false.
+     */
+    private patchDeployment(
+        name: string,
+        args: KubernetesRunnerArgs,
+        secret: SyncedSecret,
+        child: pulumi.CustomResourceOptions,
+    ): pulumi.Output<DeploymentFacts> {
+        const r = args.runner;
+        const patchManifest = pulumi.all([secret.secretName, args.keyFingerprint]).apply(([secretName, keyFingerprint]) =>
             deploymentPatchManifest({
                 deployment: r.deployment,
                 namespace: r.namespace,
@@ -189,8 +265,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             { metadata: patchManifest.metadata, spec: patchManifest.spec },
             {
                 ...child,
-                // Roll the pods only once ESO confirmed the Secret holds the key.
-                dependsOn: [synced],
+                dependsOn: [secret.synced],
                 // The env entry never changes (stable Secret name). The provider
                 // diffs patches against the live list by index, where our entry
                 // sits after Argo CD's, so without this every run would show a
@@ -203,47 +278,15 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                 deleteBeforeReplace: true,
             },
         );
-
-        // The Deployment as it is now, read after the patch on every run (a
-        // read, not a change): the outputs report the cluster, not our last
-        // write, so a sync that replaced the whole object shows as hasKey false.
         const live = apps.Deployment.get(`${name}-deployment-after`, `${r.namespace}/${r.deployment}`, {
             ...child,
             dependsOn: [patch],
         });
-        const facts = pulumi
-            .all([live.metadata, live.spec, live.status, this.secretName])
+        return pulumi
+            .all([live.metadata, live.spec, live.status, secret.secretName])
             .apply(([metadata, spec, status, secretName]) =>
                 deploymentFacts({ metadata, spec, status }, r.container, args.envVar, secretName),
             );
-        this.templateFingerprint = facts.templateFingerprint;
-        this.envWired = facts.envWired;
-        this.replicas = facts.replicas;
-        this.readyReplicas = facts.readyReplicas;
-        this.updatedReplicas = facts.updatedReplicas;
-        this.oldReplicas = facts.oldReplicas;
-        this.rolledOut = facts.rolledOut;
-        this.hasKey = pulumi
-            .all([args.keyFingerprint, this.secretFingerprint, facts, this.jobsSeeKey])
-            .apply(
-                ([fp, secretFp, f, jobsSeeKey]) =>
-                    secretFp === fp && f.templateFingerprint === fp && f.envWired && f.rolledOut && jobsSeeKey,
-            );
-
-        this.ciKubeconfig = this.ciIdentity(name, r, child);
-
-        this.registerOutputs({
-            secretName: this.secretName,
-            externalSecretName: this.externalSecretName,
-            secretFingerprint: this.secretFingerprint,
-            templateFingerprint: this.templateFingerprint,
-            envWired: this.envWired,
-            readyReplicas: this.readyReplicas,
-            rolledOut: this.rolledOut,
-            jobsSeeKey: this.jobsSeeKey,
-            jobRoute: this.jobRoute,
-            hasKey: this.hasKey,
-        });
     }
 
     /**
@@ -253,28 +296,35 @@ export class KubernetesRunner extends pulumi.ComponentResource {
      * kubeconfig for it made from the cluster entry of the kubeconfig this
      * run uses, so CI talks to the same server with the same context name.
      */
-    private ciIdentity(name: string, r: KubernetesRunnerConfig, child: pulumi.CustomResourceOptions): pulumi.Output<string | undefined> {
+    private ciIdentity(
+        name: string,
+        r: KubernetesRunnerConfig,
+        checked: pulumi.Output<pulumi.Resource[]>,
+        child: pulumi.CustomResourceOptions,
+    ): pulumi.Output<string | undefined> {
         const reads = {
             namespace: r.namespace,
             deployment: r.deployment,
             secretName: r.secretName,
             clusterSecretStore: r.clusterSecretStore,
         };
+        // Nothing is created before the preconditions passed.
+        const gated = { ...child, dependsOn: checked };
         const metadata = { name: r.ciServiceAccount, namespace: r.namespace, labels: { ...CI_LABELS } };
-        const account = new core.ServiceAccount(`${name}-ci-account`, { metadata, automountServiceAccountToken: false }, child);
+        const account = new core.ServiceAccount(`${name}-ci-account`, { metadata, automountServiceAccountToken: false }, gated);
         const subjects = [{ kind: "ServiceAccount", name: r.ciServiceAccount, namespace: r.namespace }];
-        const role = new rbac.Role(`${name}-ci-role`, { metadata, rules: namespaceRules(reads) }, child);
+        const role = new rbac.Role(`${name}-ci-role`, { metadata, rules: namespaceRules(reads) }, gated);
         new rbac.RoleBinding(
             `${name}-ci-role-binding`,
             { metadata, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name }, subjects },
-            child,
+            gated,
         );
         // Cluster-scoped names are shared by every namespace: this one carries its namespace.
         const clusterMetadata = { name: `${r.namespace}-${r.ciServiceAccount}`, labels: { ...CI_LABELS } };
         const clusterRole = new rbac.ClusterRole(
             `${name}-ci-cluster-role`,
             { metadata: clusterMetadata, rules: clusterRules(reads) },
-            child,
+            gated,
         );
         new rbac.ClusterRoleBinding(
             `${name}-ci-cluster-role-binding`,
@@ -283,7 +333,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                 roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterRole.metadata.name },
                 subjects,
             },
-            child,
+            gated,
         );
         const token = new core.Secret(
             `${name}-ci-token`,
@@ -385,6 +435,16 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         });
         return verdict;
     }
+}
+
+/** The Secret ESO fills, as {@link KubernetesRunner.syncSecret} leaves it. */
+interface SyncedSecret {
+    secretName: pulumi.Output<string>;
+    externalSecretName: pulumi.Output<string>;
+    /** ESO's fingerprint annotation on the Secret, or "none". */
+    fingerprint: pulumi.Output<string>;
+    /** The read of the synced Secret: the patch waits for it. */
+    synced: core.Secret;
 }
 
 interface StoreStatus {

@@ -18,7 +18,10 @@ export async function defineStack(config: StackConfig): Promise<StackOutputs> {
     for (const warning of config.warnings) {
         void pulumi.log.warn(warning);
     }
-    const key = new OnePasswordKey("zot-ci-key", await readKey({ connectUrl: config.connect.url, connectToken: config.connect.token, ...config.key }));
+    const key = new OnePasswordKey(
+        "zot-ci-key",
+        await readKey({ connectUrl: config.connect.url, connectToken: config.connect.token, ...config.key }),
+    );
     // The probe starts as soon as the key is read, beside the runner's reads.
     // It runs in an apply because it needs the key, and on every preview and
     // up; what it opens at the registry it cancels, and nothing stays.

@@ -47,6 +47,11 @@ const harness = new Harness();
 beforeAll(() => harness.install());
 afterAll(() => harness.dispose());
 
+/** The Kubernetes objects the program asked to create (reads carry an id; the provider is not an object). */
+function created(h: Harness): string[] {
+    return h.resources.filter((r) => r.type.startsWith("kubernetes:") && r.id === undefined).map((r) => `${r.type} ${r.name}`);
+}
+
 async function run(stack: "indri" | "ringtail", world = healthyWorld(KEY)) {
     harness.reset(world);
     const outputs = await defineStack(stackConfig(stack));
@@ -458,8 +463,7 @@ describe("indri (kubernetes)", () => {
         world.containers = ["forgejo", "dind"];
         const { harness, outputs } = await run("indri", world);
         await expect(valueOf(outputs.hasKey)).rejects.toThrow(/has no container "runner" \(it has: forgejo, dind\).*runner\.container/);
-        expect(harness.byType("kubernetes:external-secrets.io/v1:ExternalSecret")).toEqual([]);
-        expect(harness.byType("kubernetes:apps/v1:DeploymentPatch")).toEqual([]);
+        expect(created(harness)).toEqual([]);
     });
 
     it("fails before creating anything when the ClusterSecretStore is not Ready", async () => {
@@ -469,7 +473,7 @@ describe("indri (kubernetes)", () => {
         await expect(valueOf(outputs.hasKey)).rejects.toThrow(
             /ClusterSecretStore onepassword-blumeops is not Ready \(InvalidProviderConfig/,
         );
-        expect(harness.byType("kubernetes:external-secrets.io/v1:ExternalSecret")).toEqual([]);
+        expect(created(harness)).toEqual([]);
     });
 });
 
