@@ -112,6 +112,22 @@ export class ForgejoRunner {
         this.dir = mkdtempSync(join(tmpdir(), "cra-forgejo-runner-"));
     }
 
+    /**
+     * The registration file a runner named `opts.name` with `opts.labels`
+     * gets from `gitea` (token included: it is the runner's credential), for
+     * a daemon that runs elsewhere (the sandbox ringtail's unit). Registered
+     * here, in a directory removed afterwards.
+     */
+    static registrationFor(gitea: Gitea, opts: RegisterOptions): string {
+        const runner = new ForgejoRunner();
+        try {
+            runner.register(gitea, opts);
+            return readFileSync(join(runner.dir, ".runner"), "utf8");
+        } finally {
+            runner.remove();
+        }
+    }
+
     /** The daemon's output (and the registration's), for assertions and leak scans. */
     get log(): string {
         const file = join(this.dir, "runner.log");

@@ -2,8 +2,10 @@
  * The sandbox's Forgejo: Gitea v1.26.0 (Forgejo's upstream; Forgejo itself
  * is not served by the Go module proxy, and the REST routes and auth header
  * the PR preview uses are the same), built by sandbox/build. It runs on
- * loopback with SQLite, SSH off, offline mode; an admin and an API token are
- * made with its CLI, repositories and pull requests through its API.
+ * loopback (or another local address) with SQLite, SSH off, offline mode; an
+ * admin and an API token are made with its CLI, repositories and pull
+ * requests through its API. With Actions on, real runner daemons take jobs
+ * from it (sandbox/forgejo-runner.ts).
  */
 import { randomBytes } from "node:crypto";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -31,7 +33,24 @@ export interface GiteaStartOptions {
      * Actions defaults).
      */
     actions?: boolean;
+    /**
+     * The local address Gitea listens on and names itself by (ROOT_URL), e.g.
+     * the host side of the sandbox ringtail's link, so that a runner inside
+     * that machine and processes here reach it by the same URL. Default
+     * 127.0.0.1.
+     */
+    address?: string;
+    /**
+     * With `actions`: whether Gitea starts due `schedule` workflows (its cron
+     * task `start_schedule_tasks`, once a minute). Default false, so that a
+     * workflow's daily cron never fires in the middle of a test; the
+     * workflows run from the events the tests make.
+     */
+    schedules?: boolean;
 }
+
+/** Where Forgejo reads workflows; Gitea is told to read the same directory (`[actions] WORKFLOW_DIRS`). */
+export const WORKFLOW_DIR = ".forgejo/workflows";
 
 /** A workflow run as `GET /repos/{owner}/{repo}/actions/runs` lists it (fields used here). */
 export interface GiteaActionRun {
@@ -82,6 +101,7 @@ export class Gitea {
 
     /** Starts Gitea on 127.0.0.1:`port` with a fresh SQLite database and an admin with a token. */
     static async start(port = 13000, options: GiteaStartOptions = {}): Promise<Gitea> {
+        const address = options.address ?? "127.0.0.1";
         const sandbox = process.env["CI_REGISTRY_AUTH_SANDBOX"];
         if (sandbox === undefined) throw new Error('CI_REGISTRY_AUTH_SANDBOX is not set: eval "$(bash sandbox/build --env)" first');
         const bin = join(sandbox, "bin", "gitea");
@@ -95,9 +115,9 @@ export class Gitea {
                 "RUN_MODE = prod",
                 `WORK_PATH = ${dir}`,
                 "[server]",
-                "HTTP_ADDR = 127.0.0.1",
+                `HTTP_ADDR = ${address}`,
                 `HTTP_PORT = ${port}`,
-                `ROOT_URL = http://127.0.0.1:${port}/`,
+                `ROOT_URL = http://${address}:${port}/`,
                 "DISABLE_SSH = true",
                 "OFFLINE_MODE = true",
                 `STATIC_ROOT_PATH = ${join(sandbox, "gitea-static")}`,
@@ -116,7 +136,17 @@ export class Gitea {
                 "MODE = file",
                 `ROOT_PATH = ${join(dir, "log")}`,
                 "LEVEL = Info",
-                ...(options.actions === true ? ["[actions]", "ENABLED = true", "DEFAULT_ACTIONS_URL = self"] : []),
+                ...(options.actions === true
+                    ? [
+                          "[actions]",
+                          "ENABLED = true",
+                          "DEFAULT_ACTIONS_URL = self",
+                          // Gitea 1.26 reads .gitea/workflows and .github/workflows by default; Forgejo reads .forgejo/workflows.
+                          `WORKFLOW_DIRS = ${WORKFLOW_DIR}`,
+                          "[cron.start_schedule_tasks]",
+                          `ENABLED = ${options.schedules === true ? "true" : "false"}`,
+                      ]
+                    : []),
                 "",
             ].join("\n"),
         );
@@ -144,7 +174,7 @@ export class Gitea {
             cli(["admin", "user", "generate-access-token", "--username", user, "--scopes", "all", "--raw"]).trim().split("\n").pop() ?? "";
         const log = openSync(join(dir, "web.log"), "a");
         const child = spawn(bin, ["--config", config, "web"], { cwd: dir, env, stdio: ["ignore", log, log] });
-        const gitea = new Gitea(dir, `http://127.0.0.1:${port}`, token, user, child);
+        const gitea = new Gitea(dir, `http://${address}:${port}`, token, user, child);
         const deadline = Date.now() + 60_000;
         for (;;) {
             try {
@@ -330,6 +360,98 @@ export class Gitea {
             { ref, inputs },
         );
         return r.workflow_run_id;
+    }
+
+    /** Sets a repository's Actions variable (`vars.NAME` in workflows), creating or updating it. */
+    async setVariable(repo: GiteaRepo, name: string, value: string): Promise<void> {
+        const path = `/repos/${repo.fullName}/actions/variables/${name}`;
+        const send = (method: string) =>
+            fetch(`${this.url}/api/v1${path}`, {
+                method,
+                headers: { Authorization: `token ${this.token}`, "Content-Type": "application/json" },
+                body: JSON.stringify({ name, value }),
+            });
+        let res = await send("POST");
+        // 409: it exists already.
+        if (res.status === 409) res = await send("PUT");
+        if (!res.ok) throw new Error(`Gitea ${path}: ${res.status} ${await res.text()}`);
+    }
+
+    /**
+     * Waits (bounded) until a run that `match`es has completed; returns it and
+     * when this poll saw it end (ms since the epoch). The API's `event` is
+     * Gitea's hook event: `push`, `pull_request` (opened), `pull_request_sync`
+     * (a push to the PR's branch), `workflow_dispatch`.
+     */
+    async completedRun(
+        repo: GiteaRepo,
+        match: (run: GiteaActionRun) => boolean,
+        opts: { timeoutMs?: number; describe?: () => string } = {},
+    ): Promise<{ run: GiteaActionRun; seen: number }> {
+        const timeoutMs = opts.timeoutMs ?? 300_000;
+        const deadline = Date.now() + timeoutMs;
+        let runs: GiteaActionRun[] = [];
+        while (Date.now() < deadline) {
+            runs = await this.actionRuns(repo);
+            const run = runs.find(match);
+            if (run?.status === "completed") return { run, seen: Date.now() };
+            await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+        const last = runs.map((r) => `#${r.id} ${r.event} ${r.path} ${r.head_sha.slice(0, 12)} ${r.status}`).join("; ");
+        throw new Error(
+            `no matching run of ${repo.fullName} completed within ${timeoutMs / 1000} s (runs: ${last})${opts.describe?.() ?? ""}`,
+        );
+    }
+
+    /** The jobs of a run with their logs as Gitea keeps them (what the runner reported, after its masking). */
+    async runJobsWithLogs(repo: GiteaRepo, runId: number): Promise<(GiteaActionJob & { log: string })[]> {
+        const jobs = await this.actionRunJobs(repo, runId);
+        // A job that never ran (skipped) has no log.
+        return Promise.all(
+            jobs.map(async (j) => ({ ...j, log: j.conclusion === "skipped" ? "" : await this.actionJobLog(repo, j.id).catch(() => "") })),
+        );
+    }
+
+    /**
+     * Approves a run that waits for a maintainer (a fork's first pull
+     * request): Gitea 1.26 offers this in its web UI only, so this signs in
+     * to the web UI as the admin (a password set through the API for this)
+     * and posts what the button posts.
+     */
+    async approveRun(repo: GiteaRepo, runId: number): Promise<void> {
+        const cookie = await this.webSession();
+        const res = await fetch(`${this.url}/${repo.fullName}/actions/runs/${runId}/approve`, {
+            method: "POST",
+            headers: { Cookie: cookie },
+            redirect: "manual",
+        });
+        if (!res.ok) throw new Error(`Gitea approve run ${runId} of ${repo.fullName}: ${res.status} ${await res.text()}`);
+    }
+
+    private session: string | undefined;
+
+    /** A signed-in web session of the admin (its cookie header). */
+    private async webSession(): Promise<string> {
+        if (this.session !== undefined) return this.session;
+        const password = randomBytes(18).toString("base64url");
+        await this.api("PATCH", `/admin/users/${this.user}`, {
+            login_name: this.user,
+            source_id: 0,
+            password,
+            must_change_password: false,
+        });
+        const res = await fetch(`${this.url}/user/login`, {
+            method: "POST",
+            headers: { "Content-Type": "application/x-www-form-urlencoded" },
+            body: new URLSearchParams({ user_name: this.user, password }).toString(),
+            redirect: "manual",
+        });
+        const cookies = res.headers.getSetCookie().map((c) => c.split(";")[0] ?? "");
+        if (res.status !== 303 || !cookies.some((c) => c.startsWith("i_like_gitea="))) {
+            throw new Error(`Gitea web sign-in as ${this.user}: ${res.status}, no session`);
+        }
+        this.session = cookies.join("; ");
+        return this.session;
     }
 
     async stop(): Promise<void> {

@@ -1,10 +1,12 @@
 /**
  * Starts and talks to the sandbox ringtail (sandbox/ringtail/host) from
  * tests: a real systemd machine reached with the OpenSSH client, the host
- * key pinned through a known_hosts file.
+ * key pinned through a known_hosts file. Its runner unit runs a stand-in
+ * that only holds the unit's environment (`start`), or the real
+ * forgejo-runner daemon taking jobs from a Gitea (`startWithDaemon`).
  */
 import { spawnSync } from "node:child_process";
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -33,6 +35,14 @@ export interface HostFacts {
     runnerRegistration: string;
 }
 
+/** The real runner daemon for the unit (Ringtail.startWithDaemon). */
+export interface RingtailDaemon {
+    /** The forgejo-runner binary, bound over the unit's /usr/local/bin/act_runner. */
+    binary: string;
+    /** The registration file (`.runner`, token included) the daemon reads from its working directory. */
+    registration: string;
+}
+
 export interface SshResult {
     code: number;
     stdout: string;
@@ -53,10 +63,40 @@ export class Ringtail {
         writeFileSync(this.knownHosts, `${facts.host} ${facts.hostKey}\n`);
     }
 
-    /** Boots a fresh machine (building its root filesystem first if needed). */
+    /** Boots a fresh machine (building its root filesystem first if needed); its runner unit runs the stand-in daemon. */
     static start(): Ringtail {
         const state = mkdtempSync(join(tmpdir(), "cra-ringtail-"));
         hostScript("start", state);
+        return new Ringtail(state, JSON.parse(readFileSync(join(state, "host.json"), "utf8")) as HostFacts);
+    }
+
+    /**
+     * Boots a fresh machine whose runner unit runs the real forgejo-runner
+     * daemon: the machine's link is made first, then `prepare` is given the
+     * link's host-side address (where a Gitea the machine can reach must
+     * listen) and answers with the binary and the registration file; the
+     * binary is bound over the unit's `act_runner` (as NixOS links
+     * forgejo-runner) and the registration put into the unit's state
+     * directory, where NixOS's module registers it.
+     */
+    static async startWithDaemon(prepare: (hostAddress: string) => Promise<RingtailDaemon>): Promise<Ringtail> {
+        const state = mkdtempSync(join(tmpdir(), "cra-ringtail-"));
+        try {
+            hostScript("net", state);
+            const net = JSON.parse(readFileSync(join(state, "net.json"), "utf8")) as { hostAddress: string };
+            const daemon = await prepare(net.hostAddress);
+            mkdirSync(join(state, "runner-state", "nix_container_builder"), { recursive: true });
+            writeFileSync(join(state, "runner-state", "nix_container_builder", ".runner"), daemon.registration, { mode: 0o600 });
+            symlinkSync(daemon.binary, join(state, "runner-binary"));
+            hostScript("start", state);
+        } catch (err) {
+            try {
+                hostScript("stop", state);
+            } finally {
+                rmSync(state, { recursive: true, force: true });
+            }
+            throw err;
+        }
         return new Ringtail(state, JSON.parse(readFileSync(join(state, "host.json"), "utf8")) as HostFacts);
     }
 

@@ -27,7 +27,7 @@ import {
     runnerDeployment,
 } from "../../sandbox/cluster";
 import { Dockerd } from "../../sandbox/dockerd";
-import { importJobImage, runIndriJob, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
+import { engineLine, importJobImage, IndriJobs, jobEngine, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
 import { startRegistry, type Registry } from "../../sandbox/registry";
 import { IMAGE_DIR } from "../../sandbox/ringtail";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
@@ -40,6 +40,8 @@ const TOKEN = "sandbox-connect-token";
 const KEY = "zak_indri_5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b";
 const ROTATED = "zak_indri_rotated_0a1b2c3d4e5f6a7b8c9d0e1f";
 const NS = "forgejo-runner";
+const GITEA_PORT = 13020;
+const { engine } = jobEngine();
 
 interface Container {
     name: string;
@@ -65,17 +67,25 @@ let before: Deployment;
 let run: Run;
 let runner: KubernetesRunnerConfig;
 let dockerd: Dockerd;
+let runnerJobs: IndriJobs;
 /** The Deployment as Argo CD left it after syncing the forwarding config (before our next up). */
 let synced: Deployment;
 let registry: Registry;
 let work: string;
 const jobs: JobRun[] = [];
 
-/** A workflow job on indri's runner (act's docker executor, with the runner container's live env and config). */
-function job(workflow: string, tag: string, override: Record<string, string> = {}): JobRun {
+/**
+ * A workflow job on indri's runner, docker executor, with the runner container's live env and config: the real
+ * daemon taking the job of a push from Gitea (a new "pod" when the template changed), or act without its binary.
+ */
+async function job(workflow: string, tag: string, override: Record<string, string> = {}): Promise<JobRun> {
     const vars = { RUNS_ON: "k8s", REGISTRY: registry.address, TAG: tag, IMAGE_DIR };
-    const r = runIndriJob(cluster, dockerd, join(WORKFLOWS, workflow), vars, override);
-    console.log(`indri job ${workflow} (${tag}): exit ${r.code} in ${r.seconds.toFixed(1)} s`);
+    const r = await runnerJobs.job(join(WORKFLOWS, workflow), vars, override);
+    console.log(
+        r.engine === "forgejo-runner"
+            ? `indri job ${workflow} (${tag}) on forgejo-runner: exit ${r.code}; push event to finished job ${r.seconds.toFixed(1)} s (${r.run ?? ""})`
+            : `indri job ${workflow} (${tag}) on act: exit ${r.code} in ${r.seconds.toFixed(1)} s`,
+    );
     jobs.push(r);
     return r;
 }
@@ -111,10 +121,13 @@ beforeAll(async () => {
     console.log(`job image imported into the sandbox dockerd in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     work = mkdtempSync(join(tmpdir(), "cra-indri-registry-"));
     registry = await startRegistry(work, "127.0.0.1", 5000, "zot-ci", KEY);
+    console.log(engineLine("indri"));
+    runnerJobs = await IndriJobs.start(cluster, dockerd, GITEA_PORT);
 }, 900_000);
 
 afterAll(async () => {
     // Whatever beforeAll got to start, stop it.
+    await (runnerJobs as IndriJobs | undefined)?.stop();
     await (registry as Registry | undefined)?.stop();
     await (dockerd as Dockerd | undefined)?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
@@ -124,7 +137,7 @@ afterAll(async () => {
     (cluster as Cluster | undefined)?.remove();
 }, 120_000);
 
-describe("indri on a real API server with the real External Secrets Operator", () => {
+describe(`indri on a real API server with the real External Secrets Operator (jobs: ${engine})`, () => {
     it("previews before anything exists, with fingerprints only", async () => {
         const preview = await run.stack.preview(recording(run));
         expect(preview.changeSummary).toMatchObject({ create: expect.any(Number) as unknown });
@@ -184,7 +197,7 @@ describe("indri on a real API server with the real External Secrets Operator", (
     });
 
     it("a job on the docker executor then has no variable: nothing is pushed", async () => {
-        const r = job("push.yaml", "unforwarded");
+        const r = await job("push.yaml", "unforwarded");
         expect(r.code).not.toBe(0);
         expect(r.log).toContain("ZOT_CI_API_KEY is empty in this job");
         expect(await tags(KEY)).not.toContain("unforwarded");
@@ -200,10 +213,10 @@ describe("indri on a real API server with the real External Secrets Operator", (
             jobRoute: "docker executor: container.options forwards the runner's ZOT_CI_API_KEY into job containers (-e ZOT_CI_API_KEY)",
             envWired: true,
         });
-        const r = job("push.yaml", "v1");
+        const r = await job("push.yaml", "v1");
         expect(r.code, r.log).toBe(0);
         expect(await tags(KEY)).toContain("v1");
-        const masked = job("mask.yaml", "-");
+        const masked = await job("mask.yaml", "-");
         expect(masked.code, masked.log).toBe(0);
         expect(masked.log).toContain("the key is ***");
     });
@@ -249,11 +262,11 @@ describe("indri on a real API server with the real External Secrets Operator", (
         expect(names.sort()).toEqual(["forgejo-runner-env", String(out["externalSecretName"])].sort());
         expect(out["secretName"]).toBe("zot-ci-api-key");
         console.log(`rotation: pulumi up to hasKey in ${seconds.toFixed(1)} s`);
-        const r = job("push.yaml", "v2");
+        const r = await job("push.yaml", "v2");
         expect(r.code, r.log).toBe(0);
         expect(await tags(ROTATED)).toEqual(expect.arrayContaining(["v1", "v2"]));
         // A runner that still held the old key (a pod of the old template) is refused.
-        const stale = job("push.yaml", "stale", { ZOT_CI_API_KEY: KEY });
+        const stale = await job("push.yaml", "stale", { ZOT_CI_API_KEY: KEY });
         expect(stale.code).not.toBe(0);
         expect(stale.log).toMatch(/invalid username\/password|unauthorized|401/i);
     });
@@ -309,7 +322,8 @@ describe("indri on a real API server with the real External Secrets Operator", (
         const sources = {
             state,
             "output+events": seen,
-            "job logs (act's output)": logs,
+            [engine === "act" ? "job logs (act's output)" : "job logs (Gitea's)"]: logs,
+            "runner daemons' logs": runnerJobs.runnerLog(),
             "registry log": readFileSync(registry.logFile, "utf8"),
             "dockerd log": readFileSync(dockerd.logFile, "utf8"),
         };

@@ -1,10 +1,14 @@
 /**
  * The mission's point on ringtail, end to end on real parts: once the key is
- * delivered, a real workflow job (act's host executor, the engine
- * forgejo-runner forked) started as the runner unit starts its jobs (a
- * systemd unit with its EnvironmentFile= and DynamicUser=) pushes to the
- * registry with it, and only with the current one. The registry is Debian's
- * docker-registry standing in for zot, over the machine's own network link.
+ * delivered, a real workflow job pushes to the registry with it, and only
+ * with the current one. With the forgejo-runner binary, the runner unit
+ * (NixOS-shaped: DynamicUser, EnvironmentFile) runs the real daemon,
+ * registered with the sandbox's Gitea with ringtail's labels, and each job
+ * comes from a real push event; the delivery's restart restarts that daemon,
+ * and the next job it takes pushes with the new key. Without the binary, act
+ * runs each job as the unit would start it (sandbox/jobs.ts says which, and
+ * one line printed here). The registry is zot (or its stand-in), over the
+ * machine's own network link.
  *
  * The key is delivered with the program's own host scripts over SSH; the
  * whole-stack suite does the same through the Pulumi command provider.
@@ -18,25 +22,33 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderEnvFile } from "../../components/envfile";
 import { deliverScript } from "../../components/host-scripts";
 import { jobsFromReport, parseReport } from "../../components/host-report";
-import { runRingtailJob, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
+import { engineLine, jobEngine, RingtailJobs, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { startRegistry, type Registry } from "../../sandbox/registry";
-import { IMAGE_DIR, Ringtail, uploadImage } from "../../sandbox/ringtail";
+import { IMAGE_DIR, type Ringtail, uploadImage } from "../../sandbox/ringtail";
 import { findLeaks } from "../support/leaks";
 
 const VAR = "ZOT_CI_API_KEY";
 const KEY = "zak_push_1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a";
 const ROTATED = "zak_push_rotated_9f8e7d6c5b4a3f2e1d0c9b8a";
+const GITEA_PORT = 13010;
+const { engine } = jobEngine();
+const daemon = engine === "forgejo-runner";
 
+let runner: RingtailJobs;
 let host: Ringtail;
 let registry: Registry;
 let work: string;
 const jobs: JobRun[] = [];
 
-function job(workflow: string, tag: string): JobRun {
+async function job(workflow: string, tag: string): Promise<JobRun> {
     const vars = { RUNS_ON: "nix-container-builder", REGISTRY: registry.address, TAG: tag, IMAGE_DIR };
-    const run = runRingtailJob(host, join(WORKFLOWS, workflow), vars);
-    console.log(`ringtail job ${workflow} (${tag}): exit ${run.code} in ${run.seconds.toFixed(1)} s`);
+    const run = await runner.job(join(WORKFLOWS, workflow), vars);
+    console.log(
+        run.engine === "forgejo-runner"
+            ? `ringtail job ${workflow} (${tag}) on forgejo-runner: exit ${run.code}; push event to finished job ${run.seconds.toFixed(1)} s (${run.run ?? ""})`
+            : `ringtail job ${workflow} (${tag}) on act: exit ${run.code} in ${run.seconds.toFixed(1)} s`,
+    );
     jobs.push(run);
     return run;
 }
@@ -55,7 +67,9 @@ const refused = /unauthorized|authentication required|invalid username\/password
 const noKey = "ZOT_CI_API_KEY is empty in this job";
 
 beforeAll(async () => {
-    host = Ringtail.start();
+    console.log(engineLine("ringtail"));
+    runner = await RingtailJobs.start(GITEA_PORT);
+    host = runner.host;
     work = mkdtempSync(join(tmpdir(), "cra-registry-"));
     registry = await startRegistry(work, host.facts.registryAddress, 5000, "zot-ci", KEY);
     writeOciImage(join(work, "image"), "pushed by the ci-registry-auth sandbox\n");
@@ -66,47 +80,55 @@ beforeAll(async () => {
 afterAll(async () => {
     try {
         await registry.stop();
-        host.stop();
+        await runner.stop();
     } finally {
         rmSync(work, { recursive: true, force: true });
     }
 }, 120_000);
 
-describe("workflow jobs on ringtail's host executor", () => {
+describe(`workflow jobs on ringtail's host executor (${engine})`, () => {
     it("the runner's check says host jobs see the key", () => {
         const report = host.check(VAR);
         expect(jobsFromReport(report, VAR, host.facts.unit)).toMatchObject({ jobsSeeKey: true });
     });
 
     it("a job pushes with the key the runner's env file holds", async () => {
-        const r = job("push.yaml", "v1");
+        const r = await job("push.yaml", "v1");
         expect(r.code, r.log).toBe(0);
         expect(r.log).toContain(`Push complete: ${registry.address}/blumeops/ci-probe:v1`);
         expect(await tags(KEY)).toContain("v1");
     });
 
     it("the migration trap: a leftover `${{ secrets.ZOT_CI_API_KEY }}` mapping shadows the key with an empty value, and nothing is pushed", async () => {
-        const r = job("push-secret-env.yaml", "shadowed");
+        const r = await job("push-secret-env.yaml", "shadowed");
         expect(r.code).not.toBe(0);
         expect(r.log).toContain(noKey);
         expect(await tags(KEY)).not.toContain("shadowed");
     });
 
-    it("a step that prints the key after ::add-mask:: shows it masked", () => {
-        const r = job("mask.yaml", "-");
+    it("a step that prints the key after ::add-mask:: shows it masked", async () => {
+        const r = await job("mask.yaml", "-");
         expect(r.code, r.log).toBe(0);
         expect(r.log).toContain("the key is ***");
     });
 
     it("after rotation: a job with the old key is refused; the next job after delivery pushes with the new one", async () => {
         registry.setKey(ROTATED);
-        const stale = job("push.yaml", "stale");
+        const stale = await job("push.yaml", "stale");
         expect(stale.code).not.toBe(0);
         expect(stale.log).toMatch(refused);
+        const before = daemon ? runner.mainPid() : 0;
         deliver(ROTATED);
-        const r = job("push.yaml", "v2");
+        if (daemon) {
+            // The delivery restarted the daemon: a new process, which declares itself to Gitea again.
+            expect(runner.mainPid()).not.toBe(before);
+            await runner.declared();
+        }
+        const r = await job("push.yaml", "v2");
         expect(r.code, r.log).toBe(0);
         expect(await tags(ROTATED)).toEqual(expect.arrayContaining(["v1", "v2"]));
+        // The new daemon took that job: its process logged the task.
+        if (daemon) expect(runner.lastTaskTakenBy()).toBe(runner.mainPid());
     });
 
     it("never shows either key in a job log, a process list during a push, the SSH transcript or the registry log", () => {
@@ -116,8 +138,8 @@ describe("workflow jobs on ringtail's host executor", () => {
         expect(logs).toMatch(/skopeo copy --authfile \S+ oci:\/srv\/ci-probe\/img:latest/);
         const log = readFileSync(registry.logFile, "utf8");
         expect(log).toContain("blumeops/ci-probe");
-        expect(
-            findLeaks({ "job logs": logs, "ssh transcript": host.transcript.join("\n"), "registry log": log }, { KEY, ROTATED }),
-        ).toEqual([]);
+        const sources: Record<string, string> = { "job logs": logs, "ssh transcript": host.transcript.join("\n"), "registry log": log };
+        if (daemon) sources["runner daemon's journal"] = runner.runnerLog();
+        expect(findLeaks(sources, { KEY, ROTATED })).toEqual([]);
     });
 });
