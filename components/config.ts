@@ -1,35 +1,24 @@
 import * as pulumi from "@pulumi/pulumi";
 
-import { X509Certificate } from "node:crypto";
-
-import { isValidEnvVarName } from "./envfile";
 import type { RegistrySettings } from "./registry-probe";
 import {
-    envFilePathProblem,
-    isDns1123Label,
-    isDns1123Subdomain,
-    isHost,
-    isSshPublicKey,
-    isSshUser,
-    isSystemdServiceName,
-} from "./validate";
+    KUBERNETES_SETTINGS,
+    PROJECT,
+    readSettings,
+    REGISTRY_SETTINGS,
+    setCommand,
+    SSH_SETTINGS,
+    TOP_SETTINGS,
+    type ConfigIssue,
+    type SettingValues,
+} from "./settings";
 
-/** The Pulumi project name, which is also the config namespace. */
-export const PROJECT = "ci-registry-auth";
+export { PROJECT, type ConfigIssue } from "./settings";
 
-/** Where the key lives in 1Password and how it is checked before delivery. */
-export interface KeySourceConfig {
-    /** Vault name or id. Pulumi.yaml default: `blumeops`. */
-    vault: string;
-    /** Item title. Pulumi.yaml default: `zot-ci-apikey`. */
-    item: string;
-    /** Field id or label holding the key. Pulumi.yaml default: `credential`. */
-    field: string;
-    /** Label of the date field that records when the key expires. Pulumi.yaml default: `expires`. */
-    expiryField: string;
-    /** Warn when the key expires within this many days. Pulumi.yaml default: 14. */
-    expiryWarningDays: number;
-}
+type TopSettings = SettingValues<typeof TOP_SETTINGS>;
+
+/** Where the key lives in 1Password and how it is checked before delivery (components/settings.ts: TOP_SETTINGS). */
+export type KeySourceConfig = Pick<TopSettings, "vault" | "item" | "field" | "expiryField" | "expiryWarningDays">;
 
 /**
  * How to reach 1Password Connect: `onepassword:url` (or $OP_CONNECT_HOST)
@@ -42,87 +31,33 @@ export interface ConnectConfig {
     token: string;
 }
 
-/** indri: a Deployment in a Kubernetes cluster, fed by External Secrets Operator. */
-export interface KubernetesRunnerConfig {
-    kind: "kubernetes";
-    /** kubeconfig context. Default: the kubeconfig's current context. */
-    context?: string;
-    /** Path of the kubeconfig. Default: `$KUBECONFIG`, then `~/.kube/config`. */
-    kubeconfig?: string;
-    /** Default: `forgejo-runner`. */
-    namespace: string;
-    /** Default: `forgejo-runner`. */
-    deployment: string;
-    /** Container that receives the variable. Default: `runner`. */
-    container: string;
-    /** ClusterSecretStore that reads 1Password. Default: `onepassword-blumeops`. */
-    clusterSecretStore: string;
-    /** Name of the ExternalSecret and the Secret it owns. Default: `zot-ci-api-key`. */
-    secretName: string;
-    /** Server-side-apply field manager of our patch. Default: `ci-registry-auth`. */
-    fieldManager: string;
-    /** Bound on waiting for ESO to sync the Secret. Default: 120. */
-    syncTimeoutSeconds: number;
-    /** Bound on waiting for the Deployment to roll out. Default: 600. */
-    rolloutTimeoutSeconds: number;
-    /** The ServiceAccount that CI's previews and key-health read the cluster as (get only). Default: `ci-registry-auth-ci`. */
-    ciServiceAccount: string;
-}
+/** indri: a Deployment in a Kubernetes cluster, fed by External Secrets Operator (settings: KUBERNETES_SETTINGS). */
+export type KubernetesRunnerConfig = { kind: "kubernetes" } & SettingValues<typeof KUBERNETES_SETTINGS>;
 
-/** ringtail: a systemd unit on a host reached over SSH. */
-export interface SshRunnerConfig {
-    kind: "ssh";
-    host: string;
-    /** Default: 22. */
-    port: number;
-    /** Default: `root` (the file is root-owned and the unit is restarted). */
-    user: string;
-    /** The host's public key, `authorized_keys` form. Required unless insecureIgnoreHostKey. */
-    hostKey?: string;
-    /** Skip host-key pinning. Default: false. Never use it outside a throwaway test. */
-    insecureIgnoreHostKey: boolean;
-    /** Default: `/etc/forgejo-runner/zot-api-key.env`. */
-    envFile: string;
-    /** Default: `gitea-runner-nix_container_builder.service`. */
-    unit: string;
-    /**
-     * The public key of key-health's SSH key, which the host restricts to the
-     * read-only check (README, "Trust model"); the check reports whether the
-     * restriction is in place. Default: none (not checked). The operator's own
-     * key is never a setting: it comes from the ssh-agent at $SSH_AUTH_SOCK.
-     */
-    checkKey?: string;
-}
+/**
+ * ringtail: a systemd unit on a host reached over SSH (settings:
+ * SSH_SETTINGS). The operator's own key is never a setting: it comes from
+ * the ssh-agent at $SSH_AUTH_SOCK.
+ */
+export type SshRunnerConfig = { kind: "ssh" } & SettingValues<typeof SSH_SETTINGS>;
 
 export type RunnerConfig = KubernetesRunnerConfig | SshRunnerConfig;
 
-/**
- * The registry the probe asks (`ci-registry-auth:registry`): `url`
- * (default `https://registry.ops.eblu.me`), `repository` (a repository CI
- * pushes to; default `blumeops/runner-job-image`), `caBundle` (PEM of a
- * private CA; default: the system's CAs).
- */
+/** The registry the probe asks (`ci-registry-auth:registry`; settings: REGISTRY_SETTINGS). */
 export type RegistryConfig = RegistrySettings;
 
 /** Everything one stack needs, read once and validated. */
 export interface StackConfig {
     key: KeySourceConfig;
     connect: ConnectConfig;
-    /** Environment variable the runner sees. Pulumi.yaml default: `ZOT_CI_API_KEY`. */
+    /** Environment variable the runner and its jobs see. */
     envVar: string;
-    /** Registry user the key belongs to (reported, not used to log in). Pulumi.yaml default: `zot-ci`. */
+    /** Registry user the key belongs to (the probe logs in as it). */
     registryUser: string;
     registry: RegistryConfig;
     runner: RunnerConfig;
     /** What the stack should change but may run with (stored credentials, a cleartext Connect URL): warned on every run. */
     warnings: string[];
-}
-
-/** One configuration problem: the setting, what is wrong, and the fix. */
-export interface ConfigIssue {
-    setting: string;
-    problem: string;
-    fix: string;
 }
 
 /** Thrown with every problem found, so one run shows all of them. */
@@ -160,278 +95,41 @@ export interface RawConfig {
     storedConnectToken: boolean;
 }
 
-const K8S_DEFAULTS = {
-    namespace: "forgejo-runner",
-    deployment: "forgejo-runner",
-    container: "runner",
-    clusterSecretStore: "onepassword-blumeops",
-    secretName: "zot-ci-api-key",
-    fieldManager: PROJECT,
-    syncTimeoutSeconds: 120,
-    rolloutTimeoutSeconds: 600,
-    ciServiceAccount: "ci-registry-auth-ci",
-} as const;
-
-const REGISTRY_DEFAULTS = {
-    url: "https://registry.ops.eblu.me",
-    repository: "blumeops/runner-job-image",
-} as const;
-
-/** An OCI distribution repository name (lowercase path components). */
-const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
-
-const SSH_DEFAULTS = {
-    port: 22,
-    user: "root",
-    envFile: "/etc/forgejo-runner/zot-api-key.env",
-    unit: "gitea-runner-nix_container_builder.service",
-} as const;
-
-const set = (path: string, example: string): string => `pulumi config set --path ${path} ${example}`;
-
-/** Collects issues while reading one object of untyped config. */
-class Reader {
-    readonly issues: ConfigIssue[] = [];
-
-    constructor(
-        private readonly obj: Record<string, unknown>,
-        private readonly prefix: string,
-    ) {}
-
-    private path(key: string): string {
-        return `${this.prefix}.${key}`;
-    }
-
-    /** The key is not in the object at all (a key with no value, or "", is there, and refused). */
-    absent(key: string): boolean {
-        return this.obj[key] === undefined;
-    }
-
-    /**
-     * A key written with no value (YAML `hostKey:`, read as null) or as ""
-     * is refused, never taken as "unset": an empty security setting must
-     * not silently turn into its default (for runner.hostKey: no pinning).
-     */
-    private empty(key: string, example: string): boolean {
-        const raw = this.obj[key];
-        if (raw !== null && raw !== "") {
-            return false;
-        }
-        this.issues.push({
-            setting: `${PROJECT}:${this.path(key)}`,
-            problem: 'is empty (a key with no value, or "")',
-            fix: `${set(this.path(key), example)}, or delete the line to use its default`,
-        });
-        return true;
-    }
-
-    string(key: string, fallback: string | undefined, valid: (v: string) => boolean, what: string, example: string): string | undefined {
-        const raw = this.obj[key];
-        if (raw === undefined) {
-            return fallback;
-        }
-        if (this.empty(key, example)) {
-            return undefined;
-        }
-        if (typeof raw !== "string" || !valid(raw)) {
-            this.issues.push({
-                setting: `${PROJECT}:${this.path(key)}`,
-                problem: `${JSON.stringify(raw)} is not ${what}`,
-                fix: set(this.path(key), example),
-            });
-            return undefined;
-        }
-        return raw;
-    }
-
-    integer(key: string, fallback: number, min: number, max: number, example: string): number {
-        const raw = this.obj[key];
-        if (raw === undefined) {
-            return fallback;
-        }
-        if (this.empty(key, example)) {
-            return fallback;
-        }
-        if (typeof raw !== "number" || !Number.isInteger(raw) || raw < min || raw > max) {
-            this.issues.push({
-                setting: `${PROJECT}:${this.path(key)}`,
-                problem: `${JSON.stringify(raw)} is not a whole number from ${min} to ${max}`,
-                fix: set(this.path(key), example),
-            });
-            return fallback;
-        }
-        return raw;
-    }
-
-    boolean(key: string, example: string): boolean {
-        const raw = this.obj[key];
-        if (raw === undefined) {
-            return false;
-        }
-        if (this.empty(key, example)) {
-            return false;
-        }
-        if (typeof raw !== "boolean") {
-            this.issues.push({
-                setting: `${PROJECT}:${this.path(key)}`,
-                problem: `${JSON.stringify(raw)} is not true or false`,
-                fix: set(this.path(key), example),
-            });
-            return false;
-        }
-        return raw;
-    }
-
-    unknownKeys(known: readonly string[]): void {
-        for (const key of Object.keys(this.obj)) {
-            if (!known.includes(key)) {
-                this.issues.push({
-                    setting: `${PROJECT}:${this.path(key)}`,
-                    problem: `unknown setting for this runner kind (known: ${known.join(", ")})`,
-                    fix: `pulumi config rm --path ${this.path(key)}`,
-                });
-            }
-        }
-    }
-}
-
 function parseKubernetes(obj: Record<string, unknown>, issues: ConfigIssue[]): KubernetesRunnerConfig | undefined {
-    const r = new Reader(obj, "runner");
-    r.unknownKeys([
-        "kind",
-        "context",
-        "kubeconfig",
-        "namespace",
-        "deployment",
-        "container",
-        "clusterSecretStore",
-        "secretName",
-        "fieldManager",
-        "syncTimeoutSeconds",
-        "rolloutTimeoutSeconds",
-        "ciServiceAccount",
-    ]);
-    const nonEmpty = (v: string): boolean => v.length > 0 && !/[\0\n]/.test(v);
-    const context = r.string("context", undefined, nonEmpty, "a kubeconfig context name", "minikube");
-    const kubeconfig = r.string("kubeconfig", undefined, nonEmpty, "a kubeconfig path", "~/.kube/config");
-    const namespace = r.string("namespace", K8S_DEFAULTS.namespace, isDns1123Label, "a Kubernetes namespace name", K8S_DEFAULTS.namespace);
-    const deployment = r.string(
-        "deployment",
-        K8S_DEFAULTS.deployment,
-        isDns1123Subdomain,
-        "a Kubernetes object name",
-        K8S_DEFAULTS.deployment,
-    );
-    const container = r.string("container", K8S_DEFAULTS.container, isDns1123Label, "a container name", K8S_DEFAULTS.container);
-    const store = r.string(
-        "clusterSecretStore",
-        K8S_DEFAULTS.clusterSecretStore,
-        isDns1123Subdomain,
-        "a ClusterSecretStore name",
-        K8S_DEFAULTS.clusterSecretStore,
-    );
-    const secretName = r.string(
-        "secretName",
-        K8S_DEFAULTS.secretName,
-        isDns1123Subdomain,
-        "a Kubernetes object name",
-        K8S_DEFAULTS.secretName,
-    );
-    const fieldManager = r.string(
-        "fieldManager",
-        K8S_DEFAULTS.fieldManager,
-        (v) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(v),
-        "a field manager name (letters, digits, '.', '_', '-'; at most 128)",
-        K8S_DEFAULTS.fieldManager,
-    );
-    const syncTimeoutSeconds = r.integer("syncTimeoutSeconds", K8S_DEFAULTS.syncTimeoutSeconds, 10, 3600, "120");
-    const rolloutTimeoutSeconds = r.integer("rolloutTimeoutSeconds", K8S_DEFAULTS.rolloutTimeoutSeconds, 30, 7200, "600");
-    const ciServiceAccount = r.string(
-        "ciServiceAccount",
-        K8S_DEFAULTS.ciServiceAccount,
-        isDns1123Subdomain,
-        "a ServiceAccount name",
-        K8S_DEFAULTS.ciServiceAccount,
-    );
-    issues.push(...r.issues);
-    if (r.issues.length > 0 || !namespace || !deployment || !container || !store || !secretName || !fieldManager || !ciServiceAccount) {
-        return undefined;
-    }
-    return {
-        kind: "kubernetes",
-        ...(context !== undefined ? { context } : {}),
-        ...(kubeconfig !== undefined ? { kubeconfig } : {}),
-        namespace,
-        deployment,
-        container,
-        clusterSecretStore: store,
-        secretName,
-        fieldManager,
-        syncTimeoutSeconds,
-        rolloutTimeoutSeconds,
-        ciServiceAccount,
-    };
+    const before = issues.length;
+    const values = readSettings(obj, "runner", KUBERNETES_SETTINGS, issues, ["kind"]);
+    // Without issues every setting with a default is there.
+    return issues.length === before ? { kind: "kubernetes", ...(values as SettingValues<typeof KUBERNETES_SETTINGS>) } : undefined;
 }
 
+/** The ssh runner's settings, then the rules between them: host-key pinning, and an ssh-agent for an up. */
 function parseSsh(
     obj: Record<string, unknown>,
     raw: Pick<RawConfig, "hasSshAgent" | "preview">,
     issues: ConfigIssue[],
 ): SshRunnerConfig | undefined {
-    const r = new Reader(obj, "runner");
-    r.unknownKeys(["kind", "host", "port", "user", "hostKey", "insecureIgnoreHostKey", "envFile", "unit", "checkKey"]);
-    const host = r.string("host", undefined, isHost, "a host name or IP address (no user@, no port)", "ringtail");
-    if (r.absent("host")) {
-        r.issues.push({
-            setting: `${PROJECT}:runner.host`,
-            problem: "is required for ssh runners",
-            fix: set("runner.host", "ringtail"),
-        });
-    }
-    const port = r.integer("port", SSH_DEFAULTS.port, 1, 65535, "22");
-    const user = r.string("user", SSH_DEFAULTS.user, isSshUser, "a login name", SSH_DEFAULTS.user);
-    const insecureIgnoreHostKey = r.boolean("insecureIgnoreHostKey", "false");
-    const hostKey = r.string(
-        "hostKey",
-        undefined,
-        isSshPublicKey,
-        'one public host key in authorized_keys form ("ssh-ed25519 AAAA...")',
-        `"$(ssh-keyscan -t ed25519 ${host ?? "HOST"} 2>/dev/null | cut -d' ' -f2-)"`,
-    );
-    if (r.absent("hostKey") && !insecureIgnoreHostKey) {
-        r.issues.push({
+    const before = issues.length;
+    const v = readSettings(obj, "runner", SSH_SETTINGS, issues, ["kind"]);
+    const keyscan = `"$(ssh-keyscan -t ed25519 ${v.host ?? "HOST"} 2>/dev/null | cut -d' ' -f2-)"`;
+    if (obj["hostKey"] === undefined && v.insecureIgnoreHostKey !== true) {
+        issues.push({
             setting: `${PROJECT}:runner.hostKey`,
             problem: "is required: without it the SSH connection would trust any host and could hand the key to an impostor",
             fix:
-                `check the key out of band, then ${set("runner.hostKey", `"$(ssh-keyscan -t ed25519 ${host ?? "HOST"} 2>/dev/null | cut -d' ' -f2-)"`)}` +
+                `check the key out of band, then ${setCommand("runner.hostKey", keyscan)}` +
                 " (runner.insecureIgnoreHostKey: true turns the check off, for throwaway test hosts only)",
         });
     }
-    if (!r.absent("hostKey") && insecureIgnoreHostKey) {
-        r.issues.push({
+    if (obj["hostKey"] !== undefined && v.insecureIgnoreHostKey === true) {
+        issues.push({
             setting: `${PROJECT}:runner.insecureIgnoreHostKey`,
             problem: "is true while runner.hostKey is set: the host key would be pinned, so the opt-out says something untrue",
             fix: "pulumi config rm --path runner.insecureIgnoreHostKey (keep the pinned host key)",
         });
     }
-    const checkKey = r.string(
-        "checkKey",
-        undefined,
-        isSshPublicKey,
-        'one public key in authorized_keys form ("ssh-ed25519 AAAA... ci-registry-auth-check")',
-        '"$(cat ~/.ssh/ci-registry-auth-check.pub)"',
-    );
-    const envFile = r.string(
-        "envFile",
-        SSH_DEFAULTS.envFile,
-        (v) => envFilePathProblem(v) === undefined,
-        `a usable env file path (${envFilePathProblem(String(obj["envFile"])) ?? "invalid"})`,
-        SSH_DEFAULTS.envFile,
-    );
-    const unit = r.string("unit", SSH_DEFAULTS.unit, isSystemdServiceName, "a systemd .service unit name", SSH_DEFAULTS.unit);
     // A preview connects to no host, so CI's preview holds no SSH key at all.
     if (!raw.preview && !raw.hasSshAgent) {
-        r.issues.push({
+        issues.push({
             setting: "SSH_AUTH_SOCK",
             problem: "no ssh-agent is reachable, and `pulumi up` needs one holding the key that logs in to the host as runner.user",
             fix:
@@ -439,20 +137,13 @@ function parseSsh(
                 "(or, for one run: ssh-agent sh -c 'ssh-add ~/.ssh/ci-registry-auth && pulumi up')",
         });
     }
-    issues.push(...r.issues);
-    if (r.issues.length > 0 || !host || !user || !envFile || !unit) {
-        return undefined;
-    }
+    if (issues.length > before) return undefined;
+    const values = v as SettingValues<typeof SSH_SETTINGS>;
     return {
         kind: "ssh",
-        host,
-        port,
-        user,
-        ...(hostKey !== undefined ? { hostKey: hostKey.trim() } : {}),
-        insecureIgnoreHostKey,
-        envFile,
-        unit,
-        ...(checkKey !== undefined ? { checkKey: checkKey.trim() } : {}),
+        ...values,
+        ...(values.hostKey !== undefined ? { hostKey: values.hostKey.trim() } : {}),
+        ...(values.checkKey !== undefined ? { checkKey: values.checkKey.trim() } : {}),
     };
 }
 
@@ -462,52 +153,20 @@ function parseRegistry(obj: unknown, issues: ConfigIssue[], warnings: string[]):
         issues.push({
             setting: `${PROJECT}:registry`,
             problem: "is not an object",
-            fix: set("registry.url", REGISTRY_DEFAULTS.url),
+            fix: setCommand("registry.url", "https://registry.ops.eblu.me"),
         });
         return undefined;
     }
-    const r = new Reader((obj ?? {}) as Record<string, unknown>, "registry");
-    r.unknownKeys(["url", "repository", "caBundle"]);
-    const url = r.string(
-        "url",
-        REGISTRY_DEFAULTS.url,
-        (v) => /^https?:\/\/[^\s/?#]+\/?$/.test(v),
-        "the registry's http(s) URL, without a path",
-        REGISTRY_DEFAULTS.url,
-    );
-    const repository = r.string(
-        "repository",
-        REGISTRY_DEFAULTS.repository,
-        (v) => v.length <= 255 && REPOSITORY.test(v),
-        "a repository name (lowercase, e.g. blumeops/runner-job-image)",
-        REGISTRY_DEFAULTS.repository,
-    );
-    const caBundle = r.string(
-        "caBundle",
-        undefined,
-        (v) => pemCertificates(v) > 0,
-        "one or more PEM certificates (-----BEGIN CERTIFICATE-----)",
-        '"$(cat private-ca.pem)"',
-    );
-    issues.push(...r.issues);
-    if (r.issues.length > 0 || url === undefined || repository === undefined) return undefined;
-    if (cleartextHost(url) !== undefined) {
+    const before = issues.length;
+    const v = readSettings((obj ?? {}) as Record<string, unknown>, "registry", REGISTRY_SETTINGS, issues);
+    if (issues.length > before || v.url === undefined || v.repository === undefined) return undefined;
+    const plain = cleartextHost(v.url);
+    if (plain !== undefined) {
         warnings.push(
-            `registry.url ${url} is plain http:// to ${cleartextHost(url) ?? ""}: the probe's key travels in cleartext, as every push's does. Use https://.`,
+            `registry.url ${v.url} is plain http:// to ${plain}: the probe's key travels in cleartext, as every push's does. Use https://.`,
         );
     }
-    return { url: url.replace(/\/$/, ""), repository, ...(caBundle !== undefined ? { caBundle } : {}) };
-}
-
-/** How many PEM certificates `text` holds, each parsed; 0 when any does not parse. */
-function pemCertificates(text: string): number {
-    const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-    try {
-        for (const block of blocks) new X509Certificate(block);
-    } catch {
-        return 0;
-    }
-    return blocks.length;
+    return { url: v.url.replace(/\/$/, ""), repository: v.repository, ...(v.caBundle !== undefined ? { caBundle: v.caBundle } : {}) };
 }
 
 /** The `runner` object, validated for its kind; undefined (with the issues) when it is not valid. */
@@ -516,7 +175,7 @@ function parseRunner(obj: unknown, raw: Pick<RawConfig, "hasSshAgent" | "preview
         issues.push({
             setting: `${PROJECT}:runner`,
             problem: obj === undefined ? "is not set: the stack does not say which runner it serves" : "is not an object",
-            fix: `${set("runner.kind", "kubernetes")} (or ssh), in the stack's Pulumi.<stack>.yaml`,
+            fix: `${setCommand("runner.kind", "kubernetes")} (or ssh), in the stack's Pulumi.<stack>.yaml`,
         });
         return undefined;
     }
@@ -527,7 +186,7 @@ function parseRunner(obj: unknown, raw: Pick<RawConfig, "hasSshAgent" | "preview
     issues.push({
         setting: `${PROJECT}:runner.kind`,
         problem: kind === undefined ? "is not set" : `${JSON.stringify(kind)} is not a runner kind (kubernetes or ssh)`,
-        fix: set("runner.kind", "kubernetes") + " (or ssh)",
+        fix: setCommand("runner.kind", "kubernetes") + " (or ssh)",
     });
     return undefined;
 }
@@ -551,41 +210,9 @@ export function readRunnerSettings(obj: unknown): RunnerConfig {
  */
 export function parseConfig(raw: RawConfig): StackConfig {
     const issues: ConfigIssue[] = [];
-    const need = (key: keyof RawConfig, value: string | undefined, example: string): string => {
-        if (value === undefined || value.trim() === "" || /[\0\n]/.test(value)) {
-            issues.push({
-                setting: `${PROJECT}:${key}`,
-                problem: value === undefined ? "is not set" : "is empty or spans lines",
-                fix: `pulumi config set ${PROJECT}:${key} ${example}`,
-            });
-            return "";
-        }
-        return value;
-    };
-    const vault = need("vault", raw.vault, "blumeops");
-    const item = need("item", raw.item, "zot-ci-apikey");
-    const field = need("field", raw.field, "credential");
-    const expiryField = need("expiryField", raw.expiryField, "expires");
-    const registryUser = need("registryUser", raw.registryUser, "zot-ci");
-    const envVar = need("envVar", raw.envVar, "ZOT_CI_API_KEY");
-    if (envVar !== "" && !isValidEnvVarName(envVar)) {
-        issues.push({
-            setting: `${PROJECT}:envVar`,
-            problem: `${JSON.stringify(envVar)} is not a valid environment variable name (letters, digits, '_'; not starting with a digit)`,
-            fix: `pulumi config set ${PROJECT}:envVar ZOT_CI_API_KEY`,
-        });
-    }
-    const expiryWarningDays = raw.expiryWarningDays ?? Number.NaN;
-    if (!Number.isInteger(expiryWarningDays) || expiryWarningDays < 0 || expiryWarningDays > 365) {
-        issues.push({
-            setting: `${PROJECT}:expiryWarningDays`,
-            problem:
-                raw.expiryWarningDays === undefined
-                    ? "is not set"
-                    : `${String(expiryWarningDays)} is not a whole number of days from 0 to 365`,
-            fix: `pulumi config set ${PROJECT}:expiryWarningDays 14`,
-        });
-    }
+    const given = Object.fromEntries(TOP_SETTINGS.map((t) => [t.key, raw[t.key]] as const).filter(([, value]) => value !== undefined));
+    const top = readSettings(given, "", TOP_SETTINGS, issues) as TopSettings;
+    const { vault, item, field, expiryField, expiryWarningDays, envVar, registryUser } = top;
 
     const warnings: string[] = [];
     const connectUrl = raw.connectUrl ?? "";

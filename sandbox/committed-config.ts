@@ -1,5 +1,5 @@
 /**
- * Stack configuration as the committed Pulumi.yaml and Pulumi.<stack>.yaml
+ * Stack configuration as the committed Pulumi.<stack>.yaml
  * give it, with overrides for what the sandbox (or a test) changes: the
  * demo and the tests run the operator's real settings, not copies of them.
  */
@@ -12,16 +12,6 @@ import { parseConfig, type RawConfig, type StackConfig } from "../components/con
 
 const ROOT = join(__dirname, "..");
 
-interface ProjectFile {
-    config: Record<string, { default?: unknown }>;
-}
-
-/** The project's declared defaults, keyed without the project prefix. */
-export function projectDefaults(): Record<string, unknown> {
-    const project = parse(readFileSync(join(ROOT, "Pulumi.yaml"), "utf8")) as ProjectFile;
-    return Object.fromEntries(Object.entries(project.config).map(([k, v]) => [k, v.default]));
-}
-
 /** The committed stack file's `runner` object. */
 export function committedRunner(stack: "indri" | "ringtail"): Record<string, unknown> {
     const file = parse(readFileSync(join(ROOT, `Pulumi.${stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
@@ -30,15 +20,8 @@ export function committedRunner(stack: "indri" | "ringtail"): Record<string, unk
 
 /** RawConfig as loadConfig would build it from the committed files and `overrides`. */
 export function rawConfig(stack: "indri" | "ringtail", overrides: Partial<RawConfig> = {}): RawConfig {
-    const d = projectDefaults();
+    // Top-level settings are absent, as in the committed files: their defaults apply.
     return {
-        vault: d["vault"] as string,
-        item: d["item"] as string,
-        field: d["field"] as string,
-        expiryField: d["expiryField"] as string,
-        expiryWarningDays: d["expiryWarningDays"] as number,
-        envVar: d["envVar"] as string,
-        registryUser: d["registryUser"] as string,
         runner: committedRunner(stack),
         storedSshPrivateKey: false,
         hasSshAgent: true,

@@ -2,7 +2,7 @@
 import type { RawConfig, StackConfig } from "../../components/config";
 import { stackConfig as committedStackConfig } from "../../sandbox/committed-config";
 
-export { committedRunner, projectDefaults, rawConfig, TEST_HOST_KEY } from "../../sandbox/committed-config";
+export { committedRunner, rawConfig, TEST_HOST_KEY } from "../../sandbox/committed-config";
 
 /**
  * A StackConfig as loadConfig returns it for the committed files, with the

@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 
 import { ConfigError, parseConfig, type RawConfig } from "../../components/config";
+import { KUBERNETES_SETTINGS, SSH_SETTINGS } from "../../components/settings";
 import { committedRunner, rawConfig, TEST_HOST_KEY } from "../support/stack-config";
 
 function issuesOf(raw: RawConfig): ConfigError["issues"] {
@@ -64,6 +65,26 @@ describe("committed stacks", () => {
             envFile: "/etc/forgejo-runner/zot-api-key.env",
             unit: "gitea-runner-nix_container_builder.service",
         });
+    });
+});
+
+describe("defaults come from components/settings.ts alone", () => {
+    it("a stack that sets nothing but its runner gets every default, and the committed stack files set only what differs", () => {
+        const bare = parseConfig(rawConfig("indri", { runner: { kind: "kubernetes" } }));
+        expect(bare.key).toEqual({
+            vault: "blumeops",
+            item: "zot-ci-apikey",
+            field: "credential",
+            expiryField: "expires",
+            expiryWarningDays: 14,
+        });
+        expect(bare.runner).toEqual({ ...parseConfig(rawConfig("indri")).runner, context: undefined });
+        for (const stack of ["indri", "ringtail"] as const) {
+            const table = stack === "indri" ? KUBERNETES_SETTINGS : SSH_SETTINGS;
+            const committed = committedRunner(stack);
+            const repeated = table.filter((t) => "default" in t && committed[t.key] === t.default).map((t) => t.key);
+            expect(repeated, `Pulumi.${stack}.yaml repeats defaults`).toEqual([]);
+        }
     });
 });
 
@@ -152,7 +173,13 @@ describe("bad input gives one error naming each setting and its fix", () => {
             /pulumi config rm --path runner\.insecureIgnoreHostKey/,
         ],
         ["empty vault", rawConfig("indri", { vault: "" }), "ci-registry-auth:vault", /pulumi config set ci-registry-auth:vault/],
-        ["missing item", rawConfig("indri", { item: undefined }), "ci-registry-auth:item", /pulumi config set ci-registry-auth:item/],
+        [
+            "item spanning lines",
+            rawConfig("indri", { item: "zot-ci\napikey" }),
+            "ci-registry-auth:item",
+            /pulumi config set ci-registry-auth:item/,
+        ],
+        ["unknown top-level value type", rawConfig("indri", { expiryWarningDays: 1.5 }), "ci-registry-auth:expiryWarningDays", /14/],
         [
             "negative warning days",
             rawConfig("indri", { expiryWarningDays: -1 }),
