@@ -394,7 +394,7 @@ export function readSettings<T extends readonly Setting[]>(
         if (!known.includes(key)) {
             issue(
                 key,
-                `unknown setting (known: ${known.join(", ")})`,
+                `unknown setting${prefix === "runner" ? " for this runner kind" : ""} (known: ${known.join(", ")})`,
                 `pulumi config rm ${prefix === "" ? `${PROJECT}:${key}` : `--path ${path(key)}`}`,
             );
         }
