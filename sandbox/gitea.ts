@@ -57,7 +57,7 @@ export interface GiteaActionRun {
     id: number;
     /** Event that triggered the run (`push`, `pull_request`, `workflow_dispatch`, …). */
     event: string;
-    /** The workflow file, e.g. `.gitea/workflows/x.yaml`. */
+    /** The workflow file, e.g. `.forgejo/workflows/x.yaml`. */
     path: string;
     head_sha: string;
     head_branch?: string;

@@ -2,7 +2,8 @@
  * The real forgejo-runner daemon (v12) against the sandbox's Gitea with
  * Actions on: registered with a token from Gitea's CLI, started with the
  * key in its environment (as a systemd unit or a pod gives it), it takes
- * the job of a real push event from `.gitea/workflows/`, checks the
+ * the job of a real push event from `.forgejo/workflows/` (Gitea reads it
+ * there as Forgejo does: WORKFLOW_DIRS), checks the
  * repository out with `actions/checkout@v4` (served by the same Gitea) and
  * the job shows the key's fingerprint, never the key. Then what Gitea 1.26
  * gives jobs on `workflow_dispatch` (through the API), on a pull request
@@ -31,7 +32,7 @@ import {
     installCheckoutAction,
     type CheckoutAction,
 } from "../../sandbox/forgejo-runner";
-import { Gitea, type GiteaActionRun, type GiteaRepo } from "../../sandbox/gitea";
+import { Gitea, WORKFLOW_DIR, type GiteaActionRun, type GiteaRepo } from "../../sandbox/gitea";
 import { WORKFLOWS } from "../../sandbox/jobs";
 
 const PORT = 13100;
@@ -101,7 +102,7 @@ async function onlyJob(
 
 describe.skipIf(absent !== undefined)(absent !== undefined ? `not run: ${absent}` : "the real forgejo-runner daemon", () => {
     beforeAll(async () => {
-        gitea = await Gitea.start(PORT, { actions: true });
+        gitea = await Gitea.start(PORT, { actions: true, schedules: scheduleTest });
         checkout = await installCheckoutAction(gitea);
         console.log(
             checkout.source === "upstream"
@@ -120,7 +121,7 @@ describe.skipIf(absent !== undefined)(absent !== undefined ? `not run: ${absent}
         repo = await gitea.createRepo("runner-probe");
         await gitea.setActionsSecret(repo, "PROBE_SECRET", PROBE_SECRET);
         work = mkdtempSync(join(tmpdir(), "cra-runner-test-"));
-        mkdirSync(join(work, "repo", ".gitea", "workflows"), { recursive: true });
+        mkdirSync(join(work, "repo", WORKFLOW_DIR), { recursive: true });
         git(["init", "-q", "-b", "main"]);
     }, 300_000);
 
@@ -154,7 +155,7 @@ describe.skipIf(absent !== undefined)(absent !== undefined ? `not run: ${absent}
         const dir = join(work, "repo");
         writeFileSync(join(dir, "README.md"), "runner probe\n");
         for (const f of ["runner-checkout.yaml", "runner-token-probe.yaml"]) {
-            writeFileSync(join(dir, ".gitea", "workflows", f), readFileSync(join(WORKFLOWS, f)));
+            writeFileSync(join(dir, WORKFLOW_DIR, f), readFileSync(join(WORKFLOWS, f)));
         }
         git(["add", "-A"]);
         git(["commit", "-q", "-m", "Workflows for the runner daemon"]);
@@ -228,7 +229,7 @@ describe.skipIf(absent !== undefined)(absent !== undefined ? `not run: ${absent}
         // A contributor with write access needs no approval; the PR still comes from a fork. Their next
         // push changes the workflow itself: pull_request runs the workflow of the PR's head.
         await gitea.api("PUT", `/repos/${repo.fullName}/collaborators/${contributor.user}`, { permission: "write" });
-        const path = ".gitea/workflows/runner-token-probe.yaml";
+        const path = `${WORKFLOW_DIR}/runner-token-probe.yaml`;
         const current = await gitea.apiAs<{ sha: string; content: string }>(
             contributor.token,
             "GET",
@@ -275,7 +276,7 @@ describe.skipIf(absent !== undefined)(absent !== undefined ? `not run: ${absent}
             : `not run: a \`schedule\` workflow's first run (45-102 s; set ${SCHEDULE_TEST_ENV}=1 to run it)`,
         async () => {
             const dir = join(work, "repo");
-            writeFileSync(join(dir, ".gitea", "workflows", "runner-schedule.yaml"), readFileSync(join(WORKFLOWS, "runner-schedule.yaml")));
+            writeFileSync(join(dir, WORKFLOW_DIR, "runner-schedule.yaml"), readFileSync(join(WORKFLOWS, "runner-schedule.yaml")));
             git(["add", "-A"]);
             git(["commit", "-q", "-m", "A scheduled workflow"]);
             const t0 = Date.now();
