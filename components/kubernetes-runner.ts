@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { CI_LABELS, ciKubeconfig, clusterRules, localCluster, namespaceRules } from "./ci-identity";
 import type { KubernetesRunnerConfig } from "./config";
+import { ProgramError } from "./errors";
 import {
     FINGERPRINT_ANNOTATION,
     deploymentPatchManifest,
@@ -134,9 +135,8 @@ export class KubernetesRunner extends pulumi.ComponentResource {
      * Reads, before anything is created, that the Deployment has the runner
      * container and that the ClusterSecretStore is Ready. The result is an
      * empty list to use as `dependsOn`: what must wait for the checks waits
-     * for it, and a failed check reaches the CLI as its message alone (an
-     * error raised inside a resource's inputs would be printed behind
-     * "error serializing property" prefixes).
+     * for it. A failed check is a ProgramError: pulumi prints its message
+     * alone (components/errors.ts).
      */
     private checkPreconditions(
         name: string,
@@ -147,7 +147,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         const container = existing.spec.apply((spec) => {
             const names = containerNames({ spec });
             if (!names.includes(r.container)) {
-                throw new pulumi.RunError(
+                throw new ProgramError(
                     `Deployment ${r.namespace}/${r.deployment} has no container "${r.container}" (it has: ${names.join(", ") || "none"}). ` +
                         "Fix: pulumi config set --path runner.container <name>",
                 );
@@ -163,7 +163,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         const storeReady = storeStatus.apply((status) => {
             const ready = status?.conditions?.find((c) => c.type === "Ready");
             if (ready?.status !== "True") {
-                throw new pulumi.RunError(
+                throw new ProgramError(
                     `ClusterSecretStore ${r.clusterSecretStore} is not Ready (${ready?.reason ?? "no status"}: ${ready?.message ?? "ESO has not validated it"}). ` +
                         "Fix: check the store's 1Password Connect host and token secret (kubectl describe clustersecretstore), or set runner.clusterSecretStore.",
                 );

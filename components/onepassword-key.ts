@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { readItem, type ConnectItem } from "./connect";
 import { fingerprint } from "./fingerprint";
+import { ProgramError } from "./errors";
 import { findExpiry, judgeExpiry, MIN_KEY_LENGTH, missingFieldMessage, selectField } from "./item";
 
 /** Arguments of {@link readKey}. */
@@ -46,7 +47,7 @@ export interface KeyRead {
  */
 export async function readKey(args: OnePasswordKeyArgs): Promise<KeyRead> {
     const where = `item "${args.item}" in vault "${args.vault}"`;
-    const fail = (message: string): pulumi.RunError => new pulumi.RunError(`1Password: ${message}`);
+    const fail = (message: string): ProgramError => new ProgramError(`1Password: ${message}`);
     const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
     let item: ConnectItem;
     try {

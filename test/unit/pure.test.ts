@@ -1,10 +1,12 @@
 /** Pure helpers, tested directly (fast-check where the input space is wide). */
+import * as pulumi from "@pulumi/pulumi";
 import { execFileSync } from "node:child_process";
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
 import { renderEnvFile, envValueProblem, isValidEnvVarName, quoteEnvValue } from "../../components/envfile";
+import { ProgramError } from "../../components/errors";
 import { fingerprint, isFingerprint } from "../../components/fingerprint";
 import { daysUntil, findExpiry, judgeExpiry, missingFieldMessage, selectField } from "../../components/item";
 import { shellQuote } from "../../components/shell";
@@ -187,5 +189,16 @@ describe("missingFieldMessage", () => {
         expect(missingFieldMessage({ fields: [{ id: "credential", label: "credential", value: "" }] }, "credential")).toBe(
             'field "credential" is empty. Fix: store the key in it (or set ci-registry-auth:field to the field that holds it).',
         );
+    });
+});
+
+describe("ProgramError", () => {
+    it("is a RunError (printed without a stack) whose message the SDK's serialization cannot prefix", () => {
+        const err = new ProgramError("Deployment x has no container y. Fix: …");
+        expect(pulumi.RunError.isInstance(err)).toBe(true);
+        // What @pulumi/pulumi runtime/rpc.js does to an error that rejects a serialized output.
+        err.message = `error serializing property "metadata": ${err.message}`;
+        expect(err.message).toBe("Deployment x has no container y. Fix: …");
+        expect(String(err)).toBe("ProgramError: Deployment x has no container y. Fix: …");
     });
 });
