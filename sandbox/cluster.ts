@@ -115,9 +115,17 @@ export class Cluster {
     /**
      * Argo CD syncing a changed config.yaml: a new kustomize-named
      * ConfigMap and the Deployment pointing at it, which rolls the runner.
+     * `clientSide` applies as `kubectl apply` and Argo CD's default sync do:
+     * the objects then carry all of their content again in the
+     * `kubectl.kubernetes.io/last-applied-configuration` annotation.
      */
-    syncRunnerConfig(config: string): void {
-        this.apply([runnerConfigMap(config), runnerDeployment(config)], ARGO_MANAGER);
+    syncRunnerConfig(config: string, clientSide = false): void {
+        const objects = [runnerConfigMap(config), runnerDeployment(config)];
+        if (clientSide) {
+            this.kubectl(["apply", "-f", "-"], objects.map((o) => stringify(o)).join("---\n"));
+        } else {
+            this.apply(objects, ARGO_MANAGER);
+        }
         this.kubectl(["rollout", "status", "deployment/forgejo-runner", "-n", "forgejo-runner", "--timeout=120s"]);
     }
 }
