@@ -275,11 +275,13 @@ export interface JobsInput {
 
 /**
  * Decides whether every job the runner takes sees `envVar` with the runner's
- * value, assuming the runner process holds it (checked separately).
+ * value, assuming the runner process holds it (checked separately): the
+ * config must be readable and must not define the variable itself, and
+ * every executor its labels name must hand it to jobs.
  */
 export function judgeJobs(input: JobsInput): JobsVerdict {
     const v = input.envVar;
-    const { config, labels } = input;
+    const { config } = input;
     if (config.kind === "problem") {
         const where = config.origin?.where ?? "the runner's config";
         return {
@@ -290,21 +292,37 @@ export function judgeJobs(input: JobsInput): JobsVerdict {
     }
     const file = config.kind === "file" ? config.config : { envNames: [] };
     const origin = config.kind === "file" ? config.origin : undefined;
+    const where = origin?.where ?? "the config";
     const edit = origin ? `in ${origin.where} (${origin.howToEdit})` : input.addConfig;
-
     if (file.envNames.includes(v)) {
         return {
             jobsSeeKey: false,
-            jobRoute: `error: runner.envs in ${origin?.where ?? "the config"} defines ${v}, which puts a key in the config file and overrides the delivered one in every job`,
+            jobRoute: `error: runner.envs in ${where} defines ${v}, which puts a key in the config file and overrides the delivered one in every job`,
             fix: `remove ${v} from runner.envs ${edit}, and rotate the key if a real one was written there`,
         };
     }
+    const executors = executorsOf(file, input.labels, where);
+    if ("jobsSeeKey" in executors) return executors;
+    const routes: string[] = [];
+    for (const { scheme, names } of executors.schemes) {
+        const route = schemeRoute(scheme, names, { envVar: v, containerOptions: file.containerOptions, where, edit });
+        if (typeof route !== "string") return route;
+        routes.push(route);
+    }
+    return { jobsSeeKey: true, jobRoute: routes.join("; ") };
+}
 
+/** The executors (label schemes) the runner runs jobs on, from its config's labels, its registration, or an assumption; or why not known. */
+function executorsOf(
+    file: Pick<RunnerConfigFile, "labels">,
+    labels: LabelsRead,
+    where: string,
+): { schemes: { scheme: string; names: string[] }[] } | JobsVerdict {
     let schemes: { scheme: string; names: string[] }[];
     let labelsFrom: string;
     if (file.labels !== undefined) {
         schemes = groupSchemes(file.labels);
-        labelsFrom = `runner.labels in ${origin?.where ?? "the config"}`;
+        labelsFrom = `runner.labels in ${where}`;
     } else if (labels.kind === "labels") {
         schemes = groupSchemes(labels.labels);
         labelsFrom = labels.where;
@@ -325,57 +343,59 @@ export function judgeJobs(input: JobsInput): JobsVerdict {
             fix: `check ${labelsFrom}`,
         };
     }
+    return { schemes };
+}
 
-    const routes: string[] = [];
-    for (const { scheme, names } of schemes) {
-        const labelled = names.length > 0 ? ` (labels ${names.join(", ")})` : "";
-        if (scheme === "host") {
-            routes.push(`host executor${labelled}: jobs inherit the runner's environment`);
-            continue;
-        }
-        if (scheme !== "docker") {
+/** How jobs of one executor get the variable (a route), or the verdict that they don't. */
+function schemeRoute(
+    scheme: string,
+    names: string[],
+    c: { envVar: string; containerOptions: string | undefined; where: string; edit: string },
+): string | JobsVerdict {
+    const v = c.envVar;
+    const labelled = names.length > 0 ? ` (labels ${names.join(", ")})` : "";
+    if (scheme === "host") {
+        return `host executor${labelled}: jobs inherit the runner's environment`;
+    }
+    if (scheme !== "docker") {
+        return {
+            jobsSeeKey: false,
+            jobRoute: `${scheme} executor${labelled}: this program cannot tell what its jobs see`,
+            fix: `run jobs that need ${v} on host or docker labels`,
+        };
+    }
+    const docker = `docker executor${labelled}`;
+    switch (optionsEnv(c.containerOptions, v)) {
+        case "forwarded":
+            return `${docker}: container.options forwards the runner's ${v} into job containers (-e ${v})`;
+        case "literal":
             return {
                 jobsSeeKey: false,
-                jobRoute: `${scheme} executor${labelled}: this program cannot tell what its jobs see`,
-                fix: `run jobs that need ${v} on host or docker labels`,
+                jobRoute: `error: ${docker}: container.options in ${c.where} sets ${v} to a value written in the config`,
+                fix: `replace that -e ${v}=... with a bare -e ${v} in container.options ${c.edit}, and rotate the key if a real one was written there`,
             };
-        }
-        const forwarding = optionsEnv(file.containerOptions, v);
-        const docker = `docker executor${labelled}`;
-        switch (forwarding) {
-            case "forwarded":
-                routes.push(`${docker}: container.options forwards the runner's ${v} into job containers (-e ${v})`);
-                continue;
-            case "literal":
-                return {
-                    jobsSeeKey: false,
-                    jobRoute: `error: ${docker}: container.options in ${origin?.where ?? "the config"} sets ${v} to a value written in the config`,
-                    fix: `replace that -e ${v}=... with a bare -e ${v} in container.options ${edit}, and rotate the key if a real one was written there`,
-                };
-            case "empty":
-                return {
-                    jobsSeeKey: false,
-                    jobRoute: `${docker}: container.options sets ${v} empty (-e ${v}=)`,
-                    fix: `write a bare -e ${v} (no '=') in container.options ${edit}`,
-                };
-            case "unparsable":
-                return {
-                    jobsSeeKey: false,
-                    jobRoute: `${docker}: container.options in ${origin?.where ?? "the config"} has an unbalanced quote or trailing backslash`,
-                    fix: `fix the quoting of container.options ${edit}`,
-                };
-            case "absent":
-                return {
-                    jobsSeeKey: false,
-                    jobRoute: `${docker}: job containers get none of the runner's environment and container.options does not forward ${v}`,
-                    fix:
-                        file.containerOptions === undefined
-                            ? `set container.options: "-e ${v}" ${edit}`
-                            : `append -e ${v} to container.options ${edit}`,
-                };
-        }
+        case "empty":
+            return {
+                jobsSeeKey: false,
+                jobRoute: `${docker}: container.options sets ${v} empty (-e ${v}=)`,
+                fix: `write a bare -e ${v} (no '=') in container.options ${c.edit}`,
+            };
+        case "unparsable":
+            return {
+                jobsSeeKey: false,
+                jobRoute: `${docker}: container.options in ${c.where} has an unbalanced quote or trailing backslash`,
+                fix: `fix the quoting of container.options ${c.edit}`,
+            };
+        case "absent":
+            return {
+                jobsSeeKey: false,
+                jobRoute: `${docker}: job containers get none of the runner's environment and container.options does not forward ${v}`,
+                fix:
+                    c.containerOptions === undefined
+                        ? `set container.options: "-e ${v}" ${c.edit}`
+                        : `append -e ${v} to container.options ${c.edit}`,
+            };
     }
-    return { jobsSeeKey: true, jobRoute: routes.join("; ") };
 }
 
 function groupSchemes(labels: string[]): { scheme: string; names: string[] }[] {

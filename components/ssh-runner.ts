@@ -14,7 +14,7 @@ import {
     verifyScript,
     type RemoteTarget,
 } from "./host-scripts";
-import { latestReport, parseReport, reportFacts } from "./host-report";
+import { latestReport, parseReport, reportFacts, type ReportFacts } from "./host-report";
 
 /** Arguments of {@link SshRunner}. */
 export interface SshRunnerArgs {
@@ -67,19 +67,7 @@ export class SshRunner extends pulumi.ComponentResource {
                 this,
             );
         }
-
-        // No private key: the command provider signs with the ssh-agent at
-        // $SSH_AUTH_SOCK of the machine that runs `pulumi up`, so the key is
-        // in neither the stack's config nor its state (README, "Trust model").
-        const connection: command.types.input.remote.ConnectionArgs = {
-            host: r.host,
-            port: r.port,
-            user: r.user,
-            ...(r.hostKey !== undefined ? { hostKey: r.hostKey } : {}),
-            // Fail fast on an unreachable host instead of the provider's 10 dial attempts.
-            dialErrorLimit: 3,
-            perDialTimeout: 10,
-        };
+        const connection = sshConnection(r);
         const target: RemoteTarget = {
             envFile: r.envFile,
             unit: r.unit,
@@ -87,16 +75,63 @@ export class SshRunner extends pulumi.ComponentResource {
             user: r.user,
             ...(r.checkKey !== undefined ? { checkKey: r.checkKey } : {}),
         };
-        const stdin = pulumi.secret(pulumi.output(args.key).apply((key) => renderEnvFile(args.envVar, key)));
 
-        const deliver = new command.remote.Command(
+        const deliver = this.deliver(name, args, connection, target);
+        const checkPath = this.installCheck(name, args, connection, target);
+        const verify = this.verify(name, connection, target, deliver);
+
+        const delivered = deliver.stdout.apply(parseReport);
+        this.changed = pulumi.unsecret(delivered.apply((d) => d["changed"] === "true"));
+        // Only these facts leave the reports (the later of the two): fingerprints,
+        // file metadata, unit state and the jobs verdict, which names settings, never values.
+        const facts = pulumi.unsecret(
+            pulumi
+                .all([delivered, verify.stdout, args.keyFingerprint])
+                .apply(([d, stdout, fp]) => reportFacts(latestReport(d, parseReport(stdout)), fp, target)),
+        );
+        this.fileFingerprint = facts.fileFingerprint;
+        this.fileOwner = facts.fileOwner;
+        this.fileMode = facts.fileMode;
+        this.unitReadsFile = facts.unitReadsFile;
+        this.unitActive = facts.unitActive;
+        this.processFingerprint = facts.processFingerprint;
+        this.jobsSeeKey = facts.jobs.jobsSeeKey;
+        this.jobRoute = facts.jobs.jobRoute;
+        this.hasKey = facts.apply((f) => f.holdsKey && f.jobs.jobsSeeKey);
+        this.checkKey = facts.checkKey;
+        this.warnWithFixes(name, args, facts, checkPath);
+
+        this.registerOutputs({
+            changed: this.changed,
+            fileFingerprint: this.fileFingerprint,
+            processFingerprint: this.processFingerprint,
+            unitActive: this.unitActive,
+            unitReadsFile: this.unitReadsFile,
+            jobsSeeKey: this.jobsSeeKey,
+            jobRoute: this.jobRoute,
+            checkKey: this.checkKey,
+            hasKey: this.hasKey,
+        });
+    }
+
+    /**
+     * The delivery: the env file on stdin, renamed into place atomically, the
+     * unit restarted only when the bytes changed. A new key changes only
+     * stdin, which runs `update`: the same idempotent delivery, then the
+     * check. No trigger carries anything secret.
+     */
+    private deliver(
+        name: string,
+        args: SshRunnerArgs,
+        connection: command.types.input.remote.ConnectionArgs,
+        target: RemoteTarget,
+    ): command.remote.Command {
+        const stdin = pulumi.secret(pulumi.output(args.key).apply((key) => renderEnvFile(args.envVar, key)));
+        return new command.remote.Command(
             `${name}-env-file`,
             {
                 connection,
                 create: deliverScript(target),
-                // A new key changes only stdin, which runs `update`: the same
-                // idempotent delivery, then the check. No trigger carries
-                // anything secret.
                 update: deliverAndCheckScript(target),
                 delete: removeScript(target),
                 stdin,
@@ -119,9 +154,20 @@ export class SshRunner extends pulumi.ComponentResource {
                 deleteBeforeReplace: true,
             },
         );
-        // The check as a file on the host: the forced command of key-health's
-        // restricted key (README, "Trust model"). Not secret; updated in place.
-        const checkPath = checkCommandPath(r.envFile);
+    }
+
+    /**
+     * The check as a file on the host, the forced command of key-health's
+     * restricted key (README, "Trust model"). Not secret; updated in place.
+     * Returns its path.
+     */
+    private installCheck(
+        name: string,
+        args: SshRunnerArgs,
+        connection: command.types.input.remote.ConnectionArgs,
+        target: RemoteTarget,
+    ): string {
+        const checkPath = checkCommandPath(args.runner.envFile);
         new command.remote.Command(
             `${name}-check-command`,
             {
@@ -137,14 +183,22 @@ export class SshRunner extends pulumi.ComponentResource {
             },
             { parent: this, replaceOnChanges: ["delete"], deleteBeforeReplace: true },
         );
-        const delivered = deliver.stdout.apply(parseReport);
-        this.changed = pulumi.unsecret(delivered.apply((d) => d["changed"] === "true"));
+        return checkPath;
+    }
 
-        // The read-only check on its own: runs after the delivery is created
-        // or replaced (a new id; create runs the delivery alone), and on
-        // `pulumi up --replace` (the re-check the warnings name). A rotation
-        // (update) runs the same check in the delivery's own session.
-        const verify = new command.remote.Command(
+    /**
+     * The read-only check on its own: runs after the delivery is created or
+     * replaced (a new id; create runs the delivery alone), and on `pulumi up
+     * --replace` (the re-check the warnings name). A rotation (update) runs
+     * the same check in the delivery's own session.
+     */
+    private verify(
+        name: string,
+        connection: command.types.input.remote.ConnectionArgs,
+        target: RemoteTarget,
+        deliver: command.remote.Command,
+    ): command.remote.Command {
+        return new command.remote.Command(
             `${name}-verify`,
             {
                 connection,
@@ -157,23 +211,11 @@ export class SshRunner extends pulumi.ComponentResource {
             // which may hold secrets of their own: kept encrypted in state.
             { parent: this, dependsOn: [deliver], additionalSecretOutputs: ["stdout", "stderr"] },
         );
-        // Only these facts leave the reports (the later of the two): fingerprints,
-        // file metadata, unit state and the jobs verdict, which names settings, never values.
-        const facts = pulumi.unsecret(
-            pulumi.all([delivered, verify.stdout, args.keyFingerprint]).apply(([d, stdout, fp]) => {
-                return reportFacts(latestReport(d, parseReport(stdout)), fp, target);
-            }),
-        );
-        this.fileFingerprint = facts.fileFingerprint;
-        this.fileOwner = facts.fileOwner;
-        this.fileMode = facts.fileMode;
-        this.unitReadsFile = facts.unitReadsFile;
-        this.unitActive = facts.unitActive;
-        this.processFingerprint = facts.processFingerprint;
-        this.jobsSeeKey = facts.jobs.jobsSeeKey;
-        this.jobRoute = facts.jobs.jobRoute;
-        this.hasKey = facts.apply((f) => f.holdsKey && f.jobs.jobsSeeKey);
-        this.checkKey = facts.checkKey;
+    }
+
+    /** One warning with its fix for each thing the check found that the operator must change on the host. */
+    private warnWithFixes(name: string, args: SshRunnerArgs, facts: pulumi.Output<ReportFacts>, checkPath: string): void {
+        const r = args.runner;
         facts.checkKey.apply((verdict) => {
             if (r.checkKey !== undefined && verdict !== "restricted") {
                 void pulumi.log.warn(
@@ -193,17 +235,23 @@ export class SshRunner extends pulumi.ComponentResource {
                 );
             }
         });
-
-        this.registerOutputs({
-            changed: this.changed,
-            fileFingerprint: this.fileFingerprint,
-            processFingerprint: this.processFingerprint,
-            unitActive: this.unitActive,
-            unitReadsFile: this.unitReadsFile,
-            jobsSeeKey: this.jobsSeeKey,
-            jobRoute: this.jobRoute,
-            checkKey: this.checkKey,
-            hasKey: this.hasKey,
-        });
     }
+}
+
+/**
+ * How the command provider reaches the host. No private key: it signs with
+ * the ssh-agent at $SSH_AUTH_SOCK of the machine that runs `pulumi up`, so
+ * the key is in neither the stack's config nor its state (README, "Trust
+ * model").
+ */
+function sshConnection(r: SshRunnerConfig): command.types.input.remote.ConnectionArgs {
+    return {
+        host: r.host,
+        port: r.port,
+        user: r.user,
+        ...(r.hostKey !== undefined ? { hostKey: r.hostKey } : {}),
+        // Fail fast on an unreachable host instead of the provider's 10 dial attempts.
+        dialErrorLimit: 3,
+        perDialTimeout: 10,
+    };
 }
