@@ -42,14 +42,24 @@ export async function defineStack(config: StackConfig): Promise<StackOutputs> {
     };
     const canPush = (hasKey: pulumi.Output<boolean>): pulumi.Output<boolean> =>
         pulumi.all([hasKey, registry]).apply(([has, r]) => has && r.acceptsKey);
+    // Resources are named after the stack (a stack serves one runner). Up to
+    // 0.x they were named after the hosts whatever the stack: an existing
+    // stack keeps its resources through the alias (its children follow by
+    // their name prefix).
+    const name = pulumi.getStack();
+    const formerly = (host: string): pulumi.ComponentResourceOptions => (name === host ? {} : { aliases: [{ name: host }] });
     if (config.runner.kind === "kubernetes") {
-        const runner = new KubernetesRunner("indri", {
-            runner: config.runner,
-            item: config.key.item,
-            field: config.key.field,
-            envVar: config.envVar,
-            keyFingerprint: key.fingerprint,
-        });
+        const runner = new KubernetesRunner(
+            name,
+            {
+                runner: config.runner,
+                item: config.key.item,
+                field: config.key.field,
+                envVar: config.envVar,
+                keyFingerprint: key.fingerprint,
+            },
+            formerly("indri"),
+        );
         const delivered: pulumi.Output<KubernetesDelivered> = pulumi.output({
             secretName: runner.secretName,
             externalSecretName: runner.externalSecretName,
@@ -73,12 +83,11 @@ export async function defineStack(config: StackConfig): Promise<StackOutputs> {
             ciKubeconfig: runner.ciKubeconfig,
         };
     }
-    const runner = new SshRunner("ringtail", {
-        runner: config.runner,
-        envVar: config.envVar,
-        key: key.value,
-        keyFingerprint: key.fingerprint,
-    });
+    const runner = new SshRunner(
+        name,
+        { runner: config.runner, envVar: config.envVar, key: key.value, keyFingerprint: key.fingerprint },
+        formerly("ringtail"),
+    );
     const delivered: pulumi.Output<SshDelivered> = pulumi.output({
         changed: runner.changed,
         fileFingerprint: runner.fileFingerprint,

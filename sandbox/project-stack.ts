@@ -130,17 +130,21 @@ export interface ProjectRun extends Run {
  * objects, for the leak scans, and `env` carries the credentials).
  */
 export async function projectStack(
-    stackName: "indri" | "ringtail",
+    stackFile: "indri" | "ringtail",
     config: Settings,
     env: Record<string, string> = {},
-    where: { from?: string; backend?: string; backendUrl?: string } = {},
+    where: { from?: string; backend?: string; backendUrl?: string; stackName?: string } = {},
 ): Promise<ProjectRun> {
     const pluginDir = providerPluginDir();
     const work = mkdtempSync(join(tmpdir(), "cra-project-"));
     const project = join(work, "project");
     mkdirSync(project);
-    for (const entry of ["Pulumi.yaml", `Pulumi.${stackName}.yaml`, "index.ts", "package.json", "tsconfig.json", "components"]) {
-        cpSync(join(where.from ?? ROOT, entry), join(project, entry), { recursive: true });
+    const from = where.from ?? ROOT;
+    // A stack of another name gets the committed file of its runner kind.
+    const stackName = where.stackName ?? stackFile;
+    cpSync(join(from, `Pulumi.${stackFile}.yaml`), join(project, `Pulumi.${stackName}.yaml`));
+    for (const entry of PROGRAM_FILES) {
+        cpSync(join(from, entry), join(project, entry), { recursive: true });
     }
     symlinkSync(join(ROOT, "node_modules"), join(project, "node_modules"));
     const backend = where.backend ?? join(work, "backend");
@@ -171,6 +175,52 @@ export async function projectStack(
         },
     };
     return run;
+}
+
+/**
+ * The last program whose resources were named after the hosts (`indri-*`,
+ * `ringtail-*`) whatever the stack, before the runner component steps,
+ * the settings table and the stack-named resources: the upgrade tests run
+ * it, then this checkout, on one stack.
+ */
+export const FORMER_PROGRAM = "056c6e89e78d1f4ffe65a71ba860a376e3862b04";
+
+/** The files of the program as `pulumi` runs it (the stack files aside). */
+const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "components"];
+
+/**
+ * The program as a past commit of this repository had it (its committed
+ * stack files too), in a new directory, for upgrade runs. Needs the
+ * repository's history (a clone, not an export).
+ */
+export function formerProgram(commit: string): string {
+    const dir = mkdtempSync(join(tmpdir(), "cra-former-"));
+    const files = [...PROGRAM_FILES, "Pulumi.indri.yaml", "Pulumi.ringtail.yaml"];
+    const archive = spawnSync("git", ["-C", ROOT, "archive", "--format=tar", commit, ...files], { maxBuffer: 64 * 1024 * 1024 });
+    if (archive.status !== 0) {
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(
+            `git archive ${commit} failed: ${archive.stderr.toString().trim()}. ` +
+                "Fix: run the upgrade tests in a clone with the repository's history (git fetch --unshallow).",
+        );
+    }
+    const untar = spawnSync("tar", ["-x", "-C", dir], { input: archive.stdout });
+    if (untar.status !== 0) throw new Error(`tar -x of ${commit}'s program failed: ${untar.stderr.toString().trim()}`);
+    return dir;
+}
+
+/** Replaces the program of a stack's project with this checkout's (its stack file and state stay): the upgrade. */
+export function upgradeProgram(run: ProjectRun): void {
+    for (const entry of PROGRAM_FILES) {
+        rmSync(join(run.project, entry), { recursive: true, force: true });
+        cpSync(join(ROOT, entry), join(run.project, entry), { recursive: true });
+    }
+}
+
+/** The names of the resources in a stack's state (the last part of each URN). */
+export async function resourceNames(run: Run): Promise<string[]> {
+    const state = (await run.stack.exportStack()).deployment as { resources?: { urn: string }[] };
+    return (state.resources ?? []).map((r) => r.urn.split("::").pop() ?? "");
 }
 
 /** What an operation printed or threw, for assertions and leak scans. */

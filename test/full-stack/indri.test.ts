@@ -23,11 +23,15 @@ import { startRegistry, type Registry } from "../../sandbox/registry";
 import { recording } from "../../sandbox/stack";
 import {
     attempt,
+    FORMER_PROGRAM,
+    formerProgram,
     leakSources,
     outputValues,
     indriSettings,
     operatorEnv,
     projectStack,
+    resourceNames,
+    upgradeProgram,
     type ProjectRun,
     type Settings,
 } from "../../sandbox/project-stack";
@@ -174,6 +178,37 @@ describe("the indri stack through pulumi, the real kubernetes provider", () => {
         expect(d.spec.template.metadata.annotations?.[FINGERPRINT_ANNOTATION]).toBeUndefined();
         expect(d.spec.template.spec.containers.find((c) => c.name === "runner")?.env?.map((e) => e.name)).not.toContain("ZOT_CI_API_KEY");
         expect(cluster.get("secret", "zot-ci-api-key", NS)).toBeUndefined();
+    });
+
+    it("upgrade: a stack the former program made (resources named after the host) takes this one with nothing replaced, changed or rolled", async () => {
+        const former = formerProgram(FORMER_PROGRAM);
+        try {
+            const settings = indriSettings(emulator.url, cluster.kubeconfig, registry.url);
+            const old = await projectStack("indri", settings, operatorEnv(TOKEN), { from: former, stackName: "upgrade-k8s" });
+            runs.push(old);
+            const first = outputValues((await old.stack.up(recording(old))).outputs);
+            expect(await resourceNames(old)).toContain("indri-deployment-patch");
+            const before = deployment().metadata;
+            const rs = replicaSets();
+
+            upgradeProgram(old);
+            const preview = await old.stack.preview(recording(old));
+            // Reads are reads (the Deployment, the store, the synced Secret): nothing else but unchanged resources.
+            const ops = (changes: Record<string, number>) => Object.keys(changes).filter((op) => op !== "read");
+            expect(ops(preview.changeSummary)).toEqual(["same"]);
+            const up = await old.stack.up(recording(old));
+            expect(ops(up.summary.resourceChanges ?? {})).toEqual(["same"]);
+            // Renamed through the alias: the state now holds the stack-named resources only.
+            const names = await resourceNames(old);
+            expect(names).toContain("upgrade-k8s-deployment-patch");
+            expect(names.filter((n) => n.startsWith("indri-"))).toEqual([]);
+            expect(deployment().metadata).toMatchObject({ generation: before.generation, resourceVersion: before.resourceVersion });
+            expect(replicaSets()).toBe(rs);
+            expect(outputValues(up.outputs)).toMatchObject({ hasKey: first["hasKey"], keyFingerprint: first["keyFingerprint"] });
+            expect((await attempt(old, "destroy")).message).toBe("");
+        } finally {
+            rmSync(former, { recursive: true, force: true });
+        }
     });
 
     it("no key in any state, config file, pulumi output, non-debug engine event or error", () => {

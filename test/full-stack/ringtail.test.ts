@@ -22,12 +22,16 @@ import { rotateKey } from "../../sandbox/onepassword";
 import { recording } from "../../sandbox/stack";
 import {
     attempt,
+    FORMER_PROGRAM,
+    formerProgram,
     leakSources,
     operatorEnv,
     PROBE_REPOSITORY,
     outputValues,
     projectStack,
+    resourceNames,
     ringtailSettings,
+    upgradeProgram,
     type ProjectRun,
     type Settings,
 } from "../../sandbox/project-stack";
@@ -461,6 +465,39 @@ describe("destroy and the leak scan", () => {
         expect(report()).toMatchObject({ file: "absent", unit_active: "active", process_fp: "none" });
         expect(starts()).toBe(startsBefore + 1);
         expect(host.ssh("cat /etc/forgejo-runner/runner.yaml").stdout).toBe("keep\n");
+    });
+
+    it("upgrade: a stack the former program made (resources named after the host) takes this one with nothing replaced, changed or restarted", async () => {
+        const former = formerProgram(FORMER_PROGRAM);
+        try {
+            const old = await projectStack("ringtail", sandboxConfig(), operatorEnv(TOKEN, await host.agent()), {
+                from: former,
+                stackName: "upgrade-ssh",
+            });
+            runs.push(old);
+            const first = outputValues((await old.stack.up(recording(old))).outputs);
+            expect(first).toMatchObject({ hasKey: true });
+            expect(await resourceNames(old)).toEqual(expect.arrayContaining(["ringtail-env-file", "ringtail-verify"]));
+            const pid = mainPid();
+            const startsBefore = starts();
+            const digest = fileDigest();
+
+            upgradeProgram(old);
+            const preview = await old.stack.preview(recording(old));
+            expect(Object.keys(preview.changeSummary)).toEqual(["same"]);
+            const up = await old.stack.up(recording(old));
+            expect(Object.keys(up.summary.resourceChanges ?? {})).toEqual(["same"]);
+            const names = await resourceNames(old);
+            expect(names).toEqual(expect.arrayContaining(["upgrade-ssh-env-file", "upgrade-ssh-verify", "upgrade-ssh-check-command"]));
+            expect(names.filter((n) => n.startsWith("ringtail-"))).toEqual([]);
+            expect(mainPid()).toBe(pid);
+            expect(starts()).toBe(startsBefore);
+            expect(fileDigest()).toBe(digest);
+            expect(outputValues(up.outputs)).toMatchObject({ hasKey: true, keyFingerprint: first["keyFingerprint"] });
+            expect((await attempt(old, "destroy")).message).toBe("");
+        } finally {
+            rmSync(former, { recursive: true, force: true });
+        }
     });
 
     it("no key in any state, config file, pulumi output, engine event, error, process list or registry log", () => {

@@ -64,8 +64,9 @@ describe("ringtail (ssh)", () => {
         await valueOf(outputs.hasKey);
 
         const commands = harness.byType("command:remote:Command");
-        expect(commands.map((c) => c.name).sort()).toEqual(["ringtail-check-command", "ringtail-env-file", "ringtail-verify"]);
-        const deliver = commands.find((c) => c.name === "ringtail-env-file")!;
+        // Named after the stack (the mocks' stack is "test"), not after a host.
+        expect(commands.map((c) => c.name).sort()).toEqual(["test-check-command", "test-env-file", "test-verify"]);
+        const deliver = commands.find((c) => c.name === "test-env-file")!;
         expect(isSecretValue(deliver.inputs["stdin"])).toBe(true);
         expect(unwrap(deliver.inputs["stdin"])).toContain(`ZOT_CI_API_KEY=${KEY}\n`);
         for (const field of ["create", "update", "delete"]) {
@@ -92,7 +93,7 @@ describe("ringtail (ssh)", () => {
     it("installs the check as key-health's forced command beside the env file, and reports the check key's restriction", async () => {
         const { harness, outputs } = await run("ringtail");
         await valueOf(outputs.hasKey);
-        const install = harness.byType("command:remote:Command").find((c) => c.name === "ringtail-check-command")!;
+        const install = harness.byType("command:remote:Command").find((c) => c.name === "test-check-command")!;
         expect(install.inputs["create"]).toContain("p='/etc/forgejo-runner/ci-registry-auth-check'");
         expect(harness.world.checkCommand).toMatch(/^#!\/bin\/sh\n/);
         expect(harness.world.checkCommand).toContain("f='/etc/forgejo-runner/zot-api-key.env'");
@@ -455,6 +456,15 @@ describe("indri (kubernetes)", () => {
         world.esoValue = ROTATED;
         const { outputs } = await run("indri", world);
         expect((await kubernetesDelivered(outputs)).secretFingerprint).toBe(fingerprint(ROTATED));
+        expect(await valueOf(outputs.hasKey)).toBe(false);
+    });
+
+    it("says hasKey false while the rollout is under way (not every wanted replica runs the new template and is ready)", async () => {
+        const world = healthyWorld(KEY);
+        world.rolloutUnderWay = true;
+        const { outputs } = await run("indri", world);
+        const delivered = await kubernetesDelivered(outputs);
+        expect(delivered).toMatchObject({ templateFingerprint: fingerprint(KEY), envWired: true, rolledOut: false, replicas: 2 });
         expect(await valueOf(outputs.hasKey)).toBe(false);
     });
 
