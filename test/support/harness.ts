@@ -41,6 +41,8 @@ export interface World {
     patched?: Record<string, unknown>;
     /** Ready condition of the ClusterSecretStore. */
     storeReady?: boolean;
+    /** The Deployment's status after our patch: the new template's pods not yet all updated and ready (a rollout still under way). */
+    rolloutUnderWay?: boolean;
     /** What ESO read when it synced; defaults to the item's credential. */
     esoValue?: string;
     /** The env file the SSH host holds, by path. */
@@ -476,7 +478,16 @@ export class Harness implements pulumi.runtime.Mocks {
             const p = patchTemplate.spec.containers.find((x) => x.name === c.name);
             return p ? { ...c, env: p.env } : c;
         });
-        const state = { ...live, metadata: { ...(live["metadata"] as object), ...patch.metadata } };
+        const state = {
+            ...live,
+            metadata: { ...(live["metadata"] as object), ...patch.metadata },
+            ...(this.world.rolloutUnderWay === true
+                ? {
+                      spec: { ...spec, replicas: 2 },
+                      status: { observedGeneration: 3, replicas: 3, readyReplicas: 2, updatedReplicas: 1 },
+                  }
+                : {}),
+        };
         this.world.patched = state;
         return { id: "forgejo-runner/forgejo-runner", state };
     }
