@@ -446,11 +446,16 @@ export class Gitea {
             body: new URLSearchParams({ user_name: this.user, password }).toString(),
             redirect: "manual",
         });
-        const cookies = res.headers.getSetCookie().map((c) => c.split(";")[0] ?? "");
-        if (res.status !== 303 || !cookies.some((c) => c.startsWith("i_like_gitea="))) {
-            throw new Error(`Gitea web sign-in as ${this.user}: ${res.status}, no session`);
+        // Signing in regenerates the session: the last value of a cookie is the one that counts.
+        const cookies = new Map<string, string>();
+        for (const c of res.headers.getSetCookie()) {
+            const [pair = ""] = c.split(";");
+            const eq = pair.indexOf("=");
+            if (eq > 0 && !/max-age=0/i.test(c)) cookies.set(pair.slice(0, eq), pair.slice(eq + 1));
         }
-        this.session = cookies.join("; ");
+        if (res.status !== 303 || !cookies.has("i_like_gitea"))
+            throw new Error(`Gitea web sign-in as ${this.user}: ${res.status}, no session`);
+        this.session = [...cookies].map(([k, v]) => `${k}=${v}`).join("; ");
         return this.session;
     }
 

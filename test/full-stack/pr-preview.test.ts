@@ -1,8 +1,8 @@
 /**
  * The project's own Forgejo workflows, run for real, and the trust model
- * they rest on (README, "Trust model"): act runs `.forgejo/workflows/
- * preview.yaml` on `pull_request` events and `key-health.yaml` on
- * `workflow_dispatch`, with the host executor, against the sandbox's Gitea
+ * they rest on (README, "Trust model"): `.forgejo/workflows/preview.yaml` on
+ * `pull_request` events and `key-health.yaml` on `workflow_dispatch`, on a
+ * host-executor runner labelled `pulumi-runner`, against the sandbox's Gitea
  * (Forgejo's API), with both whole stacks' state in a real S3 bucket
  * (versitygw) and exactly the credentials the README tells operators to
  * give CI:
@@ -21,9 +21,21 @@
  * check key), as an operator's fork would hold its real host. The
  * operator's stacks were created and `up`ped from a copy of it with the
  * operator's own credentials (Connect token in the environment, SSH key in
- * an agent, the backend's read-write key); the jobs check it out from
- * Gitea (sandbox/actions/checkout stands in for actions/checkout, which
- * cannot be fetched here).
+ * an agent, the backend's read-write key).
+ *
+ * The engine (sandbox/jobs.ts picks it, a printed line says which):
+ * - forgejo-runner, when its binary is here: Gitea reads the workflows where
+ *   Forgejo does (`.forgejo/workflows`), the secrets and variables are the
+ *   repository's, set through Gitea's API, and the real daemon, registered
+ *   as `pulumi-runner:host` on this machine, takes each job of a real event:
+ *   a pull request opened from a branch, each later run a push to that
+ *   branch, a fork's pull request, the hostile pull request, a dispatch of
+ *   key-health. `secrets.GITHUB_TOKEN` is then Gitea's job token (user
+ *   `gitea-actions`), and `actions/checkout@v4` the upstream action served
+ *   by the same Gitea (sandbox/forgejo-runner.ts: installCheckoutAction).
+ * - act, without the binary: a synthetic event payload per run, the
+ *   secrets from act's environment (GITHUB_TOKEN: the admin's token), and
+ *   sandbox/actions/checkout standing in for actions/checkout.
  */
 import { spawnSync } from "node:child_process";
 import {
@@ -41,6 +53,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
 
 import { commentMarker, HEALTH_MARKER } from "../../automation/report";
 import { fingerprint } from "../../components/fingerprint";
@@ -48,9 +61,11 @@ import { checkCommandPath } from "../../components/host-scripts";
 import { parseReport } from "../../components/host-report";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
-import { Gitea, type GiteaRepo } from "../../sandbox/gitea";
+import { ForgejoRunner, installCheckoutAction } from "../../sandbox/forgejo-runner";
+import { Gitea, type GiteaActionRun, type GiteaRepo } from "../../sandbox/gitea";
 import type { Attempt, HostileTargets } from "../../sandbox/hostile-pr";
 import { rotateKey, setExpiry } from "../../sandbox/onepassword";
+import { daemonOnly, engineLine, jobEngine } from "../../sandbox/jobs";
 import { copyProjectTree, operatorEnv, PROBE_REPOSITORY, projectStack, type ProjectRun } from "../../sandbox/project-stack";
 import { startRegistry, type Registry } from "../../sandbox/registry";
 import { Ringtail } from "../../sandbox/ringtail";
@@ -66,6 +81,8 @@ const KEY = "zak_pr_preview_8c7b6a5f4e3d2c1b0a9f8e7d";
 const ROTATED = "zak_pr_preview_rotated_2b3c4d5e6f7a8b9c";
 const HOMELAB_SECRET = "homelab-root-password-7e6d5c4b3a2f1e0d";
 const LABEL = "pulumi-runner";
+const { engine } = jobEngine();
+const daemon = engine === "forgejo-runner";
 
 let emulator: EmulatorProcess;
 let host: Ringtail;
@@ -78,16 +95,26 @@ let work: string;
 let repoDir: string;
 let checkKeyFile: string;
 let ciKubeconfig: string;
-let pr: number;
+/** The pull request from the branch `preview-me`, opened by the first preview run (0 until then). */
+let pr = 0;
+/** The head of `preview-me`; each later preview run pushes a new commit on it (a `synchronize` event). */
+let previewHead: string;
+/** forgejo-runner: the daemon that takes the jobs (label pulumi-runner, host executor, on this machine). */
+let pulumiRunner: ForgejoRunner | undefined;
+/** forgejo-runner: an outside contributor, their fork and its pull request. */
+let outsider: { user: string; token: string };
+let fork: GiteaRepo;
+let forkPr: number;
 let ringtail: ProjectRun;
 let indri: ProjectRun;
 const logs: string[] = [];
 /** Keys the registry made (zot's `zak_…`), for the leak scan. */
 const apiKeys: string[] = [];
 
-function git(args: string[], cwd = repoDir): void {
+function git(args: string[], cwd = repoDir): string {
     const r = spawnSync("git", ["-c", "user.name=ops", "-c", "user.email=ops@example.invalid", ...args], { cwd, encoding: "utf8" });
     if (r.status !== 0) throw new Error(`git ${args.join(" ")} failed: ${r.stderr}`);
+    return r.stdout.trim();
 }
 
 /** What the README tells operators to give CI, as the repository's secrets (by name; act reads the values from its environment). */
@@ -104,6 +131,28 @@ function ciSecrets(): Record<string, string> {
     };
 }
 
+/**
+ * The repository's secrets on Gitea: ciSecrets() but GITHUB_TOKEN, which Gitea
+ * gives each job itself (the job's token) and refuses as a secret's name.
+ */
+function repositorySecrets(): Record<string, string> {
+    return Object.fromEntries(Object.entries(ciSecrets()).filter(([name]) => name !== "GITHUB_TOKEN"));
+}
+
+/** The repository's variables, as preview.yaml and key-health.yaml read them. */
+const ciVariables = (): Record<string, string> => ({
+    PULUMI_RUNNER_LABEL: LABEL,
+    PULUMI_BACKEND_URL: s3.backendUrl,
+    OP_CONNECT_HOST: emulator.url,
+});
+
+/**
+ * Who CI's comments and issues are by: the user of the job's token, which the
+ * automation asks (`GET /user`) to find its own. forgejo-runner: Gitea's job
+ * token, user `gitea-actions`; act: the admin's token the test hands it.
+ */
+const ciUser = (): string => (daemon ? "gitea-actions" : gitea.user);
+
 /** The runner machine's own network trust (CA bundles, proxies), which npm needs to reach its registry; no credential. */
 function machineTrust(): Record<string, string> {
     const names = /^(NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|GIT_SSL_CAINFO|CURL_CA_BUNDLE|(HTTPS?|NO)_PROXY|(https?|no)_proxy)$/;
@@ -113,16 +162,86 @@ function machineTrust(): Record<string, string> {
 /** The job homes (prepareJobHome) left in /tmp: the kubeconfig and check key must not outlive a job. */
 const jobHomes = (): string[] => readdirSync(tmpdir()).filter((d) => d.startsWith("cra-home-"));
 
+interface WorkflowOptions {
+    /** Secrets that differ from ciSecrets() for this run (forgejo-runner: set on the repository for it, then restored). */
+    secrets?: Record<string, string>;
+    /** A pull request other than `pr` (it was just opened: its event is already made). */
+    pullRequest?: number;
+    /** act only: the event's head branch and repository. */
+    head?: { ref: string; repo: string };
+}
+
+/** Opens the pull request from `preview-me` if it is not open yet. */
+async function ensurePr(): Promise<void> {
+    if (pr === 0) pr = await gitea.openPullRequest(repo, "preview-me", "main", "A change under review");
+}
+
+/** Runs one of the project's workflows for this repository, on the engine jobEngine() picked. */
+async function workflow(file: "preview.yaml" | "key-health.yaml", opts: WorkflowOptions = {}): Promise<{ code: number; log: string }> {
+    return daemon ? daemonWorkflow(file, opts) : actWorkflow(file, opts);
+}
+
 /**
- * Runs one of the project's workflows with act, as the runner would for
- * this repository: the job's process gets PATH, a HOME of its own, the
- * runner's PULUMI_HOME and the secrets above, nothing of this test's
- * environment.
+ * forgejo-runner: makes the workflow's event and waits for the run Gitea
+ * gives the daemon. preview.yaml: the pull request opened (first run), or a
+ * new commit pushed to its branch (`synchronize`), or the run of a pull
+ * request just opened (`opts.pullRequest`); key-health.yaml: a dispatch
+ * through the API. The log is every job's log as Gitea keeps it.
  */
-function workflow(
-    file: "preview.yaml" | "key-health.yaml",
-    opts: { secrets?: Record<string, string>; pullRequest?: number; head?: { ref: string; repo: string } } = {},
-): { code: number; log: string } {
+async function daemonWorkflow(file: "preview.yaml" | "key-health.yaml", opts: WorkflowOptions): Promise<{ code: number; log: string }> {
+    const restore = Object.fromEntries(Object.keys(opts.secrets ?? {}).map((name) => [name, repositorySecrets()[name] ?? ""]));
+    for (const [name, value] of Object.entries(opts.secrets ?? {})) await gitea.setActionsSecret(repo, name, value);
+    try {
+        const t0 = Date.now();
+        let match: (run: GiteaActionRun) => boolean;
+        let event: string;
+        if (file === "key-health.yaml") {
+            const id = await gitea.dispatchWorkflow(repo, file, "main");
+            match = (r) => r.id === id;
+            event = "workflow_dispatch through the API";
+        } else {
+            let sha: string;
+            if (opts.pullRequest !== undefined) {
+                sha = (await gitea.api<{ head: { sha: string } }>("GET", `/repos/${repo.fullName}/pulls/${opts.pullRequest}`)).head.sha;
+                event = `pull request #${opts.pullRequest} opened`;
+            } else if (pr === 0) {
+                await ensurePr();
+                sha = previewHead;
+                event = `pull request #${pr} opened`;
+            } else {
+                // A new commit on the PR's branch: Gitea's `synchronize`.
+                previewHead = git(["commit-tree", `${previewHead}^{tree}`, "-p", previewHead, "-m", "Another look, please"]);
+                gitea.push(repo, repoDir, previewHead, "preview-me");
+                sha = previewHead;
+                event = `push to the branch of pull request #${pr}`;
+            }
+            match = (r) => r.path.startsWith(`${file}@`) && r.head_sha === sha;
+        }
+        const { run, seen } = await gitea.completedRun(repo, match, {
+            timeoutMs: 600_000,
+            describe: () => `; runner log:\n${pulumiRunner?.log.slice(-3000) ?? ""}`,
+        });
+        const jobs = await gitea.runJobsWithLogs(repo, run.id);
+        console.log(
+            `${file} on forgejo-runner, ${event}: ${run.conclusion ?? run.status} in ${((seen - t0) / 1000).toFixed(1)} s from the event to the finished run ` +
+                `(${jobs.map((j) => `${j.name}: ${j.conclusion}`).join(", ")})`,
+        );
+        const log = jobs.map((j) => `--- job ${j.name}: ${j.conclusion}\n${j.log}`).join("\n");
+        logs.push(log);
+        return { code: run.conclusion === "success" ? 0 : 1, log };
+    } finally {
+        for (const [name, value] of Object.entries(restore)) await gitea.setActionsSecret(repo, name, value);
+    }
+}
+
+/**
+ * act: runs one of the project's workflows as the runner would for this
+ * repository, from a synthetic event: the job's process gets PATH, a HOME of
+ * its own, the runner's PULUMI_HOME and the secrets above, nothing of this
+ * test's environment.
+ */
+async function actWorkflow(file: "preview.yaml" | "key-health.yaml", opts: WorkflowOptions): Promise<{ code: number; log: string }> {
+    await ensurePr();
     const event = join(work, "event.json");
     const isPr = file === "preview.yaml";
     const head = opts.head ?? { ref: "preview-me", repo: repo.fullName };
@@ -175,7 +294,7 @@ function workflow(
 type Comment = { id: number; body: string; user: { login: string } };
 const comments = (index = pr) => gitea.api<Comment[]>("GET", `/repos/${repo.fullName}/issues/${index}/comments`);
 const mine = async (stack: string, index = pr) =>
-    (await comments(index)).filter((c) => c.body.includes(commentMarker(stack)) && c.user.login === gitea.user);
+    (await comments(index)).filter((c) => c.body.includes(commentMarker(stack)) && c.user.login === ciUser());
 const healthIssues = async () =>
     (
         await gitea.api<{ number: number; state: string; body: string; user: { login: string } }[]>(
@@ -236,7 +355,8 @@ beforeAll(async () => {
     host = Ringtail.start();
     cluster = Cluster.start();
     cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
-    gitea = await Gitea.start();
+    console.log(engineLine("PR preview and key-health"));
+    gitea = await Gitea.start(13000, { actions: daemon });
     s3 = await S3Server.start();
     work = mkdtempSync(join(tmpdir(), "cra-pr-"));
     registry = await startRegistry(join(work, "registry"), "127.0.0.1", 5004, "zot-ci", KEY);
@@ -251,13 +371,11 @@ beforeAll(async () => {
     repoDir = join(work, "repo");
     copyProjectTree(repoDir);
     const stackFile = join(repoDir, "Pulumi.ringtail.yaml");
-    writeFileSync(
-        stackFile,
-        readFileSync(stackFile, "utf8")
-            .replace(/^( {4}host: ).*$/m, `$1${host.facts.host}`)
-            .replace(/^( {4}port: ).*$/m, `$1${host.facts.port}`)
-            .replace(/^( {4}user: root)$/m, `$1\n    hostKey: ${host.facts.hostKey}\n    checkKey: ${checkKey}`),
-    );
+    const stackDoc = parseDocument(readFileSync(stackFile, "utf8"));
+    for (const [key, value] of Object.entries({ host: host.facts.host, port: host.facts.port, hostKey: host.facts.hostKey, checkKey })) {
+        stackDoc.setIn(["config", "ci-registry-auth:runner", key], value);
+    }
+    writeFileSync(stackFile, stackDoc.toString());
     // Both stacks probe the sandbox's registry (committed, as an operator commits registry.url).
     for (const stack of ["ringtail", "indri"]) {
         appendFileSync(
@@ -272,10 +390,11 @@ beforeAll(async () => {
     git(["commit", "-q", "-m", "ci-registry-auth with the sandbox's ringtail"]);
     repo = await gitea.createRepo("ci-registry-auth");
     gitea.push(repo, repoDir, "HEAD", "main");
-    appendFileSync(join(repoDir, "README.md"), "\nA change under review.\n");
-    git(["commit", "-q", "-am", "Touch the README"]);
-    gitea.push(repo, repoDir, "HEAD", "preview-me");
-    pr = await gitea.openPullRequest(repo, "preview-me", "main", "Touch the README");
+    // A change preview.yaml's `paths` select (Gitea honours them; act does not read them).
+    appendFileSync(join(repoDir, "index.ts"), "// A change under review.\n");
+    git(["commit", "-q", "-am", "A change under review"]);
+    previewHead = git(["rev-parse", "HEAD"]);
+    gitea.push(repo, repoDir, previewHead, "preview-me");
 
     // The operator's stacks, from the same files, state in the bucket, the operator's own credentials.
     const where = { from: repoDir, backendUrl: s3.backendUrl, backend: s3.dir };
@@ -292,9 +411,28 @@ beforeAll(async () => {
     }
     ciKubeconfig = String((await indri.stack.outputs())["ciKubeconfig"]?.value ?? "");
     expect(ciKubeconfig).toContain("ci-registry-auth-ci");
+
+    if (daemon) {
+        // What the operator sets up once in Forgejo: the repository's secrets and variables, a runner for pulumi.
+        for (const [name, value] of Object.entries(repositorySecrets())) await gitea.setActionsSecret(repo, name, value);
+        for (const [name, value] of Object.entries(ciVariables())) await gitea.setVariable(repo, name, value);
+        const checkout = await installCheckoutAction(gitea);
+        console.log(
+            `actions/checkout in Gitea: ${checkout.source} ${checkout.tag} (${checkout.commit.slice(0, 12)}) from ${checkout.from}`,
+        );
+        pulumiRunner = new ForgejoRunner();
+        pulumiRunner.register(gitea, { name: "pulumi-runner", labels: [`${LABEL}:host`] });
+        // The runner machine's environment: node, npm and pulumi on PATH, pulumi's plugins, its network trust; no credential.
+        await pulumiRunner.start({
+            config: ["runner:", "  capacity: 1", "cache:", "  enabled: false", ""].join("\n"),
+            env: { ...machineTrust(), PATH: process.env["PATH"] ?? "/usr/bin:/bin", PULUMI_HOME: ringtail.env["PULUMI_HOME"] ?? "" },
+        });
+    }
 }, 900_000);
 
 afterAll(async () => {
+    await pulumiRunner?.stop();
+    pulumiRunner?.remove();
     for (const r of [ringtail, indri] as (ProjectRun | undefined)[]) r?.dispose();
     await (gitea as Gitea | undefined)?.stop();
     await (s3 as S3Server | undefined)?.stop();
@@ -334,7 +472,7 @@ describe("preview.yaml on a pull request", () => {
 
     it("posts one comment per stack: the fingerprint in 1Password, what each runner was last given, no changes, expiry; no job home is left", async () => {
         const homes = jobHomes();
-        const r = workflow("preview.yaml");
+        const r = await workflow("preview.yaml");
         expect(r.code, r.log).toBe(0);
         expect(jobHomes()).toEqual(homes);
         const fp = fingerprint(KEY);
@@ -366,7 +504,7 @@ describe("preview.yaml on a pull request", () => {
             headers: { Authorization: `token ${mallory.token}`, "Content-Type": "application/json" },
             body: JSON.stringify({ body: `${commentMarker("indri")}\nplanted` }),
         }).then((res) => res.json() as Promise<{ id: number }>);
-        const r = workflow("preview.yaml");
+        const r = await workflow("preview.yaml");
         expect(r.code, r.log).toBe(0);
         for (const stack of ["indri", "ringtail"]) {
             expect((await mine(stack)).map((c) => c.id)).toEqual([first[stack]]);
@@ -379,7 +517,7 @@ describe("preview.yaml on a pull request", () => {
         const before = await untouched();
         await rotateKey(emulator.url, TOKEN, ROTATED);
         registry.setKey(ROTATED);
-        const r = workflow("preview.yaml");
+        const r = await workflow("preview.yaml");
         expect(r.code, r.log).toBe(0);
         for (const stack of ["indri", "ringtail"]) {
             const body = (await mine(stack))[0]!.body;
@@ -392,7 +530,7 @@ describe("preview.yaml on a pull request", () => {
     });
 
     it("a wrong Connect token: the comment carries the error naming OP_CONNECT_TOKEN, and the job fails", async () => {
-        const r = workflow("preview.yaml", { secrets: { OP_CONNECT_TOKEN: WRONG_TOKEN } });
+        const r = await workflow("preview.yaml", { secrets: { OP_CONNECT_TOKEN: WRONG_TOKEN } });
         expect(r.code).not.toBe(0);
         const body = (await mine("ringtail"))[0]!.body;
         expect(body).toContain("**`pulumi preview` failed.**");
@@ -400,13 +538,97 @@ describe("preview.yaml on a pull request", () => {
         expect(await mine("ringtail")).toHaveLength(1);
     });
 
-    it("a pull request from a fork: the preview job is skipped and a job says why; no comment is made", async () => {
-        const before = (await comments()).length;
-        const r = workflow("preview.yaml", { head: { ref: "preview-me", repo: "mallory/ci-registry-auth" } });
-        expect(r.code, r.log).toBe(0);
-        expect(r.log).toContain("Not previewing: this pull request's branch is in mallory/ci-registry-auth, a fork.");
-        expect(r.log).not.toMatch(/Preview (indri|ringtail) and comment on the PR/);
-        expect(await comments()).toHaveLength(before);
+    it(
+        daemon
+            ? "a pull request from a real fork: Gitea holds a first-time outsider's run for approval; once approved, the preview job is skipped and a job says why; no comment is made"
+            : "a pull request from a fork (act: a synthetic event): the preview job is skipped and a job says why; no comment is made",
+        async () => {
+            const before = (await comments()).length;
+            if (!daemon) {
+                const r = await workflow("preview.yaml", { head: { ref: "preview-me", repo: "mallory/ci-registry-auth" } });
+                expect(r.code, r.log).toBe(0);
+                expect(r.log).toContain("Not previewing: this pull request's branch is in mallory/ci-registry-auth, a fork.");
+                expect(r.log).not.toMatch(/Preview .* and comment on the PR/);
+                expect(await comments()).toHaveLength(before);
+                return;
+            }
+            outsider = await gitea.createUser("outsider");
+            fork = await gitea.fork(repo, outsider);
+            // A change in a path preview.yaml watches, on a branch of the fork.
+            const change = await gitea.apiAs<{ commit: { sha: string } }>(
+                outsider.token,
+                "POST",
+                `/repos/${fork.fullName}/contents/components/NOTE.md`,
+                {
+                    branch: "main",
+                    new_branch: "outside-change",
+                    message: "A change from outside",
+                    content: Buffer.from("a change from outside\n").toString("base64"),
+                },
+            );
+            const t0 = Date.now();
+            forkPr = (
+                await gitea.apiAs<{ number: number }>(outsider.token, "POST", `/repos/${repo.fullName}/pulls`, {
+                    head: `${outsider.user}:outside-change`,
+                    base: "main",
+                    title: "A change from outside",
+                })
+            ).number;
+            const deadline = Date.now() + 30_000;
+            let held: GiteaActionRun | undefined;
+            while (held === undefined && Date.now() < deadline) {
+                held = (await gitea.actionRuns(repo)).find((r) => r.head_sha === change.commit.sha);
+                if (held === undefined) await new Promise((resolve) => setTimeout(resolve, 250));
+            }
+            expect(held?.status).toBe("waiting");
+            await gitea.approveRun(repo, held!.id);
+            const { run, seen } = await gitea.completedRun(repo, (r) => r.id === held!.id, { timeoutMs: 120_000 });
+            const jobs = await gitea.runJobsWithLogs(repo, run.id);
+            console.log(
+                `preview.yaml on forgejo-runner, fork pull request #${forkPr} opened and approved: ${run.conclusion ?? run.status} in ` +
+                    `${((seen - t0) / 1000).toFixed(1)} s from the event (${jobs.map((j) => `${j.name}: ${j.conclusion}`).join(", ")})`,
+            );
+            const log = jobs.map((j) => j.log).join("\n");
+            logs.push(log);
+            expect(run.conclusion).toBe("success");
+            expect(Object.fromEntries(jobs.map((j) => [j.name, j.conclusion]))).toEqual({ fork: "success", preview: "skipped" });
+            expect(log).toContain(`Not previewing: this pull request's branch is in ${fork.fullName}, a fork.`);
+            expect(log).not.toMatch(/Preview .* and comment on the PR/);
+            expect(await comments(forkPr)).toEqual([]);
+            expect(await comments()).toHaveLength(before);
+        },
+    );
+
+    const forkProbe = daemonOnly(
+        "Gitea gives a fork's pull request no secrets: a fork that replaces preview.yaml with its own job gets each secret empty, only the job's own token",
+    );
+    it.skipIf(forkProbe.skip)(forkProbe.name, async () => {
+        // pull_request runs the workflow of the PR's head: the fork's author decides what runs.
+        const path = ".forgejo/workflows/preview.yaml";
+        const current = await gitea.apiAs<{ sha: string }>(
+            outsider.token,
+            "GET",
+            `/repos/${fork.fullName}/contents/${path}?ref=outside-change`,
+        );
+        const t0 = Date.now();
+        const pushed = await gitea.apiAs<{ commit: { sha: string } }>(outsider.token, "PUT", `/repos/${fork.fullName}/contents/${path}`, {
+            branch: "outside-change",
+            sha: current.sha,
+            message: "Our own preview",
+            content: readFileSync(join(ROOT, "test", "fixtures", "workflows", "fork-secrets-probe.yaml")).toString("base64"),
+        });
+        // Approved once, the outsider's runs no longer wait.
+        const { run, seen } = await gitea.completedRun(repo, (r) => r.head_sha === pushed.commit.sha, { timeoutMs: 120_000 });
+        const jobs = await gitea.runJobsWithLogs(repo, run.id);
+        const log = jobs.map((j) => j.log).join("\n");
+        logs.push(log);
+        console.log(
+            `fork's own preview.yaml, push to fork PR #${forkPr}: ${run.conclusion ?? run.status} in ${((seen - t0) / 1000).toFixed(1)} s`,
+        );
+        expect(run.conclusion).toBe("success");
+        expect(log).toContain("secret GITHUB_TOKEN_SECRET: given");
+        for (const name of Object.keys(repositorySecrets())) expect(log).toContain(`secret ${name}: empty`);
+        expect(log).not.toMatch(/secret (?!GITHUB_TOKEN_SECRET)\w+: given/);
     });
 });
 
@@ -458,19 +680,19 @@ describe("key-health.yaml", () => {
             body: JSON.stringify({ title: "planted", body: `${HEALTH_MARKER}\nplanted` }),
         }).then((res) => res.json() as Promise<{ number: number }>);
         await setExpiry(emulator.url, TOKEN, new Date(Date.now() + 3 * 86_400_000 + 3_600_000));
-        const unhealthy = workflow("key-health.yaml");
+        const unhealthy = await workflow("key-health.yaml");
         expect(unhealthy.code, unhealthy.log).toBe(0);
         expect(unhealthy.log).toMatch(new RegExp(`ringtail: re-read root@${host.facts.host.replace(/\./g, "\\.")} with the check key`));
-        const opened = (await healthIssues()).filter((i) => i.user.login === gitea.user);
+        const opened = (await healthIssues()).filter((i) => i.user.login === ciUser());
         expect(opened).toHaveLength(1);
         expect(opened[0]).toMatchObject({ state: "open" });
         expect(opened[0]!.body).toMatch(/\*\*indri\*\*: \n- the key expires in 3 day\(s\) \(warning window 14\)/);
         expect(opened[0]!.body).toMatch(/\*\*ringtail\*\*: \n- the key expires in 3 day\(s\)/);
 
         await setExpiry(emulator.url, TOKEN, new Date(Date.now() + 80 * 86_400_000));
-        const healthy = workflow("key-health.yaml");
+        const healthy = await workflow("key-health.yaml");
         expect(healthy.code, healthy.log).toBe(0);
-        const closed = (await healthIssues()).filter((i) => i.user.login === gitea.user);
+        const closed = (await healthIssues()).filter((i) => i.user.login === ciUser());
         expect(closed).toHaveLength(1);
         expect(closed[0]).toMatchObject({ number: opened[0]!.number, state: "closed" });
         expect(closed[0]!.body).toContain("**indri**: healthy");
@@ -487,9 +709,9 @@ describe("key-health.yaml", () => {
         await rotateKey(emulator.url, TOKEN, apiKey.key);
         for (const run of [ringtail, indri]) expect((await run.stack.up(recording(run))).outputs["canPush"]?.value).toBe(true);
         await registry.revokeApiKey("zot-ci", ROTATED, apiKey.id);
-        const refused = workflow("key-health.yaml");
+        const refused = await workflow("key-health.yaml");
         expect(refused.code, refused.log).toBe(0);
-        const issue = (await healthIssues()).filter((i) => i.user.login === gitea.user)[0]!;
+        const issue = (await healthIssues()).filter((i) => i.user.login === ciUser())[0]!;
         expect(issue.state).toBe("open");
         for (const stack of ["indri", "ringtail"]) {
             expect(issue.body).toMatch(
@@ -502,18 +724,18 @@ describe("key-health.yaml", () => {
         for (const run of [ringtail, indri]) await run.stack.up(recording(run));
         await registry.setAuth(false);
         try {
-            const open = workflow("key-health.yaml");
+            const open = await workflow("key-health.yaml");
             expect(open.code, open.log).toBe(0);
-            const alarm = (await healthIssues()).filter((i) => i.user.login === gitea.user)[0]!;
+            const alarm = (await healthIssues()).filter((i) => i.user.login === ciUser())[0]!;
             expect(alarm.body).toMatch(
                 /\*\*alarm\*\*: http:\/\/127\.0\.0\.1:5004 accepts an upload to blumeops\/ci-probe without credentials \(202\): anyone can push/,
             );
         } finally {
             await registry.setAuth(true);
         }
-        const healthy = workflow("key-health.yaml");
+        const healthy = await workflow("key-health.yaml");
         expect(healthy.code, healthy.log).toBe(0);
-        expect((await healthIssues()).filter((i) => i.user.login === gitea.user)[0]).toMatchObject({ state: "closed" });
+        expect((await healthIssues()).filter((i) => i.user.login === ciUser())[0]).toMatchObject({ state: "closed" });
     });
 });
 
@@ -548,12 +770,19 @@ describe("a hostile pull request", () => {
         };
         git(["checkout", "-q", "-b", "hostile", "main"]);
         writeFileSync(join(repoDir, "hostile-targets.json"), JSON.stringify(targets, null, 2));
-        appendFileSync(join(repoDir, "index.ts"), 'export { hostile } from "./sandbox/hostile-pr";\n');
+        // The program's own outputs carry the hostile one, so the preview runs it (index.ts exports an async program).
+        const program = readFileSync(join(repoDir, "index.ts"), "utf8");
+        const hostileProgram = `import { hostile } from "./sandbox/hostile-pr";\n${program}`.replace(
+            /^( {4}return \{\n)/m,
+            "$1        hostile,\n",
+        );
+        if (!hostileProgram.includes("        hostile,\n")) throw new Error("index.ts has no `    return {` to add the hostile output to");
+        writeFileSync(join(repoDir, "index.ts"), hostileProgram);
         git(["add", "-A"]);
         git(["commit", "-q", "-m", "A harmless refactor"]);
         gitea.push(repo, repoDir, "HEAD", "hostile");
         const hostilePr = await gitea.openPullRequest(repo, "hostile", "main", "A harmless refactor");
-        const r = workflow("preview.yaml", { pullRequest: hostilePr, head: { ref: "hostile", repo: repo.fullName } });
+        const r = await workflow("preview.yaml", { pullRequest: hostilePr, head: { ref: "hostile", repo: repo.fullName } });
         hostileLog = r.log;
         attempts = ["indri", "ringtail"].flatMap((stack) => {
             const file = `${exfiltrate()}.attempts.${stack}.json`;
@@ -628,7 +857,10 @@ describe("leaks", () => {
         const sources = {
             comments: (await comments()).map((c) => c.body).join("\n"),
             issues: issues.map((i) => i.body).join("\n"),
-            "job logs and act output": logs.join("\n"),
+            [daemon ? "job logs (Gitea's) and the runner daemon's log" : "job logs and act output"]: [
+                ...logs,
+                pulumiRunner?.log ?? "",
+            ].join("\n"),
         };
         expect(sources.comments).toContain("ci-registry-auth:pr-preview:");
         expect(
