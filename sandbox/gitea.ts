@@ -82,6 +82,16 @@ export interface GiteaActionJob {
     runner_name: string;
     started_at: string;
     completed_at: string;
+    /** The job's steps as the runner reported them. */
+    steps?: { name: string; conclusion?: string; started_at?: string; completed_at?: string }[] | null;
+}
+
+/** How long each step of a job took, as Gitea recorded it (whole seconds), e.g. `checkout 1 s, npm ci 9 s`. */
+export function stepTimes(job: GiteaActionJob): string {
+    return (job.steps ?? [])
+        .filter((s) => s.started_at !== undefined && s.completed_at !== undefined)
+        .map((s) => `${s.name} ${(Date.parse(s.completed_at ?? "") - Date.parse(s.started_at ?? "")) / 1000} s`)
+        .join(", ");
 }
 
 export class Gitea {

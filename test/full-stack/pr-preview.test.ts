@@ -62,7 +62,7 @@ import { parseReport } from "../../components/host-report";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { ForgejoRunner, installCheckoutAction } from "../../sandbox/forgejo-runner";
-import { Gitea, type GiteaActionRun, type GiteaRepo } from "../../sandbox/gitea";
+import { Gitea, stepTimes, type GiteaActionRun, type GiteaRepo } from "../../sandbox/gitea";
 import type { Attempt, HostileTargets } from "../../sandbox/hostile-pr";
 import { rotateKey, setExpiry } from "../../sandbox/onepassword";
 import { daemonOnly, engineLine, jobEngine } from "../../sandbox/jobs";
@@ -224,7 +224,7 @@ async function daemonWorkflow(file: "preview.yaml" | "key-health.yaml", opts: Wo
         const jobs = await gitea.runJobsWithLogs(repo, run.id);
         console.log(
             `${file} on forgejo-runner, ${event}: ${run.conclusion ?? run.status} in ${((seen - t0) / 1000).toFixed(1)} s from the event to the finished run ` +
-                `(${jobs.map((j) => `${j.name}: ${j.conclusion}`).join(", ")})`,
+                `(${jobs.map((j) => `${j.name}: ${j.conclusion}${j.conclusion === "skipped" ? "" : `; steps: ${stepTimes(j)}`}`).join(", ")})`,
         );
         const log = jobs.map((j) => `--- job ${j.name}: ${j.conclusion}\n${j.log}`).join("\n");
         logs.push(log);
