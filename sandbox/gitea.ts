@@ -42,9 +42,10 @@ export interface GiteaStartOptions {
     address?: string;
     /**
      * With `actions`: whether Gitea starts due `schedule` workflows (its cron
-     * task `start_schedule_tasks`, once a minute). Default false, so that a
-     * workflow's daily cron never fires in the middle of a test; the
-     * workflows run from the events the tests make.
+     * task `start_schedule_tasks`, here every 2 s instead of Gitea's once a
+     * minute, so a `* * * * *` workflow starts within seconds of each
+     * minute). Default false, so that a workflow's daily cron never fires in
+     * the middle of a test; the workflows run from the events the tests make.
      */
     schedules?: boolean;
 }
@@ -155,6 +156,7 @@ export class Gitea {
                           `WORKFLOW_DIRS = ${WORKFLOW_DIR}`,
                           "[cron.start_schedule_tasks]",
                           `ENABLED = ${options.schedules === true ? "true" : "false"}`,
+                          "SCHEDULE = @every 2s",
                       ]
                     : []),
                 "",
