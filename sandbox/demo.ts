@@ -4,8 +4,10 @@
  * cluster with ESO; delivers the key to both runners; prints what each holds
  * (fingerprints only, whether its jobs see the key, and whether the registry
  * takes the key: canPush); pushes from a real
- * workflow job on each runner (act); rotates the key in 1Password and does
- * it all again; stops everything.
+ * workflow job on each runner; rotates the key in 1Password and does it all
+ * again; stops everything. The jobs run on the real forgejo-runner daemon,
+ * from push events to the sandbox's Gitea, when its binary is here (as in
+ * the tests: sandbox/jobs.ts), on act otherwise; a printed line says which.
  *
  * With CI_REGISTRY_AUTH_PROVIDER_PLUGINS naming a directory that holds the
  * command provider plugin, each round is `pulumi up` of both whole stacks
@@ -33,7 +35,7 @@ import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
 import { writeOciImage } from "./oci-image";
 import { startRegistry, type Registry } from "./registry";
 import { Dockerd } from "./dockerd";
-import { importJobImage, runIndriJob, runRingtailJob, WORKFLOWS } from "./jobs";
+import { engineLine, importJobImage, IndriJobs, jobEngine, RingtailJobs, WORKFLOWS } from "./jobs";
 import { IMAGE_DIR, Ringtail, uploadImage } from "./ringtail";
 import { readKey, rotateKey } from "./onepassword";
 import {
@@ -48,6 +50,9 @@ import {
 import { indriProgram, inlineStack, type Run } from "./stack";
 
 const TOKEN = randomBytes(16).toString("hex");
+/** The demo's Gitea ports (with the daemon): one per runner, as in the tests. */
+const RINGTAIL_GITEA_PORT = 13030;
+const INDRI_GITEA_PORT = 13040;
 const newKey = (): string => `zak_${randomBytes(20).toString("hex")}`;
 
 interface Row {
@@ -178,10 +183,10 @@ async function main(): Promise<void> {
             extraItems: [{ title: "forgejo-runner-registration", username: "runner", credential: randomBytes(12).toString("hex") }],
         });
         started.push(() => emulator.stop());
-        const host = Ringtail.start();
-        started.push(() => {
-            host.stop();
-        });
+        console.log(engineLine("the demo"));
+        const ringtailJobs = await RingtailJobs.start(RINGTAIL_GITEA_PORT);
+        started.push(() => ringtailJobs.stop());
+        const host = ringtailJobs.host;
         const registry: Registry = await startRegistry(work, host.facts.registryAddress, 5000, "zot-ci", first);
         started.push(() => registry.stop());
         const cluster = Cluster.start();
@@ -197,6 +202,8 @@ async function main(): Promise<void> {
         const dockerd = await Dockerd.start();
         started.push(() => dockerd.stop());
         importJobImage(dockerd);
+        const indriJobs = await IndriJobs.start(cluster, dockerd, INDRI_GITEA_PORT);
+        started.push(() => indriJobs.stop());
         let deliver: (key: string) => Promise<Row[]>;
         if (whole) {
             console.log("Whole stacks: `pulumi up` of index.ts with the committed Pulumi.ringtail.yaml and Pulumi.indri.yaml,");
@@ -235,12 +242,15 @@ async function main(): Promise<void> {
             const rows = await deliver(key);
             table(`${label} (${((Date.now() - t0) / 1000).toFixed(1)} s):`, rows);
             const vars = { REGISTRY: registry.address, IMAGE_DIR };
+            const engine = jobEngine().engine;
+            // The delivery restarted ringtail's unit; with the daemon, its new process declares itself before it takes jobs.
+            if (engine === "forgejo-runner") await ringtailJobs.declared();
             const pushes = [
                 [
-                    "ringtail (act, host executor)",
-                    runRingtailJob(host, push, { ...vars, RUNS_ON: "nix-container-builder", TAG: `ringtail-${round}` }),
+                    `ringtail (${engine}, host executor)`,
+                    await ringtailJobs.job(push, { ...vars, RUNS_ON: "nix-container-builder", TAG: `ringtail-${round}` }),
                 ],
-                ["indri (act, docker executor)", runIndriJob(cluster, dockerd, push, { ...vars, RUNS_ON: "k8s", TAG: `indri-${round}` })],
+                [`indri (${engine}, docker executor)`, await indriJobs.job(push, { ...vars, RUNS_ON: "k8s", TAG: `indri-${round}` })],
             ] as const;
             for (const [where, job] of pushes) {
                 console.log(
