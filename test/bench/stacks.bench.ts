@@ -21,12 +21,13 @@ import { join } from "node:path";
 
 import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/automation";
 
+import { parseConfig, type KubernetesRunnerConfig } from "../../components/config";
 import { stopAll } from "../../sandbox/child";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
 import { startRegistry } from "../../sandbox/registry";
-import { committedRunner, stackConfig } from "../../sandbox/committed-config";
+import { committedRunner, rawConfig, stackConfig } from "../../sandbox/committed-config";
 import {
     indriSettings,
     operatorEnv,
@@ -142,33 +143,42 @@ const indriComponentStack = (work: string, kubeconfig: string, fp: string): Prom
  */
 async function floorStacks(work: string, connectUrl: string, kubeconfig: string, pluginEnv: Record<string, string>): Promise<BenchStack[]> {
     const key = { connectUrl, connectToken: TOKEN, ...stackConfig("ringtail").key };
-    const readKey = [
-        'import { OnePasswordKey } from "./components/onepassword-key";',
-        `const key = new OnePasswordKey("zot-ci-key", ${JSON.stringify(key)});`,
-        "export const keyFingerprint = key.fingerprint;",
-    ];
-    const indri = committedRunner("indri");
-    const cluster = {
-        kubeconfig,
-        ...(typeof indri["context"] === "string" ? { context: indri["context"] } : {}),
-        enableServerSideApply: true,
-    };
-    const files = (lines: string[]) => ({ "Pulumi.yaml": typescriptProject("floor"), "index.ts": [...lines, ""].join("\n") });
+    // As index.ts: an async program that reads and checks the key before anything uses it.
+    const keyImport = 'import { OnePasswordKey, readKey } from "./components/onepassword-key";';
+    const readKey = `const key = new OnePasswordKey("zot-ci-key", await readKey(${JSON.stringify(key)}));`;
+    // indri's runner as the program resolves it (the committed stack file over the settings' defaults).
+    const indri = parseConfig(rawConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig } })).runner as KubernetesRunnerConfig;
+    const cluster = { kubeconfig, context: indri.context, enableServerSideApply: true };
+    const program = (imports: string[], body: string[], exports: string) => ({
+        "Pulumi.yaml": typescriptProject("floor"),
+        "index.ts": [...imports, "", "export = async () => {", ...body.map((l) => `    ${l}`), `    return ${exports};`, "};", ""].join(
+            "\n",
+        ),
+    });
     const copies = ["package.json", "tsconfig.json", "components"];
     const plugins = { PULUMI_HOME: pluginEnv["PULUMI_HOME"] ?? "" };
     return [
-        await benchProject(work, "floor-1password", "key-read", files(readKey), copies, plugins),
+        await benchProject(
+            work,
+            "floor-1password",
+            "key-read",
+            program([keyImport], [readKey], "{ keyFingerprint: key.fingerprint }"),
+            copies,
+            plugins,
+        ),
         await benchProject(
             work,
             "floor-kubernetes",
             "key-and-deployment-read",
-            files([
-                'import * as k8s from "@pulumi/kubernetes";',
-                ...readKey,
-                `const provider = new k8s.Provider("indri-cluster", ${JSON.stringify(cluster)});`,
-                `const d = k8s.apps.v1.Deployment.get("indri-deployment", ${JSON.stringify(`${String(indri["namespace"])}/${String(indri["deployment"])}`)}, { provider });`,
-                "export const replicas = d.spec.replicas;",
-            ]),
+            program(
+                ['import * as k8s from "@pulumi/kubernetes";', keyImport],
+                [
+                    readKey,
+                    `const provider = new k8s.Provider("indri-cluster", ${JSON.stringify(cluster)});`,
+                    `const d = k8s.apps.v1.Deployment.get("indri-deployment", ${JSON.stringify(`${indri.namespace}/${indri.deployment}`)}, { provider });`,
+                ],
+                "{ keyFingerprint: key.fingerprint, replicas: d.spec.replicas }",
+            ),
             copies,
             plugins,
         ),
