@@ -30,7 +30,11 @@ export interface KubernetesRunnerArgs {
     field: string;
     /** Environment variable (and Secret key) the runner container gets. */
     envVar: string;
-    /** Fingerprint of the key as read from 1Password by this program. */
+    /**
+     * Fingerprint of the key as read from 1Password by this program. It may
+     * still be being read: nothing is created until it resolves, and a failed
+     * read leaves the cluster untouched.
+     */
     keyFingerprint: pulumi.Input<string>;
 }
 
@@ -42,7 +46,9 @@ export interface KubernetesRunnerArgs {
  * annotation, which rolls the pods when the key changes.
  *
  * Before anything is created it reads the Deployment (it must exist and have
- * the container) and the ClusterSecretStore (it must exist and be Ready).
+ * the container) and the ClusterSecretStore (it must exist and be Ready),
+ * and waits for the key's fingerprint: these reads run while 1Password is
+ * still being read.
  */
 export class KubernetesRunner extends pulumi.ComponentResource {
     /** Name of the Secret the runner reads (stable across rotations). */
@@ -77,7 +83,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         const child = { parent: this, provider: this.clusterProvider(name, r) };
 
         const existing = apps.Deployment.get(`${name}-deployment-before`, `${r.namespace}/${r.deployment}`, child);
-        const checked = this.checkPreconditions(name, r, existing, child);
+        const checked = this.checkPreconditions(name, r, args.keyFingerprint, existing, child);
         const jobs = this.readJobRoute(name, existing, args, child);
         this.jobsSeeKey = jobs.jobsSeeKey;
         this.jobRoute = jobs.jobRoute;
@@ -133,14 +139,16 @@ export class KubernetesRunner extends pulumi.ComponentResource {
 
     /**
      * Reads, before anything is created, that the Deployment has the runner
-     * container and that the ClusterSecretStore is Ready. The result is an
-     * empty list to use as `dependsOn`: what must wait for the checks waits
-     * for it. A failed check is a ProgramError: pulumi prints its message
-     * alone (components/errors.ts).
+     * container and that the ClusterSecretStore is Ready, and waits for the
+     * key to be read and checked. The result is an empty list to use as
+     * `dependsOn`: what must wait for the checks waits for it. A failed check
+     * is a ProgramError: pulumi prints its message alone
+     * (components/errors.ts).
      */
     private checkPreconditions(
         name: string,
         r: KubernetesRunnerConfig,
+        keyFingerprint: pulumi.Input<string>,
         existing: apps.Deployment,
         child: pulumi.CustomResourceOptions,
     ): pulumi.Output<pulumi.Resource[]> {
@@ -169,7 +177,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                 );
             }
         });
-        return pulumi.all([container, storeReady]).apply((): pulumi.Resource[] => []);
+        return pulumi.all([container, storeReady, keyFingerprint]).apply((): pulumi.Resource[] => []);
     }
 
     /**
@@ -350,12 +358,15 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         );
         const cluster = localCluster(r.kubeconfig, r.context);
         if ("problem" in cluster) {
-            void pulumi.log.warn(
-                `${name}: no kubeconfig for CI is made: ${cluster.problem}. The read-only ServiceAccount ${r.namespace}/${r.ciServiceAccount} exists; ` +
-                    `make a kubeconfig from its token Secret ${r.ciServiceAccount}-token by hand.`,
-                this,
-            );
-            return pulumi.output(undefined);
+            // Said once the account is there (never on a run that stops before it).
+            return account.metadata.name.apply(() => {
+                void pulumi.log.warn(
+                    `${name}: no kubeconfig for CI is made: ${cluster.problem}. The read-only ServiceAccount ${r.namespace}/${r.ciServiceAccount} exists; ` +
+                        `make a kubeconfig from its token Secret ${r.ciServiceAccount}-token by hand.`,
+                    this,
+                );
+                return undefined;
+            });
         }
         return pulumi.secret(
             token.data.apply((data) => {

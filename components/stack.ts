@@ -1,8 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 
-import type { StackConfig } from "./config";
+import type { KubernetesRunnerConfig, SshRunnerConfig, StackConfig } from "./config";
 import { KubernetesRunner } from "./kubernetes-runner";
-import { OnePasswordKey, readKey } from "./onepassword-key";
+import { OnePasswordKey, readKey, type KeyRead } from "./onepassword-key";
 import type { Exported, KubernetesDelivered, KubernetesOutputs, SshDelivered, SshOutputs } from "./outputs";
 import { probeRegistry } from "./registry-probe";
 import { SshRunner } from "./ssh-runner";
@@ -12,16 +12,25 @@ export type StackOutputs = Exported<KubernetesOutputs> | Exported<SshOutputs>;
 
 /**
  * Reads the key (before anything uses it: a bad key stops the run with one
- * clean error), then builds the one runner of the stack.
+ * clean error) and builds the one runner of the stack.
  */
 export async function defineStack(config: StackConfig): Promise<StackOutputs> {
     for (const warning of config.warnings) {
         void pulumi.log.warn(warning);
     }
-    const key = new OnePasswordKey(
-        "zot-ci-key",
-        await readKey({ connectUrl: config.connect.url, connectToken: config.connect.token, ...config.key }),
-    );
+    const reading = readKey({ connectUrl: config.connect.url, connectToken: config.connect.token, ...config.key });
+    return config.runner.kind === "kubernetes" ? kubernetesStack(config, config.runner, reading) : sshStack(config, config.runner, reading);
+}
+
+// Resources are named after the stack (a stack serves one runner). Up to
+// 0.x they were named after the hosts whatever the stack: an existing
+// stack keeps its resources through the alias (its children follow by
+// their name prefix).
+const formerly = (host: string): pulumi.ComponentResourceOptions => (pulumi.getStack() === host ? {} : { aliases: [{ name: host }] });
+
+/** The key as a component, the registry probe and the outputs every runner kind shares. */
+function keyOutputs(config: StackConfig, read: KeyRead) {
+    const key = new OnePasswordKey("zot-ci-key", read);
     // The probe starts as soon as the key is read, beside the runner's reads.
     // It runs in an apply because it needs the key, and on every preview and
     // up; what it opens at the registry it cancels, and nothing stays.
@@ -42,50 +51,61 @@ export async function defineStack(config: StackConfig): Promise<StackOutputs> {
     };
     const canPush = (hasKey: pulumi.Output<boolean>): pulumi.Output<boolean> =>
         pulumi.all([hasKey, registry]).apply(([has, r]) => has && r.acceptsKey);
-    // Resources are named after the stack (a stack serves one runner). Up to
-    // 0.x they were named after the hosts whatever the stack: an existing
-    // stack keeps its resources through the alias (its children follow by
-    // their name prefix).
-    const name = pulumi.getStack();
-    const formerly = (host: string): pulumi.ComponentResourceOptions => (name === host ? {} : { aliases: [{ name: host }] });
-    if (config.runner.kind === "kubernetes") {
-        const runner = new KubernetesRunner(
-            name,
-            {
-                runner: config.runner,
-                item: config.key.item,
-                field: config.key.field,
-                envVar: config.envVar,
-                keyFingerprint: key.fingerprint,
-            },
-            formerly("indri"),
-        );
-        const delivered: pulumi.Output<KubernetesDelivered> = pulumi.output({
-            secretName: runner.secretName,
-            externalSecretName: runner.externalSecretName,
-            secretFingerprint: runner.secretFingerprint,
-            templateFingerprint: runner.templateFingerprint,
-            envWired: runner.envWired,
-            replicas: runner.replicas,
-            readyReplicas: runner.readyReplicas,
-            updatedReplicas: runner.updatedReplicas,
-            oldReplicas: runner.oldReplicas,
-            rolledOut: runner.rolledOut,
-            jobsSeeKey: runner.jobsSeeKey,
-            jobRoute: runner.jobRoute,
-        });
-        return {
-            ...common,
-            runnerKind: "kubernetes",
-            hasKey: runner.hasKey,
-            canPush: canPush(runner.hasKey),
-            delivered,
-            ciKubeconfig: runner.ciKubeconfig,
-        };
-    }
+    return { key, common, canPush };
+}
+
+/**
+ * indri's runner needs only the key's fingerprint: its reads of the cluster
+ * start while 1Password is still read, and it creates nothing until the
+ * key is read and checked (the fingerprint gates its creations).
+ */
+async function kubernetesStack(
+    config: StackConfig,
+    runnerConfig: KubernetesRunnerConfig,
+    reading: Promise<KeyRead>,
+): Promise<StackOutputs> {
+    const runner = new KubernetesRunner(
+        pulumi.getStack(),
+        {
+            runner: runnerConfig,
+            item: config.key.item,
+            field: config.key.field,
+            envVar: config.envVar,
+            keyFingerprint: pulumi.output(reading.then((read) => read.fingerprint)),
+        },
+        formerly("indri"),
+    );
+    const { common, canPush } = keyOutputs(config, await reading);
+    const delivered: pulumi.Output<KubernetesDelivered> = pulumi.output({
+        secretName: runner.secretName,
+        externalSecretName: runner.externalSecretName,
+        secretFingerprint: runner.secretFingerprint,
+        templateFingerprint: runner.templateFingerprint,
+        envWired: runner.envWired,
+        replicas: runner.replicas,
+        readyReplicas: runner.readyReplicas,
+        updatedReplicas: runner.updatedReplicas,
+        oldReplicas: runner.oldReplicas,
+        rolledOut: runner.rolledOut,
+        jobsSeeKey: runner.jobsSeeKey,
+        jobRoute: runner.jobRoute,
+    });
+    return {
+        ...common,
+        runnerKind: "kubernetes",
+        hasKey: runner.hasKey,
+        canPush: canPush(runner.hasKey),
+        delivered,
+        ciKubeconfig: runner.ciKubeconfig,
+    };
+}
+
+/** ringtail's runner is given the key itself, once it is read and checked. */
+async function sshStack(config: StackConfig, runnerConfig: SshRunnerConfig, reading: Promise<KeyRead>): Promise<StackOutputs> {
+    const { key, common, canPush } = keyOutputs(config, await reading);
     const runner = new SshRunner(
-        name,
-        { runner: config.runner, envVar: config.envVar, key: key.value, keyFingerprint: key.fingerprint },
+        pulumi.getStack(),
+        { runner: runnerConfig, envVar: config.envVar, key: key.value, keyFingerprint: key.fingerprint },
         formerly("ringtail"),
     );
     const delivered: pulumi.Output<SshDelivered> = pulumi.output({

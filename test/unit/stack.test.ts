@@ -568,6 +568,16 @@ describe("1Password key", () => {
         expect(harness.byType("command:remote:Command")).toEqual([]);
     });
 
+    it("indri: the cluster is read while 1Password is read, but nothing is created when the key is refused", async () => {
+        const world = healthyWorld(KEY);
+        world.item = { credential: KEY, sections: [{ id: "s", label: "rotation", fields: [{ label: "expires", value: "2020-01-01" }] }] };
+        await expect(run("indri", world)).rejects.toThrow(/expired on 2020-01-01.*create a new API key/);
+        // Let the registrations already under way settle.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(harness.resources.some((r) => r.type === "kubernetes:apps/v1:Deployment" && r.id !== undefined)).toBe(true);
+        expect(created(harness)).toEqual([]);
+    });
+
     it("refuses a key shorter than 20 characters, whose published fingerprint could be reversed, before anything reaches a runner", async () => {
         const error = await run("ringtail", healthyWorld("zak_short_key_1234")).then(
             () => undefined,
