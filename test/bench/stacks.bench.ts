@@ -23,6 +23,7 @@ import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/aut
 
 import { parseConfig, type KubernetesRunnerConfig } from "../../components/config";
 import { stopAll } from "../../sandbox/child";
+import { EMPTY_PROGRAM, floorPrograms, indriComponentProgram } from "./programs";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
@@ -107,7 +108,7 @@ const emptyStack = (work: string, dir = "empty"): Promise<BenchStack> =>
         "empty",
         {
             "Pulumi.yaml": typescriptProject("empty"),
-            "index.ts": 'import * as pulumi from "@pulumi/pulumi";\n\nexport const x = pulumi.output(1);\n',
+            "index.ts": EMPTY_PROGRAM,
         },
         ["package.json", "tsconfig.json"],
     );
@@ -120,16 +121,7 @@ const indriComponentStack = (work: string, kubeconfig: string, fp: string): Prom
         "indri",
         {
             "Pulumi.yaml": typescriptProject("ci-registry-auth"),
-            "index.ts": [
-                'import { KubernetesRunner } from "./components/kubernetes-runner";',
-                'import { parseConfig } from "./components/config";',
-                'import type { KubernetesRunnerConfig } from "./components/config";',
-                'import { rawConfig } from "./sandbox/committed-config";',
-                `const runner = parseConfig(rawConfig("indri", { runner: { kind: "kubernetes", context: "minikube", kubeconfig: ${JSON.stringify(kubeconfig)} } })).runner as KubernetesRunnerConfig;`,
-                `const r = new KubernetesRunner("indri", { runner, item: "zot-ci-apikey", field: "credential", envVar: "ZOT_CI_API_KEY", keyFingerprint: ${JSON.stringify(fp)} });`,
-                "export const hasKey = r.hasKey;",
-                "",
-            ].join("\n"),
+            "index.ts": indriComponentProgram(kubeconfig, fp),
         },
         ["package.json", "tsconfig.json", "components", "sandbox", "Pulumi.indri.yaml"],
     );
@@ -143,46 +135,18 @@ const indriComponentStack = (work: string, kubeconfig: string, fp: string): Prom
  */
 async function floorStacks(work: string, connectUrl: string, kubeconfig: string, pluginEnv: Record<string, string>): Promise<BenchStack[]> {
     const key = { connectUrl, connectToken: TOKEN, ...stackConfig("ringtail").key };
-    // As index.ts: an async program that reads and checks the key before anything uses it.
-    const keyImport = 'import { OnePasswordKey, readKey } from "./components/onepassword-key";';
-    const readKey = `const key = new OnePasswordKey("zot-ci-key", await readKey(${JSON.stringify(key)}));`;
     // indri's runner as the program resolves it (the committed stack file over the settings' defaults).
     const indri = parseConfig(rawConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig } })).runner as KubernetesRunnerConfig;
-    const cluster = { kubeconfig, context: indri.context, enableServerSideApply: true };
-    const program = (imports: string[], body: string[], exports: string) => ({
-        "Pulumi.yaml": typescriptProject("floor"),
-        "index.ts": [...imports, "", "export = async () => {", ...body.map((l) => `    ${l}`), `    return ${exports};`, "};", ""].join(
-            "\n",
-        ),
+    const programs = floorPrograms({
+        key,
+        cluster: { kubeconfig, ...(indri.context !== undefined ? { context: indri.context } : {}), enableServerSideApply: true },
+        deployment: `${indri.namespace}/${indri.deployment}`,
     });
     const copies = ["package.json", "tsconfig.json", "components"];
     const plugins = { PULUMI_HOME: pluginEnv["PULUMI_HOME"] ?? "" };
-    return [
-        await benchProject(
-            work,
-            "floor-1password",
-            "key-read",
-            program([keyImport], [readKey], "{ keyFingerprint: key.fingerprint }"),
-            copies,
-            plugins,
-        ),
-        await benchProject(
-            work,
-            "floor-kubernetes",
-            "key-and-deployment-read",
-            program(
-                ['import * as k8s from "@pulumi/kubernetes";', keyImport],
-                [
-                    readKey,
-                    `const provider = new k8s.Provider("indri-cluster", ${JSON.stringify(cluster)});`,
-                    `const d = k8s.apps.v1.Deployment.get("indri-deployment", ${JSON.stringify(`${indri.namespace}/${indri.deployment}`)}, { provider });`,
-                ],
-                "{ keyFingerprint: key.fingerprint, replicas: d.spec.replicas }",
-            ),
-            copies,
-            plugins,
-        ),
-    ];
+    const floor = (dir: string, stackName: keyof typeof programs): Promise<BenchStack> =>
+        benchProject(work, dir, stackName, { "Pulumi.yaml": typescriptProject("floor"), "index.ts": programs[stackName] }, copies, plugins);
+    return [await floor("floor-1password", "key-read"), await floor("floor-kubernetes", "key-and-deployment-read")];
 }
 
 const fromRun = (r: ProjectRun): BenchStack => ({ name: r.stack.name, project: r.project, env: r.env, stack: r.stack });
