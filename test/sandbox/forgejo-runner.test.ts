@@ -57,10 +57,10 @@ function git(args: string[], cwd = join(work, "repo")): string {
 }
 
 /**
- * Waits (bounded) for a run to complete; returns it and when the poll saw it end. `match`: the API's
+ * Gitea.completedRun on the probe repository, with the runner's log on a timeout. `match`: the API's
  * `event` (Gitea's hook event: `push`, `pull_request_sync`, …) and, when given, the head commit.
  */
-async function completedRun(
+function completedRun(
     match: { event: string; sha?: string } | ((run: GiteaActionRun) => boolean),
     timeoutMs = 240_000,
 ): Promise<{ run: GiteaActionRun; seen: number }> {
@@ -68,16 +68,7 @@ async function completedRun(
         typeof match === "function"
             ? match
             : (r: GiteaActionRun) => r.event === match.event && (match.sha === undefined || r.head_sha === match.sha);
-    const deadline = Date.now() + timeoutMs;
-    let runs: GiteaActionRun[] = [];
-    while (Date.now() < deadline) {
-        runs = await gitea.actionRuns(repo);
-        const run = runs.find(matches);
-        if (run?.status === "completed") return { run, seen: Date.now() };
-        await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-    const last = runs.map((r) => `${r.event} ${r.path} ${r.head_sha.slice(0, 12)} ${r.status}`).join("; ");
-    throw new Error(`no matching completed run within ${timeoutMs / 1000} s (runs: ${last}); runner log:\n${runner.log.slice(-3000)}`);
+    return gitea.completedRun(repo, matches, { timeoutMs, describe: () => `; runner log:\n${runner.log.slice(-3000)}` });
 }
 
 /** The one job of a run, and its log as Gitea keeps it. */
