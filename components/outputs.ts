@@ -6,27 +6,17 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 
+import type { DeploymentFacts } from "./live-deployment";
 import type { ProbeResult } from "./registry-probe";
 
 /** indri: what the live Secret and Deployment say. */
-export interface KubernetesDelivered {
+export interface KubernetesDelivered extends DeploymentFacts {
     /** The Secret the runner reads (stable across rotations). */
     secretName: string;
     /** The ExternalSecret that synced the current key (named after it). */
     externalSecretName: string;
     /** Stamped on the Secret by ESO from the value it read, or "none". */
     secretFingerprint: string;
-    /** The pod template's annotation, or "none". */
-    templateFingerprint: string;
-    /** The runner container takes the variable from that Secret. */
-    envWired: boolean;
-    replicas: number;
-    readyReplicas: number;
-    updatedReplicas: number;
-    /** Old pods still being scaled down when the rollout returned. */
-    oldReplicas: number;
-    /** The new template runs on every wanted replica and they are ready. */
-    rolledOut: boolean;
     jobsSeeKey: boolean;
     jobRoute: string;
 }
