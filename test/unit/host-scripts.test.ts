@@ -50,6 +50,16 @@ const UNIT = "gitea-runner-nix_container_builder.service";
 const FAKE_SYSTEMCTL = join(__dirname, "..", "support", "fake-systemctl.sh");
 const VAR = "ZOT_CI_API_KEY";
 const KEY = "zak_5b0e9d7c3a1f4e2d8c6b4a2f0e9d8c7b";
+/** The check's report on a host that holds KEY whole and runs the unit with it. */
+const HEALTHY_REPORT = {
+    file: "present",
+    file_owner: "0:0",
+    file_mode: "600",
+    file_fp: fingerprint(KEY),
+    unit_active: "active",
+    unit_reads_file: "true",
+    process_fp: fingerprint(KEY),
+};
 
 let dir: string;
 let envFile: string;
@@ -241,15 +251,7 @@ describe("verify", () => {
         await new Promise((resolve) => setTimeout(resolve, 100));
         const r = sh(verifyScript(target()), "", { FAKE_PID: String(child.pid) });
         expect(r.code).toBe(0);
-        expect(parseReport(r.stdout)).toMatchObject({
-            file: "present",
-            file_owner: "0:0",
-            file_mode: "600",
-            file_fp: fingerprint(KEY),
-            unit_active: "active",
-            unit_reads_file: "true",
-            process_fp: fingerprint(KEY),
-        });
+        expect(parseReport(r.stdout)).toMatchObject(HEALTHY_REPORT);
         expect(r.stdout).not.toContain(KEY);
         child.kill();
     });
@@ -337,19 +339,9 @@ describe("verify: the runner's config and registration, for the jobs check", () 
 });
 
 describe("reportHasKey", () => {
-    const good = {
-        file: "present",
-        file_owner: "0:0",
-        file_mode: "600",
-        file_fp: fingerprint(KEY),
-        unit_active: "active",
-        unit_reads_file: "true",
-        process_fp: fingerprint(KEY),
-    };
-
     it("holds only when every fact agrees", () => {
-        expect(reportHasKey(good, fingerprint(KEY))).toBe(true);
-        expect(reportHasKey(good, fingerprint("other"))).toBe(false);
+        expect(reportHasKey(HEALTHY_REPORT, fingerprint(KEY))).toBe(true);
+        expect(reportHasKey(HEALTHY_REPORT, fingerprint("other"))).toBe(false);
         for (const [k, bad] of Object.entries({
             file_owner: "1000:0",
             file_mode: "644",
@@ -358,7 +350,7 @@ describe("reportHasKey", () => {
             process_fp: "none",
             file_fp: "none",
         })) {
-            expect(reportHasKey({ ...good, [k]: bad }, fingerprint(KEY)), k).toBe(false);
+            expect(reportHasKey({ ...HEALTHY_REPORT, [k]: bad }, fingerprint(KEY)), k).toBe(false);
         }
     });
 });
