@@ -27,6 +27,14 @@ export interface CiReads {
     /** The Secret ESO fills (read to confirm its fingerprint). */
     secretName: string;
     clusterSecretStore: string;
+    /**
+     * The ConfigMap the live Deployment mounts the runner's config.yaml
+     * from (kustomize suffixes its name with a content hash: a new name with
+     * every change of config.yaml), or undefined when it mounts none.
+     */
+    configMap: string | undefined;
+    /** Our ExternalSecret, named after the key's fingerprint. */
+    externalSecret: string;
 }
 
 /** One RBAC rule. */
@@ -38,26 +46,29 @@ export interface PolicyRule {
 }
 
 /**
- * The namespaced rules: the runner Deployment, its ConfigMaps, our Secret
- * and our ExternalSecrets. ConfigMaps and ExternalSecrets cannot be named:
- * the runner's ConfigMap carries kustomize's content hash (a new name with
- * every change of config.yaml, known only from the live Deployment), and
- * our ExternalSecret carries the key's fingerprint. `get` without `list`
- * still reads only an object whose name the caller already knows.
+ * The namespaced rules: `get` on the runner Deployment, the ConfigMap it
+ * mounts its config from, our Secret and our current ExternalSecret, each
+ * by name. The ConfigMap's and the ExternalSecret's names change (a new
+ * config.yaml, a new key), so the rules follow them on each `up`; until
+ * then CI's preview is refused the new object and says so. A rule with no
+ * name would grant every object of its kind (RBAC reads an empty
+ * `resourceNames` as all): none is written then.
  */
 export function namespaceRules(r: CiReads): PolicyRule[] {
     return [
         { apiGroups: ["apps"], resources: ["deployments"], resourceNames: [r.deployment], verbs: ["get"] },
-        { apiGroups: [""], resources: ["configmaps"], verbs: ["get"] },
+        ...(r.configMap !== undefined
+            ? [{ apiGroups: [""], resources: ["configmaps"], resourceNames: [r.configMap], verbs: ["get"] }]
+            : []),
         { apiGroups: [""], resources: ["secrets"], resourceNames: [r.secretName], verbs: ["get"] },
-        { apiGroups: ["external-secrets.io"], resources: ["externalsecrets"], verbs: ["get"] },
+        { apiGroups: ["external-secrets.io"], resources: ["externalsecrets"], resourceNames: [r.externalSecret], verbs: ["get"] },
     ];
 }
 
 /** The cluster-scoped rule: the ClusterSecretStore (its Ready condition is a precondition). */
-export function clusterRules(r: CiReads): PolicyRule[] {
+export function clusterRules(clusterSecretStore: string): PolicyRule[] {
     return [
-        { apiGroups: ["external-secrets.io"], resources: ["clustersecretstores"], resourceNames: [r.clusterSecretStore], verbs: ["get"] },
+        { apiGroups: ["external-secrets.io"], resources: ["clustersecretstores"], resourceNames: [clusterSecretStore], verbs: ["get"] },
     ];
 }
 

@@ -7,7 +7,7 @@ import { Provider } from "@pulumi/kubernetes/provider";
 import * as rbac from "@pulumi/kubernetes/rbac/v1";
 import * as pulumi from "@pulumi/pulumi";
 
-import { CI_LABELS, ciKubeconfig, clusterRules, localCluster, namespaceRules } from "./ci-identity";
+import { CI_LABELS, ciKubeconfig, clusterRules, localCluster, namespaceRules, type CiReads } from "./ci-identity";
 import type { KubernetesRunnerConfig } from "./config";
 import { ProgramError } from "./errors";
 import {
@@ -17,7 +17,7 @@ import {
     secretObjectName,
     targetSecretManifest,
 } from "./kubernetes-manifests";
-import { containerNames, deploymentFacts, runnerConfigSource, type DeploymentFacts } from "./live-deployment";
+import { containerNames, deploymentFacts, runnerConfigSource, type DeploymentFacts, type RunnerConfigSource } from "./live-deployment";
 import { judgeJobs, parseRunnerConfig, type JobsVerdict, type RunnerConfigRead } from "./runner-config";
 
 /** Arguments of {@link KubernetesRunner}. */
@@ -84,7 +84,9 @@ export class KubernetesRunner extends pulumi.ComponentResource {
 
         const existing = apps.Deployment.get(`${name}-deployment-before`, `${r.namespace}/${r.deployment}`, child);
         const checked = this.checkPreconditions(name, r, args.keyFingerprint, existing, child);
-        const jobs = this.readJobRoute(name, existing, args, child);
+        // Where the runner's config.yaml comes from, as the live Deployment says: read by the job route and named in CI's Role.
+        const configSource = existing.spec.apply((spec) => runnerConfigSource({ spec }, r.container));
+        const jobs = this.readJobRoute(name, configSource, args, child);
         this.jobsSeeKey = jobs.jobsSeeKey;
         this.jobRoute = jobs.jobRoute;
 
@@ -108,7 +110,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                     secretFp === fp && f.templateFingerprint === fp && f.envWired && f.rolledOut && jobsSeeKey,
             );
 
-        this.ciKubeconfig = this.ciIdentity(name, r, checked, child);
+        this.ciKubeconfig = this.ciIdentity(name, r, { configSource, externalSecretName: this.externalSecretName }, checked, child);
 
         this.registerOutputs({
             secretName: this.secretName,
@@ -307,21 +309,24 @@ export class KubernetesRunner extends pulumi.ComponentResource {
     private ciIdentity(
         name: string,
         r: KubernetesRunnerConfig,
+        named: { configSource: pulumi.Output<RunnerConfigSource>; externalSecretName: pulumi.Output<string> },
         checked: pulumi.Output<pulumi.Resource[]>,
         child: pulumi.CustomResourceOptions,
     ): pulumi.Output<string | undefined> {
-        const reads = {
+        const reads = pulumi.all([named.configSource, named.externalSecretName]).apply(([source, externalSecret]): CiReads => ({
             namespace: r.namespace,
             deployment: r.deployment,
             secretName: r.secretName,
             clusterSecretStore: r.clusterSecretStore,
-        };
+            configMap: source.kind === "configMap" ? source.name : undefined,
+            externalSecret,
+        }));
         // Nothing is created before the preconditions passed.
         const gated = { ...child, dependsOn: checked };
         const metadata = { name: r.ciServiceAccount, namespace: r.namespace, labels: { ...CI_LABELS } };
         const account = new core.ServiceAccount(`${name}-ci-account`, { metadata, automountServiceAccountToken: false }, gated);
         const subjects = [{ kind: "ServiceAccount", name: r.ciServiceAccount, namespace: r.namespace }];
-        const role = new rbac.Role(`${name}-ci-role`, { metadata, rules: namespaceRules(reads) }, gated);
+        const role = new rbac.Role(`${name}-ci-role`, { metadata, rules: reads.apply(namespaceRules) }, gated);
         new rbac.RoleBinding(
             `${name}-ci-role-binding`,
             { metadata, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name }, subjects },
@@ -331,7 +336,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         const clusterMetadata = { name: `${r.namespace}-${r.ciServiceAccount}`, labels: { ...CI_LABELS } };
         const clusterRole = new rbac.ClusterRole(
             `${name}-ci-cluster-role`,
-            { metadata: clusterMetadata, rules: clusterRules(reads) },
+            { metadata: clusterMetadata, rules: clusterRules(r.clusterSecretStore) },
             gated,
         );
         new rbac.ClusterRoleBinding(
@@ -385,7 +390,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
      */
     private readJobRoute(
         name: string,
-        existing: apps.Deployment,
+        configSource: pulumi.Output<RunnerConfigSource>,
         args: KubernetesRunnerArgs,
         child: pulumi.CustomResourceOptions,
     ): pulumi.Output<JobsVerdict> {
@@ -393,8 +398,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
         const addConfig =
             `in a config.yaml that the runner container "${r.container}" reads (forgejo-runner daemon --config <path> ` +
             "on a ConfigMap volume)";
-        const config: pulumi.Output<RunnerConfigRead> = existing.spec.apply((spec): pulumi.Output<RunnerConfigRead> => {
-            const source = runnerConfigSource({ spec }, r.container);
+        const config: pulumi.Output<RunnerConfigRead> = configSource.apply((source): pulumi.Output<RunnerConfigRead> => {
             if (source.kind !== "configMap") {
                 return pulumi.output<RunnerConfigRead>(source.kind === "defaults" ? source : { kind: "problem", problem: source.problem });
             }

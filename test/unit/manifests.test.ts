@@ -9,6 +9,7 @@ import {
     secretObjectName,
     targetSecretManifest,
 } from "../../components/kubernetes-manifests";
+import { namespaceRules } from "../../components/ci-identity";
 import { deploymentFacts } from "../../components/live-deployment";
 
 const FP = fingerprint("zak_manifest_key_0123456789");
@@ -158,5 +159,36 @@ describe("names and facts", () => {
         expect(deploymentFacts(live({ updated: 0 }), "runner", "ZOT_CI_API_KEY", "s").rolledOut).toBe(false);
         expect(deploymentFacts(live({ secret: "old" }), "runner", "ZOT_CI_API_KEY", "s").envWired).toBe(false);
         expect(deploymentFacts(live({}), "runner", "ZOT_CI_API_KEY", "s").templateFingerprint).toBe("none");
+    });
+});
+
+describe("CI's Role", () => {
+    const reads = {
+        namespace: "forgejo-runner",
+        deployment: "forgejo-runner",
+        secretName: "zot-ci-api-key",
+        clusterSecretStore: "onepassword-blumeops",
+        configMap: "forgejo-runner-config-abc123",
+        externalSecret: "zot-ci-api-key-0123456789",
+    };
+
+    it("names every object it may get: no rule reaches an object of another name", () => {
+        const rules = namespaceRules(reads);
+        for (const rule of rules) {
+            expect(rule.verbs).toEqual(["get"]);
+            expect(rule.resourceNames?.length, rule.resources.join()).toBe(1);
+        }
+        expect(rules.map((r) => `${r.resources[0] ?? ""}/${r.resourceNames?.[0] ?? ""}`)).toEqual([
+            "deployments/forgejo-runner",
+            "configmaps/forgejo-runner-config-abc123",
+            "secrets/zot-ci-api-key",
+            "externalsecrets/zot-ci-api-key-0123456789",
+        ]);
+    });
+
+    it("has no ConfigMap rule when the Deployment mounts no config: an empty resourceNames would grant every ConfigMap", () => {
+        const rules = namespaceRules({ ...reads, configMap: undefined });
+        expect(rules.map((r) => r.resources[0])).toEqual(["deployments", "secrets", "externalsecrets"]);
+        for (const rule of rules) expect(rule.resourceNames?.length).toBe(1);
     });
 });

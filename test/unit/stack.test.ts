@@ -12,7 +12,7 @@ import { parse } from "yaml";
 
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
-import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
+import { FINGERPRINT_ANNOTATION, secretObjectName } from "../../components/kubernetes-manifests";
 import { defineStack } from "../../components/stack";
 import {
     Harness,
@@ -251,7 +251,7 @@ describe("the registry: canPush", () => {
 });
 
 describe("indri: CI's read-only identity", () => {
-    it("grants the ServiceAccount get on exactly what the program reads, and no other verb", async () => {
+    it("grants the ServiceAccount get on exactly the objects the program reads, each by name, and no other verb", async () => {
         const { harness, outputs } = await run("indri");
         await valueOf(outputs.hasKey);
         const account = harness.one("kubernetes:core/v1:ServiceAccount");
@@ -259,9 +259,15 @@ describe("indri: CI's read-only identity", () => {
         const role = harness.one("kubernetes:rbac.authorization.k8s.io/v1:Role");
         expect(role.inputs["rules"]).toEqual([
             { apiGroups: ["apps"], resources: ["deployments"], resourceNames: ["forgejo-runner"], verbs: ["get"] },
-            { apiGroups: [""], resources: ["configmaps"], verbs: ["get"] },
+            // The ConfigMap the live Deployment mounts, and the ExternalSecret of the key read now.
+            { apiGroups: [""], resources: ["configmaps"], resourceNames: [RUNNER_CONFIG_MAP], verbs: ["get"] },
             { apiGroups: [""], resources: ["secrets"], resourceNames: ["zot-ci-api-key"], verbs: ["get"] },
-            { apiGroups: ["external-secrets.io"], resources: ["externalsecrets"], verbs: ["get"] },
+            {
+                apiGroups: ["external-secrets.io"],
+                resources: ["externalsecrets"],
+                resourceNames: [secretObjectName("zot-ci-api-key", fingerprint(KEY))],
+                verbs: ["get"],
+            },
         ]);
         const clusterRole = harness.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole");
         expect(clusterRole.inputs["metadata"]).toMatchObject({ name: "forgejo-runner-ci-registry-auth-ci" });
