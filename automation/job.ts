@@ -6,9 +6,10 @@
  * `pulumi config set --secret` on stdin, never on a command line.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 
 import type { ForgejoTarget } from "./forgejo";
 
@@ -126,56 +127,167 @@ export function setConfig(
 
 /** What a job hands to pulumi and to the re-read of an SSH runner, in a HOME of its own. */
 export interface JobHome {
-    /** Extra environment for the pulumi commands. */
+    /** Extra environment for the pulumi commands: HOME and a PULUMI_HOME of this job's own. */
     env: Record<string, string>;
     /** key-health's restricted SSH key, written 0600 here, when the job has one. */
     checkKeyFile?: string;
-    /** Removes the HOME and what it holds (the kubeconfig, the check key). */
+    /** The provider plugins installed into this job's PULUMI_HOME, as `resource-<name>-v<version>`. */
+    plugins: string[];
+    /** Removes the HOME and what it holds (the kubeconfig, the check key, PULUMI_HOME). */
     dispose(): void;
 }
 
 /**
- * Lays out what the job's secrets give CI, in a temporary HOME removed by
- * `dispose` (and when the process exits): the workflow maps repository
- * secrets to these names; none of them can change a runner, the cluster,
- * the state or the vault (README, "Trust model").
+ * The provider plugins the program runs, each at the version its npm
+ * package (in the checkout's node_modules) asks the engine for.
+ */
+export const PROVIDER_PLUGINS = ["kubernetes", "command"] as const;
+
+/** Where a plugin sits in a plugin directory: pulumi's own layout, as `pulumi plugin install` leaves it. */
+export function pluginPath(name: string, version: string): string {
+    return `resource-${name}-v${version}/pulumi-resource-${name}`;
+}
+
+/** `sha256sum` lines (`<hex>  <path>`, `*` for binary mode) as a map of path to digest; other lines are refused. */
+export function parsePins(text: string): Map<string, string> {
+    const pins = new Map<string, string>();
+    for (const [i, line] of text.split("\n").entries()) {
+        if (line.trim() === "" || line.trimStart().startsWith("#")) continue;
+        const m = /^([0-9a-f]{64}) [ *](\S+)$/.exec(line.trim());
+        if (m === null) {
+            throw new JobEnvError([
+                `PULUMI_PLUGIN_SHA256 line ${String(i + 1)} is not "<sha256>  resource-<name>-v<version>/pulumi-resource-<name>": ` +
+                    "make it with (cd $PULUMI_PLUGIN_DIR && sha256sum resource-*/pulumi-resource-*)",
+            ]);
+        }
+        pins.set(m[2] ?? "", m[1] ?? "");
+    }
+    return pins;
+}
+
+function sha256File(path: string): string {
+    return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
+/**
+ * Installs the provider plugins the program needs into `pulumiHome` from
+ * `pluginDir` (the runner's directory of plugins, which jobs must not be
+ * able to write), each copied and then checked against its pin: a plugin
+ * that is missing, unpinned or not what was pinned stops the job before
+ * pulumi could run it. The copy is what is checked and run, so a file
+ * swapped in the source after the check is never run.
+ */
+export function installPlugins(projectDir: string, pulumiHome: string, pluginDir: string, pinsText: string): string[] {
+    const pins = parsePins(pinsText);
+    const problems: string[] = [];
+    const installed: string[] = [];
+    for (const name of PROVIDER_PLUGINS) {
+        const pkg = join(projectDir, "node_modules", "@pulumi", name, "package.json");
+        const version = (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version;
+        const rel = pluginPath(name, version);
+        const pin = pins.get(rel);
+        if (pin === undefined) {
+            problems.push(
+                `PULUMI_PLUGIN_SHA256 pins no ${rel}: add the line "$(sha256sum ${rel})" from PULUMI_PLUGIN_DIR once the plugin is checked`,
+            );
+            continue;
+        }
+        const from = join(pluginDir, rel);
+        if (!existsSync(from)) {
+            problems.push(
+                `${from} does not exist: install the plugin into PULUMI_PLUGIN_DIR (pulumi plugin install, then copy) or fix PULUMI_PLUGIN_DIR`,
+            );
+            continue;
+        }
+        const to = join(pulumiHome, "plugins", rel);
+        mkdirSync(dirname(to), { recursive: true, mode: 0o700 });
+        copyFileSync(from, to);
+        const got = sha256File(to);
+        if (got !== pin) {
+            rmSync(dirname(to), { recursive: true, force: true });
+            problems.push(
+                `${from} has SHA-256 ${got}, not the pinned ${pin}: it changed since it was pinned. ` +
+                    "Fix: find out who changed it; reinstall it from a trusted source and pin it again in PULUMI_PLUGIN_SHA256",
+            );
+            continue;
+        }
+        chmodSync(to, 0o500);
+        installed.push(dirname(rel));
+    }
+    if (problems.length > 0) throw new JobEnvError(problems);
+    return installed;
+}
+
+/**
+ * Lays out what the job's secrets give CI, in a HOME of this job's own:
+ * under the runner's per-job temp directory (RUNNER_TEMP), which
+ * forgejo-runner removes when the job ends however it ends (a cancelled or
+ * timed-out step is SIGKILLed, so no handler of ours runs then), and
+ * removed by `dispose`, on exit, and on SIGTERM and SIGINT (a runner or
+ * unit stopping). The workflow maps repository secrets to these names;
+ * none of them can change a runner, the cluster, the state or the vault
+ * (README, "Trust model").
  *
  * - CI_REGISTRY_AUTH_KUBECONFIG: the kubeconfig of indri's read-only
  *   ServiceAccount (the stack's `ciKubeconfig` output), written 0600 to
  *   `.kube/config`, where the Kubernetes provider looks by default: neither
  *   KUBECONFIG nor `runner.kubeconfig` is set, either of which would become
  *   an input of the provider and show as a change against the operator's
- *   `up` (README, "CI and trust"). PULUMI_HOME stays where it was.
+ *   `up` (README, "CI and trust").
  * - CI_REGISTRY_AUTH_CHECK_KEY: key-health's SSH key, which the host
  *   restricts to the read-only check, written 0600 to
  *   `.ssh/ci-registry-auth-check`.
+ * - PULUMI_HOME is always new (`.pulumi` here), never the runner's: a
+ *   fork's job runs on the same runner as the same user and could have left
+ *   a plugin there. With PULUMI_PLUGIN_DIR, the plugins come from that
+ *   directory, each checked against PULUMI_PLUGIN_SHA256
+ *   ({@link installPlugins}); without it pulumi downloads them into this
+ *   PULUMI_HOME, per job.
  *
  * The 1Password Connect URL and token come as OP_CONNECT_HOST and
- * OP_CONNECT_TOKEN, which the program and its provider read themselves.
- * There is no SSH key for the preview: a preview connects to no host.
+ * OP_CONNECT_TOKEN, which the program reads itself. There is no SSH key
+ * for the preview: a preview connects to no host.
  */
-export function prepareJobHome(env: NodeJS.ProcessEnv): JobHome {
-    const home = mkdtempSync(join(tmpdir(), "cra-home-"));
+export function prepareJobHome(env: NodeJS.ProcessEnv, projectDir: string): JobHome {
+    const runnerTemp = env["RUNNER_TEMP"];
+    const home = mkdtempSync(join(runnerTemp !== undefined && runnerTemp !== "" ? runnerTemp : tmpdir(), "cra-home-"));
     const dispose = (): void => {
         rmSync(home, { recursive: true, force: true });
     };
     process.once("exit", dispose);
-    const kubeconfig = env["CI_REGISTRY_AUTH_KUBECONFIG"];
-    if (kubeconfig !== undefined && kubeconfig !== "") {
-        mkdirSync(join(home, ".kube"), { mode: 0o700 });
-        writeFileSync(join(home, ".kube", "config"), kubeconfig, { mode: 0o600 });
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+        process.once(signal, () => {
+            dispose();
+            // Then as if unhandled: the process ends by the same signal.
+            process.kill(process.pid, signal);
+        });
     }
-    let checkKeyFile: string | undefined;
-    const checkKey = env["CI_REGISTRY_AUTH_CHECK_KEY"];
-    if (checkKey !== undefined && checkKey !== "") {
-        mkdirSync(join(home, ".ssh"), { mode: 0o700 });
-        checkKeyFile = join(home, ".ssh", "ci-registry-auth-check");
-        // OpenSSH refuses a key file without its final newline, which secret stores often drop.
-        writeFileSync(checkKeyFile, checkKey.endsWith("\n") ? checkKey : `${checkKey}\n`, { mode: 0o600 });
+    try {
+        const kubeconfig = env["CI_REGISTRY_AUTH_KUBECONFIG"];
+        if (kubeconfig !== undefined && kubeconfig !== "") {
+            mkdirSync(join(home, ".kube"), { mode: 0o700 });
+            writeFileSync(join(home, ".kube", "config"), kubeconfig, { mode: 0o600 });
+        }
+        let checkKeyFile: string | undefined;
+        const checkKey = env["CI_REGISTRY_AUTH_CHECK_KEY"];
+        if (checkKey !== undefined && checkKey !== "") {
+            mkdirSync(join(home, ".ssh"), { mode: 0o700 });
+            checkKeyFile = join(home, ".ssh", "ci-registry-auth-check");
+            // OpenSSH refuses a key file without its final newline, which secret stores often drop.
+            writeFileSync(checkKeyFile, checkKey.endsWith("\n") ? checkKey : `${checkKey}\n`, { mode: 0o600 });
+        }
+        const pulumiHome = join(home, ".pulumi");
+        mkdirSync(pulumiHome, { mode: 0o700 });
+        const pluginDir = env["PULUMI_PLUGIN_DIR"] ?? "";
+        const plugins = pluginDir === "" ? [] : installPlugins(projectDir, pulumiHome, pluginDir, env["PULUMI_PLUGIN_SHA256"] ?? "");
+        return {
+            env: { HOME: home, PULUMI_HOME: pulumiHome },
+            ...(checkKeyFile !== undefined ? { checkKeyFile } : {}),
+            plugins,
+            dispose,
+        };
+    } catch (err) {
+        dispose();
+        throw err;
     }
-    return {
-        env: { HOME: home, PULUMI_HOME: env["PULUMI_HOME"] ?? join(homedir(), ".pulumi") },
-        ...(checkKeyFile !== undefined ? { checkKeyFile } : {}),
-        dispose,
-    };
 }

@@ -49,7 +49,12 @@ async function checkStack(name: string, home: JobHome): Promise<StackFacts> {
 async function main(): Promise<void> {
     const names = stackArg(process.argv.slice(2));
     const job = jobContext(process.env, false);
-    const home = prepareJobHome(process.env);
+    const home = prepareJobHome(process.env, ROOT);
+    console.log(
+        home.plugins.length > 0
+            ? `Provider plugins checked and installed for this job: ${home.plugins.join(", ")}`
+            : "No PULUMI_PLUGIN_DIR: pulumi installs its plugins into this job's own PULUMI_HOME",
+    );
     const all: StackFacts[] = [];
     try {
         for (const name of names.length > 0 ? names : projectStacks(ROOT)) {

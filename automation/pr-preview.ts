@@ -43,7 +43,12 @@ async function main(): Promise<void> {
         return;
     }
     const job = jobContext(process.env, true);
-    const home = prepareJobHome(process.env);
+    const home = prepareJobHome(process.env, ROOT);
+    console.log(
+        home.plugins.length > 0
+            ? `Provider plugins checked and installed for this job: ${home.plugins.join(", ")}`
+            : "No PULUMI_PLUGIN_DIR: pulumi installs its plugins into this job's own PULUMI_HOME",
+    );
     const forgejo = new Forgejo(job);
     try {
         // Every stack of the project (one Pulumi.<stack>.yaml each) unless named: a new stack file gets its comment.

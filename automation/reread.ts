@@ -38,6 +38,9 @@ export function rereadSshRunner(runner: SshRunnerConfig, envVar: string, keyFing
         const r = spawnSync(
             "ssh",
             [
+                // No ssh_config of the runner's user or machine (a fork's job on a shared runner could have
+                // written a ProxyCommand there): every option that matters is given here.
+                ...["-F", "/dev/null", "-o", "GlobalKnownHostsFile=/dev/null"],
                 ...["-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"],
                 ...["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"],
                 ...["-i", keyFile, "-p", String(runner.port), "-T", `${runner.user}@${runner.host}`, "check"],

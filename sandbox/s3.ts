@@ -6,10 +6,17 @@
  *
  * Two accounts share the bucket `pulumi-state`:
  * - `operator` (role `user`) owns it and may list, read, write and delete;
- * - `ci` (role `user`) may only list and read: ListBucket (ListObjects,
- *   HeadBucket) and GetObject (GetObject, HeadObject).
+ * - `ci` (role `user`) may read only what `pulumi preview` and key-health
+ *   read (measured in test/full-stack/pr-preview.test.ts from this server's
+ *   access log): `.pulumi/meta.yaml` and each named stack's current
+ *   checkpoint `.pulumi/stacks/<project>/<stack>.json`, and list only with
+ *   that checkpoint's exact name as the prefix (how the backend finds it).
+ *   Never `.pulumi/history/`, `.pulumi/backups/` or a `.bak`: they keep
+ *   every earlier checkpoint, and a former version's checkpoints hold the
+ *   Connect token (CHANGELOG). The same policy for MinIO is in the README
+ *   ("CI and trust"); {@link ciReadPolicy} builds both.
  *
- * Read-only is a bucket policy, set by the root account. With internal IAM
+ * Both are a bucket policy, set by the root account. With internal IAM
  * versitygw has no identity policies, and once a bucket has a policy its ACL
  * is not consulted: each request of a `user` account is allowed only by a
  * statement naming its access key id as principal (root and `admin`
@@ -52,8 +59,10 @@ export interface S3LogEntry {
     requester: string;
     /** `s3_GetObject`, `s3_PutObject`, ... */
     operation: string;
-    /** The object key, `-` for none. */
+    /** The object key, `-` for none (a listing's prefix is in `uri`). */
     key: string;
+    /** The request line's path and query, percent-encoded as sent. */
+    uri: string;
     status: number;
     /** The S3 error code, `-` for none. */
     code: string;
@@ -147,6 +156,49 @@ export async function s3Request(
     return { status: res.status, body, code: /<Code>([^<]*)<\/Code>/.exec(body)?.[1] ?? "" };
 }
 
+/** Which stacks of which project CI previews: it may read their current checkpoints and nothing else. */
+export interface CiScope {
+    project: string;
+    stacks: string[];
+}
+
+/**
+ * The statements that let `principal` read exactly what `pulumi preview`
+ * of `scope`'s stacks reads on a diy backend in `bucket`, and deny it every
+ * earlier checkpoint outright. Plain AWS policy grammar (versitygw and
+ * MinIO take it alike): `*` in a Resource matches across `/`, and each
+ * current checkpoint is named exactly, so `<stack>.json.bak` is not one.
+ * No `NotResource`/`NotAction`: versitygw v1.8.0 drops them silently.
+ */
+export function ciReadPolicy(bucket: string, principal: Record<string, string[]>, scope: CiScope): Record<string, unknown>[] {
+    const checkpoints = scope.stacks.map((stack) => `.pulumi/stacks/${scope.project}/${stack}.json`);
+    return [
+        {
+            Sid: "CiReadsCurrentCheckpoints",
+            Effect: "Allow",
+            Principal: principal,
+            Action: ["s3:GetObject"],
+            Resource: [".pulumi/meta.yaml", ...checkpoints].map((key) => `arn:aws:s3:::${bucket}/${key}`),
+        },
+        {
+            // The backend lists with the checkpoint's own name as the prefix to find it (and its compressed variants).
+            Sid: "CiFindsCurrentCheckpoints",
+            Effect: "Allow",
+            Principal: principal,
+            Action: ["s3:ListBucket"],
+            Resource: [`arn:aws:s3:::${bucket}`],
+            Condition: { StringEquals: { "s3:prefix": checkpoints } },
+        },
+        {
+            Sid: "CiNeverReadsHistory",
+            Effect: "Deny",
+            Principal: principal,
+            Action: ["s3:GetObject"],
+            Resource: [".pulumi/history/*", ".pulumi/backups/*", "*.bak"].map((key) => `arn:aws:s3:::${bucket}/${key}`),
+        },
+    ];
+}
+
 export class S3Server {
     /** The bucket that holds the Pulumi state. */
     static readonly bucket = "pulumi-state";
@@ -159,6 +211,8 @@ export class S3Server {
         private readonly root: S3Credentials,
         private readonly accounts: Record<S3Who, S3Credentials>,
         private readonly child: ChildProcess,
+        /** What CI may read (its stacks' current checkpoints). */
+        readonly ciScope: CiScope,
     ) {}
 
     /** versitygw's stdout and stderr. */
@@ -179,7 +233,14 @@ export class S3Server {
             .filter((line) => line !== "" && !line.startsWith("log starts"))
             .map((line) => {
                 const f = line.split(" ");
-                return { requester: f[5] ?? "", operation: f[7] ?? "", key: f[8] ?? "", status: Number(f[10]), code: f[11] ?? "" };
+                return {
+                    requester: f[5] ?? "",
+                    operation: f[7] ?? "",
+                    key: f[8] ?? "",
+                    uri: f[9] ?? "",
+                    status: Number(f[10]),
+                    code: f[11] ?? "",
+                };
             });
     }
 
@@ -230,9 +291,10 @@ export class S3Server {
     /**
      * Starts versitygw on 127.0.0.1:`port` with an empty POSIX store and IAM,
      * the accounts `operator` and `ci` with fresh secrets, and the bucket
-     * `pulumi-state` owned by `operator` with its policy.
+     * `pulumi-state` owned by `operator` with its policy: CI reads the
+     * current checkpoints of `ciScope`'s stacks.
      */
-    static async start(port = 17070): Promise<S3Server> {
+    static async start(port: number, ciScope: CiScope): Promise<S3Server> {
         const sandbox = process.env["CI_REGISTRY_AUTH_SANDBOX"];
         if (sandbox === undefined) throw new Error('CI_REGISTRY_AUTH_SANDBOX is not set: eval "$(bash sandbox/build --env)" first');
         const bin = join(sandbox, "bin", "versitygw");
@@ -275,7 +337,7 @@ export class S3Server {
             ],
             { cwd: dir, env, stdio: ["ignore", log, log] },
         );
-        const server = new S3Server(dir, endpoint, region, root, accounts, child);
+        const server = new S3Server(dir, endpoint, region, root, accounts, child, ciScope);
         try {
             await server.waitHealthy();
             await server.setUp();
@@ -337,13 +399,7 @@ export class S3Server {
                     ],
                     Resource: resources,
                 },
-                {
-                    Sid: "CiReadOnly",
-                    Effect: "Allow",
-                    Principal: { AWS: [this.accounts.ci.accessKeyId] },
-                    Action: ["s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject"],
-                    Resource: resources,
-                },
+                ...ciReadPolicy(bucket, { AWS: [this.accounts.ci.accessKeyId] }, this.ciScope),
             ],
         };
         await this.asRoot("PUT", `/${bucket}`, { query: { policy: "" }, body: JSON.stringify(policy) });

@@ -357,7 +357,7 @@ beforeAll(async () => {
     cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
     console.log(engineLine("PR preview and key-health"));
     gitea = await Gitea.start(13000, { actions: daemon });
-    s3 = await S3Server.start();
+    s3 = await S3Server.start(17070, { project: "ci-registry-auth", stacks: ["indri", "ringtail"] });
     work = mkdtempSync(join(tmpdir(), "cra-pr-"));
     registry = await startRegistry(join(work, "registry"), "127.0.0.1", 5004, "zot-ci", KEY);
 

@@ -1,12 +1,16 @@
 /**
  * The shared state backend (versitygw, sandbox/s3.ts) over its real S3 API,
  * SigV4-signed: the operator lists, reads, writes and deletes in
- * `pulumi-state`; CI lists and reads, and every write (put, overwrite,
- * delete, batch delete, copy, multipart upload, the bucket policy itself)
- * is refused with AccessDenied and leaves the bucket as it was; wrong or
- * unknown credentials are refused. Then the pulumi CLI on it: after the
- * operator's `up`, CI's `preview` and `stack export` succeed reading only,
- * and CI's `up` is refused at the lock, the bucket unchanged.
+ * `pulumi-state`; CI reads its stacks' current checkpoints and nothing
+ * else (never the `.bak`, history or backups, which keep every earlier
+ * checkpoint), lists only with a checkpoint's name as the prefix, and every
+ * write (put, overwrite, delete, batch delete, copy, multipart upload, the
+ * bucket policy itself) is refused with AccessDenied and leaves the bucket
+ * as it was; wrong or unknown credentials are refused. Then the pulumi CLI
+ * on it: after the operator's `up`s, CI's `preview` and `stack export`
+ * succeed reading only meta.yaml and the current checkpoint (each request
+ * measured from the access log), and CI's `up` is refused at the lock, the
+ * bucket unchanged.
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -29,7 +33,7 @@ async function list(who: S3Who, prefix: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-    s3 = await S3Server.start(17071);
+    s3 = await S3Server.start(17071, { project: "p", stacks: ["ci", "dev"] });
 }, 60_000);
 
 afterAll(async () => {
@@ -52,32 +56,55 @@ describe("operator", () => {
 });
 
 describe("ci", () => {
-    const key = `${BUCKET}/.pulumi/stacks/p/ci.json`;
+    const checkpoint = `${BUCKET}/.pulumi/stacks/p/ci.json`;
+    const denied = { status: 403, code: "AccessDenied" };
+    // What a diy backend keeps beside the current checkpoint: every earlier one.
+    const earlier = [
+        ".pulumi/stacks/p/ci.json.bak",
+        ".pulumi/history/p/ci/ci-1764547200000000000.checkpoint.json",
+        ".pulumi/history/p/ci/ci-1764547200000000000.history.json",
+        ".pulumi/backups/p/ci/ci.1764547200000000000.json",
+    ];
 
     beforeAll(async () => {
-        expect((await s3.request("operator", "PUT", key, { body: "state" })).status).toBe(200);
+        for (const key of [".pulumi/stacks/p/ci.json", ".pulumi/stacks/p/other.json", ".pulumi/stacks/q/ci.json", ...earlier]) {
+            expect((await s3.request("operator", "PUT", `${BUCKET}/${key}`, { body: `state of ${key}` })).status).toBe(200);
+        }
     });
 
-    it("lists and gets (and heads) what the operator wrote", async () => {
-        expect(await list("ci", ".pulumi/")).toEqual([".pulumi/stacks/p/ci.json"]);
-        expect(await s3.request("ci", "GET", key)).toMatchObject({ status: 200, body: "state" });
-        expect((await s3.request("ci", "HEAD", key)).status).toBe(200);
-        expect((await s3.request("ci", "HEAD", BUCKET)).status).toBe(200);
+    it("gets (and heads) the current checkpoint of its stacks", async () => {
+        expect(await s3.request("ci", "GET", checkpoint)).toMatchObject({ status: 200, body: "state of .pulumi/stacks/p/ci.json" });
+        expect((await s3.request("ci", "HEAD", checkpoint)).status).toBe(200);
+    });
+
+    it("is refused every earlier checkpoint: the .bak, history and backups, and other stacks' and projects'", async () => {
+        for (const key of [...earlier, ".pulumi/stacks/p/other.json", ".pulumi/stacks/q/ci.json"]) {
+            expect(await s3.request("ci", "GET", `${BUCKET}/${key}`), key).toMatchObject(denied);
+            expect((await s3.request("ci", "HEAD", `${BUCKET}/${key}`)).status, key).toBe(403);
+        }
+    });
+
+    it("lists only with its checkpoint's name as the prefix, and nothing else", async () => {
+        expect(await list("ci", ".pulumi/stacks/p/ci.json")).toEqual([".pulumi/stacks/p/ci.json", ".pulumi/stacks/p/ci.json.bak"]);
+        for (const prefix of ["", ".pulumi/", ".pulumi/history/", ".pulumi/backups/", ".pulumi/stacks/p/", ".pulumi/stacks/p/ci"]) {
+            const res = await s3.request("ci", "GET", BUCKET, { query: { "list-type": "2", prefix } });
+            expect(res, `prefix "${prefix}"`).toMatchObject(denied);
+        }
+        expect((await s3.request("ci", "HEAD", BUCKET)).status).toBe(403);
     });
 
     it("is refused a new object, an overwrite, a delete, a copy and a multipart upload", async () => {
-        const denied = { status: 403, code: "AccessDenied" };
         expect(await s3.request("ci", "PUT", `${BUCKET}/.pulumi/locks/p/x.json`, { body: "lock" })).toMatchObject(denied);
-        expect(await s3.request("ci", "PUT", key, { body: "overwritten" })).toMatchObject(denied);
-        expect(await s3.request("ci", "DELETE", key)).toMatchObject(denied);
+        expect(await s3.request("ci", "PUT", checkpoint, { body: "overwritten" })).toMatchObject(denied);
+        expect(await s3.request("ci", "DELETE", checkpoint)).toMatchObject(denied);
         expect(
             await s3.request("ci", "PUT", `${BUCKET}/.pulumi/stacks/p/copy.json`, {
                 headers: { "x-amz-copy-source": `${S3Server.bucket}/.pulumi/stacks/p/ci.json` },
             }),
         ).toMatchObject(denied);
         expect(await s3.request("ci", "POST", `${BUCKET}/.pulumi/big`, { query: { uploads: "" } })).toMatchObject(denied);
-        expect(await s3.request("operator", "GET", key)).toMatchObject({ status: 200, body: "state" });
-        expect(await list("operator", ".pulumi/")).toEqual([".pulumi/stacks/p/ci.json"]);
+        expect(await s3.request("operator", "GET", checkpoint)).toMatchObject({ status: 200, body: "state of .pulumi/stacks/p/ci.json" });
+        expect(await list("operator", ".pulumi/stacks/p/ci.json")).toEqual([".pulumi/stacks/p/ci.json", ".pulumi/stacks/p/ci.json.bak"]);
     });
 
     it("deletes nothing in a batch delete (each key AccessDenied)", async () => {
@@ -86,7 +113,7 @@ describe("ci", () => {
         const res = await s3.request("ci", "POST", BUCKET, { query: { delete: "" }, headers: { "content-md5": md5 }, body });
         expect(res.body).not.toContain("<Deleted>");
         expect(res.body).toContain("AccessDenied");
-        expect(await list("operator", ".pulumi/")).toEqual([".pulumi/stacks/p/ci.json"]);
+        expect((await s3.request("operator", "GET", checkpoint)).status).toBe(200);
     });
 
     it("cannot rewrite the bucket policy that makes it read-only", async () => {
@@ -96,10 +123,7 @@ describe("ci", () => {
                 { Effect: "Allow", Principal: { AWS: ["ci"] }, Action: ["s3:PutObject"], Resource: [`arn:aws:s3:::${S3Server.bucket}/*`] },
             ],
         });
-        expect(await s3.request("ci", "PUT", BUCKET, { query: { policy: "" }, body: policy })).toMatchObject({
-            status: 403,
-            code: "AccessDenied",
-        });
+        expect(await s3.request("ci", "PUT", BUCKET, { query: { policy: "" }, body: policy })).toMatchObject(denied);
     });
 });
 
@@ -118,10 +142,10 @@ describe("wrong credentials", () => {
 });
 
 describe("the pulumi CLI with this backend", () => {
-    it("CI previews and exports reading only; its up is refused at the lock and the bucket stays as it was", async () => {
+    it("CI's preview and export read only meta.yaml and the stack's current checkpoint; its up is refused at the lock and the bucket stays as it was", async () => {
         const dir = mkdtempSync(join(tmpdir(), "cra-s3-project-"));
         try {
-            writeFileSync(join(dir, "Pulumi.yaml"), "name: s3probe\nruntime: nodejs\nmain: index.js\n");
+            writeFileSync(join(dir, "Pulumi.yaml"), "name: p\nruntime: nodejs\nmain: index.js\n");
             writeFileSync(join(dir, "index.js"), "exports.answer = 42;\n");
             symlinkSync(resolve("node_modules"), join(dir, "node_modules"));
             const pulumi = (who: S3Who, ...args: string[]): { status: number | null; output: string } => {
@@ -131,6 +155,8 @@ describe("the pulumi CLI with this backend", () => {
                     env: {
                         ...process.env,
                         ...s3.env(who),
+                        // As the workflows set it: no listing of every project's stacks for a legacy-layout warning.
+                        ...(who === "ci" ? { PULUMI_DIY_BACKEND_NO_LEGACY_WARNING: "true" } : {}),
                         PULUMI_HOME: join(dir, ".pulumi-home"),
                         PULUMI_BACKEND_URL: s3.backendUrl,
                         PULUMI_CONFIG_PASSPHRASE: "sandbox",
@@ -143,28 +169,38 @@ describe("the pulumi CLI with this backend", () => {
                 (await s3.request("operator", "GET", BUCKET, { query: { "list-type": "2", prefix: ".pulumi/" } })).body;
             expect(pulumi("operator", "stack", "init", "dev")).toMatchObject({ status: 0 });
             expect(pulumi("operator", "up", "--yes", "--skip-preview")).toMatchObject({ status: 0 });
+            expect(pulumi("operator", "up", "--yes", "--skip-preview")).toMatchObject({ status: 0 });
             const before = await snapshot();
+            // The operator's two ups left earlier checkpoints beside the current one.
+            expect(before).toMatch(/<Key>\.pulumi\/history\/p\/dev\//);
+            expect(before).toContain("<Key>.pulumi/stacks/p/dev.json.bak</Key>");
             const seen = s3.requests().length;
+            const ci = () =>
+                s3
+                    .requests()
+                    .slice(seen)
+                    .filter((r) => r.requester === s3.credentials("ci").accessKeyId);
 
             expect(pulumi("ci", "preview")).toMatchObject({ status: 0 });
             const exported = pulumi("ci", "stack", "export");
             expect(exported.status).toBe(0);
             expect(exported.output).toContain('"answer": 42');
-            const ciWrites = () =>
-                s3
-                    .requests()
-                    .slice(seen)
-                    .filter(
-                        (r) =>
-                            r.requester === s3.credentials("ci").accessKeyId && !/^s3_(GetObject|HeadObject|ListObjects)/.test(r.operation),
-                    );
-            expect(ciWrites()).toEqual([]);
+            // What they read, measured: each request and whether it was allowed.
+            const read = [...new Set(ci().map((r) => `${r.operation} ${r.key === "-" ? decodeURIComponent(r.uri) : r.key} ${r.status}`))];
+            console.log(`CI's preview and stack export asked the backend for:\n  ${read.join("\n  ")}`);
+            for (const r of ci()) {
+                expect(r.status, `${r.operation} ${r.key} ${r.uri}`).toBeLessThan(400);
+                if (r.key !== "-") expect([".pulumi/meta.yaml", ".pulumi/stacks/p/dev.json"]).toContain(r.key);
+                else expect(decodeURIComponent(r.uri)).toContain("prefix=.pulumi/stacks/p/dev.json");
+            }
+            expect(ci().map((r) => r.operation)).toContain("s3_GetObject");
 
             const up = pulumi("ci", "up", "--yes", "--skip-preview");
             expect(up.status).not.toBe(0);
             expect(up.output).toMatch(/PutObject, https response error StatusCode: 403.*AccessDenied/);
-            expect(ciWrites()).toEqual([expect.objectContaining({ operation: "s3_PutObject", status: 403, code: "AccessDenied" })]);
-            expect(ciWrites()[0]?.key).toMatch(/^\.pulumi\/locks\//);
+            const writes = ci().filter((r) => !/^s3_(GetObject|HeadObject|ListObjects)/.test(r.operation));
+            expect(writes).toEqual([expect.objectContaining({ operation: "s3_PutObject", status: 403, code: "AccessDenied" })]);
+            expect(writes[0]?.key).toMatch(/^\.pulumi\/locks\//);
             expect(await snapshot()).toBe(before);
         } finally {
             rmSync(dir, { recursive: true, force: true });

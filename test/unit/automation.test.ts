@@ -1,5 +1,7 @@
 /** The PR comment, the key-health issue and the job's environment, without Forgejo or Pulumi. */
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -7,7 +9,16 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { judgeExpiry } from "../../components/item";
 import type { KubernetesDelivered } from "../../components/outputs";
-import { jobContext, JobEnvError, prepareJobHome, projectStacks, pullRequestFork, stackArg } from "../../automation/job";
+import {
+    jobContext,
+    JobEnvError,
+    pluginPath,
+    prepareJobHome,
+    projectStacks,
+    PROVIDER_PLUGINS,
+    pullRequestFork,
+    stackArg,
+} from "../../automation/job";
 import {
     commentMarker,
     healthProblems,
@@ -18,6 +29,7 @@ import {
     type StackFacts,
 } from "../../automation/report";
 
+const ROOT = join(__dirname, "..", "..");
 const NOW = "sha256:1111111111111111";
 const OLD = "sha256:2222222222222222";
 
@@ -271,26 +283,141 @@ describe("the job's environment", () => {
         expect(message).toMatch(/GITHUB_EVENT_PATH is not set: run this on a pull_request event/);
     });
 
-    it("puts a kubeconfig where the provider looks by default, 0600 in a HOME of its own, never in KUBECONFIG, and removes it at the end", () => {
-        const home = prepareJobHome({ CI_REGISTRY_AUTH_KUBECONFIG: "apiVersion: v1\n", PULUMI_HOME: "/p" });
-        expect(home.env).toEqual({ HOME: expect.stringMatching(/cra-home-/) as unknown, PULUMI_HOME: "/p" });
-        const file = join(home.env["HOME"] ?? "", ".kube", "config");
+    it("puts a kubeconfig where the provider looks by default, 0600 in a HOME of its own under the runner's per-job temp directory, never in KUBECONFIG, and removes it at the end", () => {
+        const runnerTemp = mkdtempSync(join(tmpdir(), "cra-runner-temp-"));
+        dirs.push(runnerTemp);
+        const home = prepareJobHome(
+            { CI_REGISTRY_AUTH_KUBECONFIG: "apiVersion: v1\n", PULUMI_HOME: "/shared", RUNNER_TEMP: runnerTemp },
+            ROOT,
+        );
+        const dir = home.env["HOME"] ?? "";
+        expect(dir.startsWith(join(runnerTemp, "cra-home-"))).toBe(true);
+        // PULUMI_HOME is this job's own, never the runner's shared one.
+        expect(home.env).toEqual({ HOME: dir, PULUMI_HOME: join(dir, ".pulumi") });
+        expect(readdirSync(join(dir, ".pulumi"))).toEqual([]);
+        const file = join(dir, ".kube", "config");
         expect(readFileSync(file, "utf8")).toBe("apiVersion: v1\n");
         expect(statSync(file).mode & 0o777).toBe(0o600);
         expect(home.checkKeyFile).toBeUndefined();
+        expect(home.plugins).toEqual([]);
         home.dispose();
-        expect(existsSync(home.env["HOME"] ?? "")).toBe(false);
+        expect(existsSync(dir)).toBe(false);
     });
 
     it("writes key-health's check key 0600 with its final newline, and removes it with the HOME", () => {
-        const home = prepareJobHome({
-            CI_REGISTRY_AUTH_CHECK_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----",
-        });
+        const home = prepareJobHome(
+            {
+                CI_REGISTRY_AUTH_CHECK_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----",
+            },
+            ROOT,
+        );
         const file = home.checkKeyFile ?? "";
         expect(readFileSync(file, "utf8").endsWith("-----END OPENSSH PRIVATE KEY-----\n")).toBe(true);
         expect(statSync(file).mode & 0o777).toBe(0o600);
         home.dispose();
         expect(existsSync(file)).toBe(false);
+    });
+
+    it("removes the job's HOME when the job is stopped with SIGTERM or SIGINT, and then ends by that signal", async () => {
+        for (const signal of ["SIGTERM", "SIGINT"] as const) {
+            const runnerTemp = mkdtempSync(join(tmpdir(), "cra-runner-temp-"));
+            dirs.push(runnerTemp);
+            const script = [
+                'require("ts-node").register({ transpileOnly: true });',
+                `const home = require(${JSON.stringify(join(ROOT, "automation", "job.ts"))}).prepareJobHome(process.env, ${JSON.stringify(ROOT)});`,
+                "console.log(home.env.HOME);",
+                "setInterval(() => {}, 1000);",
+            ].join("\n");
+            const child = spawn(process.execPath, ["-e", script], {
+                cwd: ROOT,
+                env: { ...process.env, RUNNER_TEMP: runnerTemp, CI_REGISTRY_AUTH_KUBECONFIG: "apiVersion: v1\n" },
+                stdio: ["ignore", "pipe", "inherit"],
+            });
+            const homeDir = await new Promise<string>((resolve) =>
+                child.stdout.once("data", (d: Buffer) => {
+                    resolve(d.toString().trim());
+                }),
+            );
+            expect(existsSync(join(homeDir, ".kube", "config"))).toBe(true);
+            const ended = new Promise<NodeJS.Signals | null>((resolve) =>
+                child.once("exit", (_code, sig) => {
+                    resolve(sig);
+                }),
+            );
+            child.kill(signal);
+            expect(await ended).toBe(signal);
+            expect(existsSync(homeDir), signal).toBe(false);
+        }
+    });
+
+    describe("provider plugins", () => {
+        const versions = Object.fromEntries(
+            PROVIDER_PLUGINS.map((name) => [
+                name,
+                (JSON.parse(readFileSync(join(ROOT, "node_modules", "@pulumi", name, "package.json"), "utf8")) as { version: string })
+                    .version,
+            ]),
+        );
+        /** A runner's plugin directory with a stand-in binary per plugin, and its pins. */
+        function pluginDir(): { dir: string; pins: string } {
+            const dir = mkdtempSync(join(tmpdir(), "cra-plugins-"));
+            dirs.push(dir);
+            const lines: string[] = [];
+            for (const name of PROVIDER_PLUGINS) {
+                const rel = pluginPath(name, versions[name] ?? "");
+                mkdirSync(join(dir, rel, ".."), { recursive: true });
+                writeFileSync(join(dir, rel), `#!/bin/sh\n# ${name}\n`);
+                lines.push(`${createHash("sha256").update(`#!/bin/sh\n# ${name}\n`).digest("hex")}  ${rel}`);
+            }
+            return { dir, pins: `${lines.join("\n")}\n` };
+        }
+
+        it("installs each plugin the program runs into the job's PULUMI_HOME, from PULUMI_PLUGIN_DIR, once its SHA-256 is the pinned one", () => {
+            const { dir, pins } = pluginDir();
+            const home = prepareJobHome({ PULUMI_PLUGIN_DIR: dir, PULUMI_PLUGIN_SHA256: pins }, ROOT);
+            try {
+                expect(home.plugins).toEqual(PROVIDER_PLUGINS.map((name) => `resource-${name}-v${versions[name] ?? ""}`));
+                for (const name of PROVIDER_PLUGINS) {
+                    const installed = join(home.env["PULUMI_HOME"] ?? "", "plugins", pluginPath(name, versions[name] ?? ""));
+                    expect(readFileSync(installed, "utf8")).toBe(`#!/bin/sh\n# ${name}\n`);
+                    // A copy (later changes to the runner's directory never reach it), read-only.
+                    expect(lstatSync(installed).isSymbolicLink()).toBe(false);
+                    expect(statSync(installed).mode & 0o777).toBe(0o500);
+                }
+            } finally {
+                home.dispose();
+            }
+        });
+
+        it("stops the job, naming the plugin and the fix, when a plugin is not what was pinned, unpinned, or missing; nothing is left", () => {
+            const runnerTemp = mkdtempSync(join(tmpdir(), "cra-runner-temp-"));
+            dirs.push(runnerTemp);
+            const { dir, pins } = pluginDir();
+            const kubernetes = pluginPath("kubernetes", versions["kubernetes"] ?? "");
+            writeFileSync(join(dir, kubernetes), "#!/bin/sh\ntouch /tmp/planted\n");
+            const attempt = (env: Record<string, string>): string => {
+                try {
+                    prepareJobHome({ RUNNER_TEMP: runnerTemp, PULUMI_PLUGIN_DIR: dir, ...env }, ROOT);
+                } catch (err) {
+                    expect(err).toBeInstanceOf(JobEnvError);
+                    return (err as Error).message;
+                }
+                return "no error";
+            };
+            expect(attempt({ PULUMI_PLUGIN_SHA256: pins })).toMatch(
+                new RegExp(
+                    `${kubernetes.replace(/\./g, "\\.")} has SHA-256 [0-9a-f]{64}, not the pinned [0-9a-f]{64}: it changed since it was pinned`,
+                ),
+            );
+            expect(attempt({ PULUMI_PLUGIN_SHA256: pins.split("\n").slice(1).join("\n") })).toMatch(
+                new RegExp(`PULUMI_PLUGIN_SHA256 pins no ${kubernetes.replace(/\./g, "\\.")}`),
+            );
+            expect(attempt({ PULUMI_PLUGIN_SHA256: "not a pin" })).toMatch(/PULUMI_PLUGIN_SHA256 line 1 is not/);
+            rmSync(join(dir, kubernetes));
+            expect(attempt({ PULUMI_PLUGIN_SHA256: pins })).toMatch(/does not exist: install the plugin into PULUMI_PLUGIN_DIR/);
+            // The job's HOME went with the error.
+            expect(readdirSync(runnerTemp)).toEqual([]);
+        });
     });
 
     it("tells a fork's pull request from a branch of this repository", () => {

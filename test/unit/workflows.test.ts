@@ -13,11 +13,13 @@ const DIR = join(__dirname, "..", "..", ".forgejo", "workflows");
 interface Step {
     name?: string;
     run?: string;
+    uses?: string;
     env?: Record<string, string>;
 }
 interface Workflow {
     on: Record<string, unknown>;
-    jobs: Record<string, { steps: Step[] }>;
+    permissions?: Record<string, string>;
+    jobs: Record<string, { steps: Step[]; permissions?: unknown }>;
 }
 
 const workflows = readdirSync(DIR)
@@ -44,6 +46,31 @@ describe("the workflows", () => {
     it("never run on pull_request_target, which would hand a fork's code this repository's secrets", () => {
         for (const { file, text } of workflows) {
             expect(Object.keys((parse(text) as Workflow).on), file).not.toContain("pull_request_target");
+        }
+    });
+
+    it("give the job token the least each needs: read the code, and write PR comments (preview) or issues (key-health)", () => {
+        const permissions = Object.fromEntries(workflows.map(({ file, text }) => [file, (parse(text) as Workflow).permissions]));
+        expect(permissions).toEqual({
+            "preview.yaml": { contents: "read", "pull-requests": "write" },
+            "key-health.yaml": { contents: "read", issues: "write" },
+        });
+        for (const { file, text } of workflows) {
+            for (const [job, j] of Object.entries((parse(text) as Workflow).jobs)) expect(j.permissions, `${file} ${job}`).toBeUndefined();
+        }
+    });
+
+    it("give each job that holds secrets a HOME of its own before anything else runs, and a PULUMI_HOME of its own (automation/job.ts)", () => {
+        for (const { file, text } of workflows) {
+            for (const [job, { steps }] of Object.entries((parse(text) as Workflow).jobs)) {
+                const holdsSecrets = steps.some((s) => Object.values(s.env ?? {}).some((v) => v.includes("secrets.")));
+                if (!holdsSecrets) continue;
+                expect(steps[0]?.run, `${file} ${job}`).toMatch(/echo "HOME=\$RUNNER_TEMP\/home" >>"\$GITHUB_ENV"/);
+                expect(steps[1]?.uses, `${file} ${job}`).toBe("actions/checkout@v4");
+                const env = steps.find((s) => s.env?.["FORGEJO_TOKEN"] !== undefined)?.env ?? {};
+                expect(env, `${file} ${job}`).not.toHaveProperty("PULUMI_HOME");
+                expect(env, `${file} ${job}`).toMatchObject({ PULUMI_PLUGIN_DIR: "${{ vars.PULUMI_PLUGIN_DIR }}" });
+            }
         }
     });
 });
