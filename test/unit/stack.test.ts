@@ -628,3 +628,53 @@ describe("1Password key", () => {
         expect(await valueOf(outputs.hasKey)).toBe(true);
     });
 });
+
+describe("what the stack's earlier checkpoints may hold", () => {
+    const UPGRADE =
+        /^state: stack test was last deployed by an earlier version of this program, which kept the 1Password Connect token in the state/;
+
+    async function warnings(world: World): Promise<{ since: string | undefined; warned: string[] }> {
+        const warn = vi.spyOn(pulumi.log, "warn");
+        try {
+            const { outputs } = await run("ringtail", world);
+            const since = await valueOf(outputs.credentialFreeSince);
+            return { since, warned: warn.mock.calls.map((c) => c[0]).filter((m) => m.startsWith("state:")) };
+        } finally {
+            warn.mockRestore();
+        }
+    }
+
+    it("after an upgrade from a version that kept the Connect token, warns once: rotate the token, change the passphrase, fence CI off the history", async () => {
+        const before = Date.now();
+        const { since, warned } = await warnings({ ...healthyWorld(KEY), lastOutputs: { keyFingerprint: fingerprint(KEY), hasKey: true } });
+        expect(warned).toHaveLength(1);
+        expect(warned[0]).toMatch(UPGRADE);
+        expect(warned[0]).toContain("pulumi stack change-secrets-provider passphrase --stack test");
+        expect(warned[0]).toMatch(/rotate the Connect token/);
+        expect(warned[0]).toMatch(/\.pulumi\/history\/, \.pulumi\/backups\/, the \.bak/);
+        expect(Date.parse(since ?? "")).toBeGreaterThanOrEqual(before - 1000);
+    });
+
+    it("says nothing once a run of this version recorded credentialFreeSince, and keeps that date", async () => {
+        const recorded = "2026-12-01T10:00:00.000Z";
+        const { since, warned } = await warnings({
+            ...healthyWorld(KEY),
+            lastOutputs: { keyFingerprint: fingerprint(KEY), credentialFreeSince: recorded },
+        });
+        expect(warned).toEqual([]);
+        expect(since).toBe(recorded);
+    });
+
+    it("says nothing for a stack never deployed: all of its state is this version's", async () => {
+        const { since, warned } = await warnings(healthyWorld(KEY));
+        expect(warned).toEqual([]);
+        expect(since).toMatch(/^\d{4}-\d\d-\d\dT/);
+    });
+
+    it("reads the outputs of this very stack (organization/project/stack), through the engine", async () => {
+        await warnings(healthyWorld(KEY));
+        expect(harness.invokes).toEqual([
+            { token: "pulumi:pulumi:readStackOutputs", inputs: { name: "organization/ci-registry-auth/test" } },
+        ]);
+    });
+});
