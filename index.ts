@@ -22,7 +22,6 @@ export = async () => {
         canPush: stack.canPush,
         registry: stack.registry,
         delivered: stack.delivered,
-        credentialFreeSince: stack.credentialFreeSince,
         ...(stack.runnerKind === "kubernetes" ? { ciKubeconfig: stack.ciKubeconfig } : {}),
     };
 };

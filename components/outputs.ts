@@ -54,12 +54,6 @@ interface CommonOutputs {
     canPush: boolean;
     /** The push-permission probe (components/registry-probe.ts). */
     registry: ProbeResult;
-    /**
-     * ISO 8601: every checkpoint of the stack since then was written by a
-     * version that keeps no credential in the state (components/state-history.ts);
-     * undefined when the stack's last outputs could not be read.
-     */
-    credentialFreeSince: string | undefined;
 }
 
 export interface KubernetesOutputs extends CommonOutputs {
@@ -100,7 +94,6 @@ export const OUTPUT_NAMES = {
         "registry",
         "delivered",
         "ciKubeconfig",
-        "credentialFreeSince",
     ],
     kubernetes: [
         "secretName",

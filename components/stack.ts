@@ -6,7 +6,6 @@ import { OnePasswordKey, readKey, type KeyRead } from "./onepassword-key";
 import type { Exported, KubernetesDelivered, KubernetesOutputs, SshDelivered, SshOutputs } from "./outputs";
 import { probeRegistry } from "./registry-probe";
 import { SshRunner } from "./ssh-runner";
-import { stateHistory } from "./state-history";
 
 /** What a stack exports (components/outputs.ts), one shape per runner kind. */
 export type StackOutputs = Exported<KubernetesOutputs> | Exported<SshOutputs>;
@@ -49,7 +48,6 @@ function keyOutputs(config: StackConfig, read: KeyRead) {
         keyDaysUntilExpiry: key.daysUntilExpiry,
         keyExpiryWarningDays: config.key.expiryWarningDays,
         registry,
-        credentialFreeSince: stateHistory(),
     };
     const canPush = (hasKey: pulumi.Output<boolean>): pulumi.Output<boolean> =>
         pulumi.all([hasKey, registry]).apply(([has, r]) => has && r.acceptsKey);

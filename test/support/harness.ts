@@ -60,8 +60,6 @@ export interface World {
     hostRegistration?: string;
     /** ringtail: the check installed as key-health's forced command. */
     checkCommand?: string;
-    /** The stack's outputs as its last `up` left them (the engine's readStackOutputs); undefined: never deployed. */
-    lastOutputs?: Record<string, unknown>;
 }
 
 /** Where the mock Deployment mounts the runner's config, and the ConfigMap behind it (kustomize-suffixed). */
@@ -156,7 +154,7 @@ export class Harness implements pulumi.runtime.Mocks {
         this.connectUrl = await this.connect.listen();
         this.connect.addVault("blumeops");
         useConnect(this.connectUrl);
-        await pulumi.runtime.setMocks(this, "ci-registry-auth", preview ? "preview" : "test", preview, "organization");
+        await pulumi.runtime.setMocks(this, "ci-registry-auth", preview ? "preview" : "test", preview);
     }
 
     /** Starts a test: a new world, nothing recorded. */
@@ -210,9 +208,6 @@ export class Harness implements pulumi.runtime.Mocks {
 
     call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
         this.invokes.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
-        // The engine's read of this stack's own last outputs (components/state-history.ts).
-        if (args.token === "pulumi:pulumi:readStackOutputs")
-            return { name: (args.inputs as Record<string, unknown>)["name"], outputs: this.world.lastOutputs ?? {} };
         throw new Error(`unexpected invoke ${args.token}`);
     }
 
