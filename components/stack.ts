@@ -5,6 +5,7 @@ import { KubernetesRunner } from "./kubernetes-runner";
 import { OnePasswordKey, readKey, type KeyRead } from "./onepassword-key";
 import type { Exported, KubernetesDelivered, KubernetesOutputs, SshDelivered, SshOutputs } from "./outputs";
 import { probeRegistry } from "./registry-probe";
+import { warnOfFormerToken } from "./former-token";
 import { SshRunner } from "./ssh-runner";
 
 /** What a stack exports (components/outputs.ts), one shape per runner kind. */
@@ -19,7 +20,13 @@ export async function defineStack(config: StackConfig): Promise<StackOutputs> {
         void pulumi.log.warn(warning);
     }
     const reading = readKey({ connectUrl: config.connect.url, connectToken: config.connect.token, ...config.key });
-    return config.runner.kind === "kubernetes" ? kubernetesStack(config, config.runner, reading) : sshStack(config, config.runner, reading);
+    // Beside the key's read: what this stack's earlier checkpoints may hold.
+    const history = warnOfFormerToken();
+    const outputs = await (config.runner.kind === "kubernetes"
+        ? kubernetesStack(config, config.runner, reading)
+        : sshStack(config, config.runner, reading));
+    await history;
+    return outputs;
 }
 
 // Resources are named after the stack (a stack serves one runner). Up to

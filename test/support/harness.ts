@@ -60,6 +60,8 @@ export interface World {
     hostRegistration?: string;
     /** ringtail: the check installed as key-health's forced command. */
     checkCommand?: string;
+    /** The stack's last checkpoint (the engine's reads of it): its outputs, and its resources' types. */
+    lastCheckpoint?: { outputs: Record<string, unknown>; types?: string[] };
 }
 
 /** Where the mock Deployment mounts the runner's config, and the ConfigMap behind it (kustomize-suffixed). */
@@ -154,7 +156,7 @@ export class Harness implements pulumi.runtime.Mocks {
         this.connectUrl = await this.connect.listen();
         this.connect.addVault("blumeops");
         useConnect(this.connectUrl);
-        await pulumi.runtime.setMocks(this, "ci-registry-auth", preview ? "preview" : "test", preview);
+        await pulumi.runtime.setMocks(this, "ci-registry-auth", preview ? "preview" : "test", preview, "organization");
     }
 
     /** Starts a test: a new world, nothing recorded. */
@@ -208,6 +210,20 @@ export class Harness implements pulumi.runtime.Mocks {
 
     call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
         this.invokes.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
+        // The engine's reads of this stack's own last checkpoint (components/former-token.ts).
+        const last = this.world.lastCheckpoint;
+        if (args.token === "pulumi:pulumi:readStackOutputs") return { outputs: last?.outputs ?? {} };
+        if (args.token === "pulumi:pulumi:readStackResourceOutputs") {
+            // As gRPC errors: the SDK rejects with an Error of their `details`.
+            const engineError = (details: string): Error => Object.assign(new Error(details), { details });
+            if (last === undefined) throw engineError("unknown stack: the engine's resource read fails on a stack never deployed");
+            if (last.types === undefined) throw engineError("failed to load checkpoint: AccessDenied");
+            return {
+                outputs: Object.fromEntries(
+                    last.types.map((type, i) => [`urn:pulumi:test::ci-registry-auth::${type}::r${String(i)}`, { type, outputs: {} }]),
+                ),
+            };
+        }
         throw new Error(`unexpected invoke ${args.token}`);
     }
 

@@ -628,3 +628,57 @@ describe("1Password key", () => {
         expect(await valueOf(outputs.hasKey)).toBe(true);
     });
 });
+
+describe("a former version's Connect token in the stack's history", () => {
+    const WARNING = /^state: stack test was last deployed by a version of this program that kept the 1Password Connect token in its state/;
+
+    async function stateWarnings(world: World): Promise<string[]> {
+        const warn = vi.spyOn(pulumi.log, "warn");
+        try {
+            const { outputs } = await run("ringtail", world);
+            await valueOf(outputs.hasKey);
+            return warn.mock.calls.map((c) => c[0]).filter((m) => m.startsWith("state:"));
+        } finally {
+            warn.mockRestore();
+        }
+    }
+
+    it("warns while the last checkpoint holds the onepassword provider: rotate the token, change the passphrase, fence CI off the history", async () => {
+        const warned = await stateWarnings({
+            ...healthyWorld(KEY),
+            lastCheckpoint: {
+                outputs: { hasKey: true },
+                types: ["pulumi:pulumi:Stack", "pulumi:providers:onepassword", "command:remote:Command"],
+            },
+        });
+        expect(warned).toHaveLength(1);
+        expect(warned[0]).toMatch(WARNING);
+        expect(warned[0]).toMatch(/rotate the Connect token/);
+        expect(warned[0]).toContain("pulumi stack change-secrets-provider passphrase --stack test");
+        expect(warned[0]).toMatch(/\.pulumi\/history\/, \.pulumi\/backups\/, the \.bak/);
+        // Both reads name this very stack.
+        expect(harness.invokes.map((i) => [i.token, i.inputs])).toEqual([
+            ["pulumi:pulumi:readStackOutputs", { name: "organization/ci-registry-auth/test" }],
+            ["pulumi:pulumi:readStackResourceOutputs", { stackName: "organization/ci-registry-auth/test" }],
+        ]);
+    });
+
+    it("says nothing once the provider is gone (the run after the upgrade), nor for a stack never deployed, whose resources it does not ask for", async () => {
+        expect(
+            await stateWarnings({
+                ...healthyWorld(KEY),
+                lastCheckpoint: { outputs: { hasKey: true }, types: ["pulumi:pulumi:Stack", "command:remote:Command"] },
+            }),
+        ).toEqual([]);
+        expect(await stateWarnings(healthyWorld(KEY))).toEqual([]);
+        expect(harness.invokes.map((i) => i.token)).toEqual(["pulumi:pulumi:readStackOutputs"]);
+    });
+
+    it("says it could not read the checkpoint, and that nothing is known of the history from here; the run goes on", async () => {
+        const warned = await stateWarnings({ ...healthyWorld(KEY), lastCheckpoint: { outputs: { hasKey: true } } });
+        expect(warned).toEqual([
+            "state: the resources of stack test's last checkpoint could not be read (failed to load checkpoint: AccessDenied), " +
+                "so whether an earlier version kept the Connect token in its state is not known from here.",
+        ]);
+    });
+});
