@@ -20,10 +20,11 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import type { Gitea, GiteaRepo } from "./gitea";
+import { cacheDir } from "./cache";
 
 /** Environment variable naming the forgejo-runner binary. */
 export const FORGEJO_RUNNER_ENV = "CI_REGISTRY_AUTH_FORGEJO_RUNNER";
@@ -33,11 +34,6 @@ export const ACTIONS_CHECKOUT_ENV = "CI_REGISTRY_AUTH_ACTIONS_CHECKOUT";
 
 /** Where this machine keeps a bare mirror of actions/checkout (the default of ACTIONS_CHECKOUT_ENV). */
 export const DEFAULT_ACTIONS_CHECKOUT = "/work/.mirror/actions+checkout/repo";
-
-/** The machine's cache, as sandbox/build finds it. */
-function cacheDir(): string {
-    return process.env["CI_REGISTRY_AUTH_CACHE"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "ci-registry-auth");
-}
 
 /** The path where the binary is looked for: FORGEJO_RUNNER_ENV, else the cache's `forgejo-runner/forgejo-runner`. */
 export function forgejoRunnerPath(): string {

@@ -12,7 +12,8 @@
  * the versions the npm packages request.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
@@ -21,6 +22,7 @@ import { LocalWorkspace } from "@pulumi/pulumi/automation";
 import { setConfig } from "../automation/job";
 import type { HostFacts } from "./ringtail";
 import { nonDebug, persistedState, recording, type Run } from "./stack";
+import { cacheDir } from "./cache";
 
 /** A stack setting as `pulumi config set --path` takes it. */
 export type Settings = Record<string, { value: string; secret?: boolean }>;
@@ -66,6 +68,7 @@ export function operatorEnv(connectToken: string, agent?: { env: { SSH_AUTH_SOCK
 }
 
 const ROOT = join(__dirname, "..");
+
 const PASSPHRASE = "sandbox-passphrase";
 
 /** The directory of the command provider binary, or a clear error. */
@@ -82,16 +85,18 @@ export function providerPluginDir(): string {
     return dir;
 }
 
-function npmVersion(pkg: string): string {
-    return (JSON.parse(readFileSync(join(ROOT, "node_modules", pkg, "package.json"), "utf8")) as { version: string }).version;
+function npmVersion(pkg: string, nodeModules = join(ROOT, "node_modules")): string | undefined {
+    const file = join(nodeModules, pkg, "package.json");
+    return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version : undefined;
 }
 
 /**
  * A PULUMI_HOME whose plugins are the toolchain's kubernetes provider and
- * the given command binary, each at the version its npm
- * package asks the engine for.
+ * the given command binary, each at the version its npm package (in
+ * `nodeModules`) asks the engine for, and the onepassword binary when
+ * `nodeModules` holds its package (a former program's).
  */
-function pluginHome(into: string, pluginDir: string): string {
+function pluginHome(into: string, pluginDir: string, nodeModules: string): string {
     const toolchainHome = process.env["PULUMI_HOME"];
     if (toolchainHome === undefined) {
         throw new Error(
@@ -99,10 +104,12 @@ function pluginHome(into: string, pluginDir: string): string {
         );
     }
     const home = join(into, "pulumi-home");
-    const kubernetes = npmVersion("@pulumi/kubernetes");
+    const kubernetes = npmVersion("@pulumi/kubernetes", nodeModules) ?? "";
+    const onepassword = npmVersion("@1password/pulumi-onepassword", nodeModules);
     const plugins: [string, string, string][] = [
         ["kubernetes", kubernetes, join(toolchainHome, "plugins", `resource-kubernetes-v${kubernetes}`)],
-        ["command", npmVersion("@pulumi/command"), pluginDir],
+        ["command", npmVersion("@pulumi/command", nodeModules) ?? "", pluginDir],
+        ...(onepassword !== undefined ? [["onepassword", onepassword, pluginDir] as [string, string, string]] : []),
     ];
     for (const [name, version, from] of plugins) {
         const dir = join(home, "plugins", `resource-${name}-v${version}`);
@@ -127,13 +134,14 @@ export interface ProjectRun extends Run {
  * as `pulumi config set --path` takes them; `secret` ones encrypted), in its
  * own file backend or the shared `where.backend`, or at `where.backendUrl`
  * (an S3 bucket; then `where.backend` is the directory that stores its
- * objects, for the leak scans, and `env` carries the credentials).
+ * objects, for the leak scans, and `env` carries the credentials), with
+ * this checkout's node_modules or `where.nodeModules` (a former program's).
  */
 export async function projectStack(
     stackFile: "indri" | "ringtail",
     config: Settings,
     env: Record<string, string> = {},
-    where: { from?: string; backend?: string; backendUrl?: string; stackName?: string } = {},
+    where: { from?: string; backend?: string; backendUrl?: string; stackName?: string; nodeModules?: string } = {},
 ): Promise<ProjectRun> {
     const pluginDir = providerPluginDir();
     const work = mkdtempSync(join(tmpdir(), "cra-project-"));
@@ -146,13 +154,14 @@ export async function projectStack(
     for (const entry of PROGRAM_FILES) {
         cpSync(join(from, entry), join(project, entry), { recursive: true });
     }
-    symlinkSync(join(ROOT, "node_modules"), join(project, "node_modules"));
+    const nodeModules = where.nodeModules ?? join(ROOT, "node_modules");
+    symlinkSync(nodeModules, join(project, "node_modules"));
     const backend = where.backend ?? join(work, "backend");
     mkdirSync(backend, { recursive: true });
 
     const envVars = {
         ...env,
-        PULUMI_HOME: pluginHome(work, pluginDir),
+        PULUMI_HOME: pluginHome(work, pluginDir, nodeModules),
         PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
         PULUMI_BACKEND_URL: where.backendUrl ?? `file://${backend}`,
     };
@@ -209,11 +218,56 @@ export function formerProgram(commit: string): string {
     return dir;
 }
 
-/** Replaces the program of a stack's project with this checkout's (its stack file and state stay): the upgrade. */
-export function upgradeProgram(run: ProjectRun): void {
+/**
+ * The last program that kept the 1Password Connect token in its state (as
+ * the onepassword provider's input, from $OP_CONNECT_TOKEN): the history
+ * CI's trust tests upgrade from (CHANGELOG).
+ */
+export const TOKEN_KEEPING_PROGRAM = "854cf40b8663b7304916685b80051e8c261e6d86";
+
+/**
+ * node_modules for a former program whose dependencies are not this
+ * checkout's (854cf40 needs @1password/pulumi-onepassword): `npm ci` of its
+ * own lockfile, once per lockfile, in the machine's cache.
+ */
+export function formerNodeModules(programDir: string): string {
+    const lock = readFileSync(join(programDir, "package-lock.json"));
+    const dir = join(cacheDir(), "former-node-modules", createHash("sha256").update(lock).digest("hex").slice(0, 16));
+    if (!existsSync(join(dir, ".complete"))) {
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir, { recursive: true });
+        for (const f of ["package.json", "package-lock.json"]) cpSync(join(programDir, f), join(dir, f));
+        const r = spawnSync("npm", ["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], {
+            cwd: dir,
+            encoding: "utf8",
+            timeout: 900_000,
+        });
+        if (r.status !== 0)
+            throw new Error(`npm ci of the former program's dependencies failed: ${r.stderr.trim().split("\n").slice(-5).join("\n")}`);
+        writeFileSync(join(dir, ".complete"), "");
+    }
+    return join(dir, "node_modules");
+}
+
+/**
+ * Replaces the program of a stack's project with this checkout's (or the
+ * one in `from`), its node_modules with this checkout's: the upgrade. Its
+ * state stays, and its stack file, unless `stackFile` brings the new
+ * committed one (the `encryptionsalt` of the old kept; per-machine settings
+ * must then be set again).
+ */
+export function upgradeProgram(run: ProjectRun, from = ROOT, stackFile = false): void {
     for (const entry of PROGRAM_FILES) {
         rmSync(join(run.project, entry), { recursive: true, force: true });
-        cpSync(join(ROOT, entry), join(run.project, entry), { recursive: true });
+        cpSync(join(from, entry), join(run.project, entry), { recursive: true });
+    }
+    rmSync(join(run.project, "node_modules"), { force: true });
+    symlinkSync(join(ROOT, "node_modules"), join(run.project, "node_modules"));
+    if (stackFile) {
+        const file = join(run.project, `Pulumi.${run.stack.name}.yaml`);
+        const salt = /^encryptionsalt: .*$/m.exec(readFileSync(file, "utf8"))?.[0];
+        const committed = readFileSync(join(from, `Pulumi.${run.stack.name}.yaml`), "utf8");
+        writeFileSync(file, salt !== undefined ? `${salt}\n${committed}` : committed);
     }
 }
 

@@ -20,10 +20,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
 
 import { stopChild } from "./child";
+import { cacheDir } from "./cache";
 
 /** A zot access-control action. */
 export type ZotAction = "read" | "create" | "update" | "delete";
@@ -32,11 +32,6 @@ export type ZotAction = "read" | "create" | "update" | "delete";
 export interface ZotPolicy {
     users: string[];
     actions: ZotAction[];
-}
-
-/** The cache directory the sandbox scripts use (CI_REGISTRY_AUTH_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/ci-registry-auth). */
-function cacheDir(): string {
-    return process.env["CI_REGISTRY_AUTH_CACHE"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "ci-registry-auth");
 }
 
 /**
