@@ -10,9 +10,15 @@
  * read it from the repository.
  *
  * Only what the job holds is used: the kubeconfig in its HOME, $OP_CONNECT_*,
- * $AWS_* and $PULUMI_CONFIG_PASSPHRASE, and whatever ssh finds in HOME. (In
- * the sandbox the job's host is also the operator's machine; a real
- * runner is not, so the operator's own files are out of bounds here.)
+ * $AWS_* and $PULUMI_CONFIG_PASSPHRASE, the job token $FORGEJO_TOKEN, and
+ * whatever ssh finds in HOME. (In the sandbox the job's host is also the
+ * operator's machine; a real runner is not, so the operator's own files are
+ * out of bounds here.) With the backend key it lists the bucket and reads
+ * every object it is told of (as if their names had leaked), keeping what
+ * it got for the test to scan; with the job token it tries what a pull
+ * request's code would want: its code in the default branch, a merge, an
+ * approval, a secret or a variable. Those run in the first stack's preview
+ * only, so that nothing is tried twice.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -30,7 +36,28 @@ export interface HostileTargets {
     ringtail: { host: string; port: number };
     /** A vault the CI token was not granted, and an item of the vault it was (to try writing). */
     connect: { otherVaultId: string; vaultId: string; itemId: string };
-    s3: { endpoint: string; region: string; bucket: string };
+    s3: {
+        endpoint: string;
+        region: string;
+        bucket: string;
+        /** Every object in the bucket, by name: the key is tried on each. */
+        objects: string[];
+        /** Prefixes to list the bucket with. */
+        prefixes: string[];
+    };
+    kube: {
+        /** The ConfigMap the runner mounts (CI may read it), and one of another name in its namespace. */
+        runnerConfigMap: string;
+        otherConfigMap: string;
+        /** An ExternalSecret name that is not the current one. */
+        otherExternalSecret: string;
+    };
+    forgejo: {
+        /** The branch the operator's `up` runs from, protected. */
+        defaultBranch: string;
+        /** Another open pull request, to approve and then merge. */
+        otherPullRequest: number;
+    };
     /** Where to drop what `pulumi stack export --show-secrets` gave (for the test to scan). */
     exfiltrate: string;
     stacks: string[];
@@ -89,9 +116,48 @@ async function connect(method: string, path: string, body?: unknown): Promise<At
     return { attempt: "", status: res.status, detail: (JSON.parse(text || "{}") as { message?: string }).message ?? "" };
 }
 
-function run(command: string, args: string[]): Attempt {
-    const r = spawnSync(command, args, { encoding: "utf8", timeout: 60_000, env: process.env });
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Attempt {
+    const r = spawnSync(command, args, { encoding: "utf8", timeout: 60_000, env });
     return { attempt: "", status: r.status ?? -1, detail: (r.stderr || r.stdout).trim().split("\n").slice(-1)[0] ?? "" };
+}
+
+/** The job's server, repository and token, as the job was given them. */
+function job(): { server: string; repository: string; token: string } {
+    return {
+        server: (process.env["FORGEJO_SERVER_URL"] ?? process.env["GITHUB_SERVER_URL"] ?? "").replace(/\/+$/, ""),
+        repository: process.env["FORGEJO_REPOSITORY"] ?? process.env["GITHUB_REPOSITORY"] ?? "",
+        token: process.env["FORGEJO_TOKEN"] ?? "",
+    };
+}
+
+/** A request to the Forgejo API with the job token. */
+async function forgejo(method: string, path: string, body?: unknown): Promise<Attempt> {
+    const { server, token } = job();
+    const res = await fetch(`${server}/api/v1${path}`, {
+        method,
+        headers: { Authorization: `token ${token}`, "Content-Type": "application/json" },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    let message = text.slice(0, 200);
+    try {
+        message = (JSON.parse(text) as { message?: string }).message ?? message;
+    } catch {
+        // not JSON
+    }
+    return { attempt: "", status: res.status, detail: message };
+}
+
+/** `git push` of the checkout's HEAD to `ref` with the job token (in git's environment, never its command line). */
+function pushWithJobToken(ref: string): Attempt {
+    const { server, repository, token } = job();
+    return run("git", ["push", `${server}/${repository}.git`, `HEAD:${ref}`], {
+        ...process.env,
+        GIT_TERMINAL_PROMPT: "0",
+        GIT_CONFIG_COUNT: "1",
+        GIT_CONFIG_KEY_0: "http.extraHeader",
+        GIT_CONFIG_VALUE_0: `Authorization: basic ${Buffer.from(`x:${token}`).toString("base64")}`,
+    });
 }
 
 async function attempts(t: HostileTargets): Promise<Attempt[]> {
@@ -191,11 +257,82 @@ async function attempts(t: HostileTargets): Promise<Attempt[]> {
             },
         ]),
     ];
+    const taken: Record<string, string> = {};
+    tries.push(
+        ...t.s3.prefixes.map((prefix): [string, () => Promise<Attempt>] => [
+            `list the bucket under "${prefix}"`,
+            async () => {
+                const r = await s3Request(t.s3.endpoint, t.s3.region, s3, "GET", `/${t.s3.bucket}`, {
+                    query: { "list-type": "2", prefix },
+                });
+                return {
+                    attempt: "",
+                    status: r.status,
+                    detail: r.code || [...r.body.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]).join(" "),
+                };
+            },
+        ]),
+        ...t.s3.objects.map((key): [string, () => Promise<Attempt>] => [
+            `read ${key}`,
+            async () => {
+                const r = await s3Request(t.s3.endpoint, t.s3.region, s3, "GET", `/${t.s3.bucket}/${key}`);
+                if (r.status === 200) taken[key] = r.body;
+                return { attempt: "", status: r.status, detail: r.code };
+            },
+        ]),
+        ["read the runner's ConfigMap", () => kube("GET", `${ns}/configmaps/${t.kube.runnerConfigMap}`)],
+        ["read a ConfigMap of another name", () => kube("GET", `${ns}/configmaps/${t.kube.otherConfigMap}`)],
+        [
+            "read an ExternalSecret of another name",
+            () => kube("GET", `/apis/external-secrets.io/v1/namespaces/forgejo-runner/externalsecrets/${t.kube.otherExternalSecret}`),
+        ],
+    );
+    if (pulumi.getStack() === t.stacks[0]) {
+        const { repository } = job();
+        const pullRequest = Number(/refs\/pull\/(\d+)\//.exec(process.env["GITHUB_REF"] ?? "")?.[1] ?? 0);
+        tries.push(
+            ["job token: push to the default branch", () => pushWithJobToken(`refs/heads/${t.forgejo.defaultBranch}`)],
+            ["job token: push a new branch", () => pushWithJobToken("refs/heads/pushed-by-a-job")],
+            [
+                "job token: write a workflow on the default branch",
+                async () => {
+                    const path = ".forgejo/workflows/pwned.yaml";
+                    return forgejo("POST", `/repos/${repository}/contents/${path}`, {
+                        branch: t.forgejo.defaultBranch,
+                        message: "A workflow of ours",
+                        content: Buffer.from("on: push\njobs: {}\n").toString("base64"),
+                    });
+                },
+            ],
+            [
+                "job token: merge this pull request",
+                () => forgejo("POST", `/repos/${repository}/pulls/${pullRequest}/merge`, { Do: "merge" }),
+            ],
+            [
+                "job token: approve another pull request",
+                () =>
+                    forgejo("POST", `/repos/${repository}/pulls/${t.forgejo.otherPullRequest}/reviews`, {
+                        event: "APPROVED",
+                        body: "LGTM",
+                    }),
+            ],
+            [
+                "job token: merge the approved pull request",
+                () => forgejo("POST", `/repos/${repository}/pulls/${t.forgejo.otherPullRequest}/merge`, { Do: "merge" }),
+            ],
+            ["job token: write a repository secret", () => forgejo("PUT", `/repos/${repository}/actions/secrets/PWNED`, { data: "x" })],
+            [
+                "job token: write a repository variable",
+                () => forgejo("POST", `/repos/${repository}/actions/variables/PWNED`, { value: "x" }),
+            ],
+        );
+    }
     const results: Attempt[] = [];
     for (const [attempt, tryIt] of tries) {
         results.push({ ...(await tryIt()), attempt });
     }
     writeFileSync(`${t.exfiltrate}.attempts.${pulumi.getStack()}.json`, JSON.stringify(results));
+    writeFileSync(`${t.exfiltrate}.objects.${pulumi.getStack()}.json`, JSON.stringify(taken));
     return results;
 }
 

@@ -38,23 +38,27 @@
  *   sandbox/actions/checkout standing in for actions/checkout.
  */
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
     appendFileSync,
+    chmodSync,
     existsSync,
     mkdtempSync,
     readdirSync,
     readFileSync,
     rmSync,
+    symlinkSync,
     writeFileSync,
     copyFileSync,
     mkdirSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 
+import { pluginPath, projectStacks, PROVIDER_PLUGINS, setConfig } from "../../automation/job";
 import { commentMarker, HEALTH_MARKER } from "../../automation/report";
 import { fingerprint } from "../../components/fingerprint";
 import { checkCommandPath } from "../../components/host-scripts";
@@ -66,7 +70,17 @@ import { Gitea, stepTimes, type GiteaActionRun, type GiteaRepo } from "../../san
 import type { Attempt, HostileTargets } from "../../sandbox/hostile-pr";
 import { rotateKey, setExpiry } from "../../sandbox/onepassword";
 import { daemonOnly, engineLine, jobEngine } from "../../sandbox/jobs";
-import { copyProjectTree, operatorEnv, PROBE_REPOSITORY, projectStack, type ProjectRun } from "../../sandbox/project-stack";
+import {
+    copyProjectTree,
+    formerNodeModules,
+    formerProgram,
+    operatorEnv,
+    PROBE_REPOSITORY,
+    projectStack,
+    TOKEN_KEEPING_PROGRAM,
+    upgradeProgram,
+    type ProjectRun,
+} from "../../sandbox/project-stack";
 import { startRegistry, type Registry } from "../../sandbox/registry";
 import { Ringtail } from "../../sandbox/ringtail";
 import { S3Server } from "../../sandbox/s3";
@@ -74,6 +88,10 @@ import { recording } from "../../sandbox/stack";
 import { findLeaks } from "../support/leaks";
 
 const ROOT = join(__dirname, "..", "..");
+
+/** The version of @pulumi/<name> in this checkout: the plugin version its SDK asks the engine for. */
+const npmVersionOf = (name: string): string =>
+    (JSON.parse(readFileSync(join(ROOT, "node_modules", "@pulumi", name, "package.json"), "utf8")) as { version: string }).version;
 const TOKEN = "sandbox-connect-token-operator-pr";
 const CI_TOKEN = "sandbox-connect-token-ci-read-only";
 const WRONG_TOKEN = "not-the-connect-token-5a4b";
@@ -107,6 +125,11 @@ let fork: GiteaRepo;
 let forkPr: number;
 let ringtail: ProjectRun;
 let indri: ProjectRun;
+/** The lines of the upgrade's warning in the operator's `up`s after the upgrade, by stack and round. */
+const upgradeWarnings: Record<string, boolean> = {};
+/** The runner's plugin directory (read-only copies) and their pins. */
+let runnerPlugins: string;
+let pluginPins: string;
 const logs: string[] = [];
 /** Keys the registry made (zot's `zak_…`), for the leak scan. */
 const apiKeys: string[] = [];
@@ -144,6 +167,8 @@ const ciVariables = (): Record<string, string> => ({
     PULUMI_RUNNER_LABEL: LABEL,
     PULUMI_BACKEND_URL: s3.backendUrl,
     OP_CONNECT_HOST: emulator.url,
+    PULUMI_PLUGIN_DIR: runnerPlugins,
+    PULUMI_PLUGIN_SHA256: pluginPins,
 });
 
 /**
@@ -159,8 +184,15 @@ function machineTrust(): Record<string, string> {
     return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => names.test(e[0]) && e[1] !== undefined));
 }
 
-/** The job homes (prepareJobHome) left in /tmp: the kubeconfig and check key must not outlive a job. */
-const jobHomes = (): string[] => readdirSync(tmpdir()).filter((d) => d.startsWith("cra-home-"));
+/**
+ * The job homes (prepareJobHome) anywhere under the temp directory, where
+ * the runner's (and act's) per-job directories are: the kubeconfig and the
+ * check key must not outlive a job.
+ */
+const jobHomes = (): string[] =>
+    spawnSync("find", [tmpdir(), "-maxdepth", "8", "-type", "d", "-name", "cra-home-*"], { encoding: "utf8" })
+        .stdout.split("\n")
+        .filter((d) => d !== "");
 
 interface WorkflowOptions {
     /** Secrets that differ from ciSecrets() for this run (forgejo-runner: set on the repository for it, then restored). */
@@ -264,8 +296,8 @@ async function actWorkflow(file: "preview.yaml" | "key-health.yaml", opts: Workf
     const args = [
         isPr ? "pull_request" : "workflow_dispatch",
         ...["-W", join(repoDir, ".forgejo", "workflows", file), "-e", event, "--no-cache-server"],
-        ...["-P", `${LABEL}=-self-hosted`, "--var", `PULUMI_RUNNER_LABEL=${LABEL}`],
-        ...["--var", `PULUMI_BACKEND_URL=${s3.backendUrl}`, "--var", `OP_CONNECT_HOST=${emulator.url}`],
+        ...["-P", `${LABEL}=-self-hosted`],
+        ...Object.entries(ciVariables()).flatMap(([name, value]) => ["--var", `${name}=${value}`]),
         ...Object.keys(secrets).flatMap((name) => ["-s", name]),
         // What forgejo-runner sets and act does not; github.repository from the origin remote on this instance.
         ...["--env", `FORGEJO_SERVER_URL=${gitea.url}`, "--env", `FORGEJO_REPOSITORY=${repo.fullName}`],
@@ -281,7 +313,7 @@ async function actWorkflow(file: "preview.yaml" | "key-health.yaml", opts: Workf
             ...machineTrust(),
             PATH: process.env["PATH"] ?? "/usr/bin:/bin",
             HOME: home,
-            PULUMI_HOME: ringtail.env["PULUMI_HOME"] ?? "",
+            PULUMI_HOME: join(work, "runner-pulumi-home"),
             ...secrets,
         },
     });
@@ -357,7 +389,8 @@ beforeAll(async () => {
     cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
     console.log(engineLine("PR preview and key-health"));
     gitea = await Gitea.start(13000, { actions: daemon });
-    s3 = await S3Server.start(17070, { project: "ci-registry-auth", stacks: ["indri", "ringtail"] });
+    // CI's backend key reads the current checkpoint of each stack of the project, nothing more.
+    s3 = await S3Server.start(17070, { project: "ci-registry-auth", stacks: projectStacks(ROOT) });
     work = mkdtempSync(join(tmpdir(), "cra-pr-"));
     registry = await startRegistry(join(work, "registry"), "127.0.0.1", 5004, "zot-ci", KEY);
 
@@ -395,11 +428,34 @@ beforeAll(async () => {
     git(["commit", "-q", "-am", "A change under review"]);
     previewHead = git(["rev-parse", "HEAD"]);
     gitea.push(repo, repoDir, previewHead, "preview-me");
+    // The default branch as the README requires it: only the operator pushes, a merge needs an approving review.
+    await gitea.api("POST", `/repos/${repo.fullName}/branch_protections`, {
+        rule_name: "main",
+        enable_push: true,
+        enable_push_whitelist: true,
+        push_whitelist_usernames: [gitea.user],
+        required_approvals: 1,
+        dismiss_stale_approvals: true,
+        block_on_rejected_reviews: true,
+    });
 
-    // The operator's stacks, from the same files, state in the bucket, the operator's own credentials.
-    const where = { from: repoDir, backendUrl: s3.backendUrl, backend: s3.dir };
+    // The operator's stacks, as a real install has them: made by the last version that kept the
+    // Connect token in its state (854cf40, the token only in the environment), state in the bucket,
+    // the operator's own credentials; then upgraded to this program from the repository's files.
+    const former = formerProgram(TOKEN_KEEPING_PROGRAM);
+    const where = { from: former, nodeModules: formerNodeModules(former), backendUrl: s3.backendUrl, backend: s3.dir };
     const connect = { "onepassword:url": { value: emulator.url } };
-    ringtail = await projectStack("ringtail", connect, { ...operatorEnv(TOKEN, await host.agent()), ...s3.env("operator") }, where);
+    ringtail = await projectStack(
+        "ringtail",
+        {
+            ...connect,
+            "ci-registry-auth:runner.host": { value: host.facts.host },
+            "ci-registry-auth:runner.port": { value: String(host.facts.port) },
+            "ci-registry-auth:runner.hostKey": { value: host.facts.hostKey },
+        },
+        { ...operatorEnv(TOKEN, await host.agent()), ...s3.env("operator") },
+        where,
+    );
     // The operator's kubeconfig where kubectl and the provider look by default (README).
     const operatorHome = join(work, "operator-home");
     mkdirSync(join(operatorHome, ".kube"), { recursive: true });
@@ -409,8 +465,43 @@ beforeAll(async () => {
         const up = await run.stack.up(recording(run));
         expect(up.outputs["hasKey"]?.value).toBe(true);
     }
+    rmSync(former, { recursive: true, force: true });
+    for (const run of [ringtail, indri]) {
+        upgradeProgram(run, repoDir, true);
+        setConfig(run.project, run.stack.name, "onepassword:url", emulator.url, false, run.env);
+        for (const round of ["first", "second"] as const) {
+            const up = await run.stack.up(recording(run));
+            expect(up.outputs["hasKey"]?.value).toBe(true);
+            upgradeWarnings[`${run.stack.name} ${round}`] = up.stdout.includes(
+                `state: stack ${run.stack.name} was last deployed by a version`,
+            );
+        }
+    }
     ciKubeconfig = String((await indri.stack.outputs())["ciKubeconfig"]?.value ?? "");
     expect(ciKubeconfig).toContain("ci-registry-auth-ci");
+
+    // The runner's plugins, checked once and pinned (README, "CI and trust"): copies that jobs only
+    // read, and the pins as the repository variable PULUMI_PLUGIN_SHA256.
+    runnerPlugins = join(work, "runner-plugins");
+    const pins: string[] = [];
+    for (const name of PROVIDER_PLUGINS) {
+        const version = (
+            JSON.parse(readFileSync(join(ROOT, "node_modules", "@pulumi", name, "package.json"), "utf8")) as { version: string }
+        ).version;
+        const rel = pluginPath(name, version);
+        mkdirSync(dirname(join(runnerPlugins, rel)), { recursive: true });
+        copyFileSync(join(ringtail.env["PULUMI_HOME"] ?? "", "plugins", rel), join(runnerPlugins, rel));
+        chmodSync(join(runnerPlugins, rel), 0o555);
+        pins.push(
+            `${createHash("sha256")
+                .update(readFileSync(join(runnerPlugins, rel)))
+                .digest("hex")}  ${rel}`,
+        );
+        // The runner user's own PULUMI_HOME, where a `pulumi plugin install` on the runner would have put them.
+        mkdirSync(dirname(join(work, "runner-pulumi-home", "plugins", rel)), { recursive: true });
+        symlinkSync(join(runnerPlugins, rel), join(work, "runner-pulumi-home", "plugins", rel));
+    }
+    pluginPins = `${pins.join("\n")}\n`;
 
     if (daemon) {
         // What the operator sets up once in Forgejo: the repository's secrets and variables, a runner for pulumi.
@@ -425,7 +516,7 @@ beforeAll(async () => {
         // The runner machine's environment: node, npm and pulumi on PATH, pulumi's plugins, its network trust; no credential.
         await pulumiRunner.start({
             config: ["runner:", "  capacity: 1", "cache:", "  enabled: false", ""].join("\n"),
-            env: { ...machineTrust(), PATH: process.env["PATH"] ?? "/usr/bin:/bin", PULUMI_HOME: ringtail.env["PULUMI_HOME"] ?? "" },
+            env: { ...machineTrust(), PATH: process.env["PATH"] ?? "/usr/bin:/bin", PULUMI_HOME: join(work, "runner-pulumi-home") },
         });
     }
 }, 900_000);
@@ -445,6 +536,35 @@ afterAll(async () => {
     (s3 as S3Server | undefined)?.remove();
     if (work) rmSync(work, { recursive: true, force: true });
 }, 120_000);
+
+/** Every object of the state bucket, by name, as versitygw stores them (files under its POSIX root). */
+function bucketObjects(): Map<string, string> {
+    const root = join(s3.dir, "data", S3Server.bucket);
+    const objects = new Map<string, string>();
+    const walk = (dir: string): void => {
+        for (const entry of readdirSync(dir, { withFileTypes: true })) {
+            const path = join(dir, entry.name);
+            if (entry.isDirectory()) walk(path);
+            else objects.set(path.slice(root.length + 1), readFileSync(path, "utf8"));
+        }
+    };
+    walk(root);
+    return objects;
+}
+
+describe("the upgrade from the last version that kept the Connect token", () => {
+    it("warned in the first up after it, for each stack, and not in the next", () => {
+        expect(upgradeWarnings).toEqual({ "ringtail first": true, "ringtail second": false, "indri first": true, "indri second": false });
+    });
+
+    it("left the token in the backend's history (what CI must never read); the current checkpoints hold none", () => {
+        const objects = bucketObjects();
+        const holding = [...objects].filter(([, text]) => text.includes(TOKEN)).map(([key]) => key);
+        expect(holding.length).toBeGreaterThan(0);
+        for (const key of holding) expect(key).toMatch(/^\.pulumi\/(history|backups)\/|\.bak$/);
+        for (const stack of projectStacks(ROOT)) expect(objects.get(`.pulumi/stacks/ci-registry-auth/${stack}.json`)).not.toContain(TOKEN);
+    });
+});
 
 describe("what the operator's up left for CI", () => {
     it("ringtail reports key-health's key as restricted to the installed check", async () => {
@@ -602,8 +722,12 @@ describe("preview.yaml on a pull request", () => {
     const forkProbe = daemonOnly(
         "Gitea gives a fork's pull request no secrets: a fork that replaces preview.yaml with its own job gets each secret empty, only the job's own token",
     );
-    it.skipIf(forkProbe.skip)(forkProbe.name, async () => {
-        // pull_request runs the workflow of the PR's head: the fork's author decides what runs.
+    /**
+     * The fork's author puts `fixture` in place of the fork PR's preview.yaml
+     * (pull_request runs the workflow of the PR's head: the fork's author
+     * decides what runs); once approved, its runs no longer wait.
+     */
+    async function forkRuns(fixture: string): Promise<{ conclusion: string; log: string }> {
         const path = ".forgejo/workflows/preview.yaml";
         const current = await gitea.apiAs<{ sha: string }>(
             outsider.token,
@@ -614,21 +738,87 @@ describe("preview.yaml on a pull request", () => {
         const pushed = await gitea.apiAs<{ commit: { sha: string } }>(outsider.token, "PUT", `/repos/${fork.fullName}/contents/${path}`, {
             branch: "outside-change",
             sha: current.sha,
-            message: "Our own preview",
-            content: readFileSync(join(ROOT, "test", "fixtures", "workflows", "fork-secrets-probe.yaml")).toString("base64"),
+            message: `Our own preview: ${fixture}`,
+            content: readFileSync(join(ROOT, "test", "fixtures", "workflows", fixture)).toString("base64"),
         });
-        // Approved once, the outsider's runs no longer wait.
         const { run, seen } = await gitea.completedRun(repo, (r) => r.head_sha === pushed.commit.sha, { timeoutMs: 120_000 });
         const jobs = await gitea.runJobsWithLogs(repo, run.id);
         const log = jobs.map((j) => j.log).join("\n");
         logs.push(log);
         console.log(
-            `fork's own preview.yaml, push to fork PR #${forkPr}: ${run.conclusion ?? run.status} in ${((seen - t0) / 1000).toFixed(1)} s`,
+            `fork's own preview.yaml (${fixture}), push to fork PR #${forkPr}: ${run.conclusion ?? run.status} in ${((seen - t0) / 1000).toFixed(1)} s`,
         );
-        expect(run.conclusion).toBe("success");
+        return { conclusion: run.conclusion ?? run.status, log };
+    }
+
+    it.skipIf(forkProbe.skip)(forkProbe.name, async () => {
+        const { conclusion, log } = await forkRuns("fork-secrets-probe.yaml");
+        expect(conclusion).toBe("success");
         expect(log).toContain("secret GITHUB_TOKEN_SECRET: given");
         for (const name of Object.keys(repositorySecrets())) expect(log).toContain(`secret ${name}: empty`);
         expect(log).not.toMatch(/secret (?!GITHUB_TOKEN_SECRET)\w+: given/);
+    });
+
+    const forkPlants = daemonOnly(
+        "what a fork's job plants on the shared runner never runs in the next preview: a plugin in the runner's PULUMI_HOME, a poisoned npm cache entry",
+    );
+    it.skipIf(forkPlants.skip)(forkPlants.name, async () => {
+        const markers = "/tmp/cra-fork-markers";
+        rmSync(markers, { recursive: true, force: true });
+        const planted = await forkRuns("fork-plants.yaml");
+        expect(planted.conclusion, planted.log.slice(-3000)).toBe("success");
+        expect(planted.log).toContain(`planted ${PROVIDER_PLUGINS.length} plugin(s) in ${join(work, "runner-pulumi-home")}/plugins`);
+        expect(planted.log).toMatch(/poisoned \S*yaml\/-\/yaml-[0-9.]+\.tgz in /);
+        // The plants are in place, and nothing ran them yet.
+        const plugin = join(work, "runner-pulumi-home", "plugins", pluginPath("kubernetes", npmVersionOf("kubernetes")));
+        expect(readFileSync(plugin, "utf8")).toContain(`${markers}/plugin-ran-`);
+        expect(readdirSync(markers)).toEqual([]);
+
+        // The next preview, of the repository's own branch, with every secret.
+        const r = await workflow("preview.yaml");
+        expect(r.code, r.log.slice(-3000)).toBe(0);
+        expect(r.log).toContain(
+            `Provider plugins checked and installed for this job: ${PROVIDER_PLUGINS.map((n) => `resource-${n}-v${npmVersionOf(n)}`).join(", ")}`,
+        );
+        // Neither the planted plugin nor the poisoned package ran: npm took yaml by the lockfile's integrity.
+        expect(readdirSync(markers)).toEqual([]);
+        for (const stack of ["indri", "ringtail"]) expect((await mine(stack))[0]?.body).toContain("**No changes.**");
+    });
+
+    const killed = daemonOnly(
+        "a preview killed mid-run leaves no job HOME, kubeconfig or key behind: the runner removes its per-job directory",
+    );
+    it.skipIf(killed.skip)(killed.name, async () => {
+        previewHead = git(["commit-tree", `${previewHead}^{tree}`, "-p", previewHead, "-m", "Look again, then stop"]);
+        gitea.push(repo, repoDir, previewHead, "preview-me");
+        // Wait until the preview step has laid out its HOME (the kubeconfig is in it), then kill it as a timeout would.
+        const deadline = Date.now() + 300_000;
+        let homes: string[] = [];
+        while (homes.length === 0 && Date.now() < deadline) {
+            homes = jobHomes().filter((d) => d.startsWith(pulumiRunner?.dir ?? "/nonexistent") && existsSync(join(d, ".kube", "config")));
+            if (homes.length === 0) await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        expect(homes).toHaveLength(1);
+        const step = spawnSync("pgrep", ["-f", "automation/pr-preview.ts"], { encoding: "utf8" })
+            .stdout.trim()
+            .split("\n")
+            .filter((p) => p !== "");
+        expect(step.length).toBeGreaterThan(0);
+        // As the runner ends a cancelled or timed-out step: SIGKILL to the step's process group, no grace.
+        for (const pid of step) {
+            const group = Number(spawnSync("ps", ["-o", "pgid=", "-p", pid], { encoding: "utf8" }).stdout.trim());
+            if (group > 0) process.kill(-group, "SIGKILL");
+        }
+        const { run } = await gitea.completedRun(repo, (r) => r.path.startsWith("preview.yaml@") && r.head_sha === previewHead, {
+            timeoutMs: 300_000,
+        });
+        expect(run.conclusion).toBe("failure");
+        expect(jobHomes()).toEqual([]);
+        // Nothing of the CI identity's kubeconfig or the check key is anywhere in the runner's directory.
+        const token = /token: (\S+)/.exec(ciKubeconfig)?.[1] ?? "";
+        expect(token).not.toBe("");
+        const found = spawnSync("grep", ["-rlF", "--", token, pulumiRunner?.dir ?? ""], { encoding: "utf8" }).stdout.trim();
+        expect(found).toBe("");
     });
 });
 
@@ -745,8 +935,11 @@ describe("a hostile pull request", () => {
     let hostileLog = "";
     let before: Record<string, unknown>;
 
+    let mainHead = "";
+
     beforeAll(async () => {
         before = await untouched();
+        mainHead = (await gitea.api<{ commit: { id: string } }>("GET", `/repos/${repo.fullName}/branches/main`)).commit.id;
         const vaults = (await fetch(`${emulator.url}/v1/vaults`, { headers: { Authorization: `Bearer ${TOKEN}` } }).then((r) =>
             r.json(),
         )) as {
@@ -757,6 +950,15 @@ describe("a hostile pull request", () => {
         const items = (await fetch(`${emulator.url}/v1/vaults/${vaultId}/items`, { headers: { Authorization: `Bearer ${TOKEN}` } }).then(
             (r) => r.json(),
         )) as { id: string; title: string }[];
+        const delivered = (await indri.stack.outputs())["delivered"]?.value as { externalSecretName: string };
+        const runnerConfigMap =
+            cluster
+                .get<{ spec: { template: { spec: { volumes: { configMap?: { name: string } }[] } } } }>(
+                    "deployment",
+                    "forgejo-runner",
+                    "forgejo-runner",
+                )
+                ?.spec.template.spec.volumes.find((v) => v.configMap !== undefined)?.configMap?.name ?? "";
         const targets: HostileTargets = {
             ringtail: { host: host.facts.host, port: host.facts.port },
             connect: {
@@ -764,10 +966,33 @@ describe("a hostile pull request", () => {
                 vaultId,
                 itemId: items.find((i) => i.title === "zot-ci-apikey")?.id ?? "",
             },
-            s3: { endpoint: s3.endpoint, region: s3.region, bucket: S3Server.bucket },
+            s3: {
+                endpoint: s3.endpoint,
+                region: s3.region,
+                bucket: S3Server.bucket,
+                // As if every name had leaked: the key is tried on each object the bucket holds.
+                objects: [...bucketObjects().keys()],
+                prefixes: [
+                    "",
+                    ".pulumi/",
+                    ".pulumi/history/",
+                    ".pulumi/backups/",
+                    ".pulumi/stacks/ci-registry-auth/",
+                    ".pulumi/stacks/ci-registry-auth/indri.json",
+                ],
+            },
+            kube: {
+                runnerConfigMap,
+                // Every namespace has one (kube-controller-manager publishes the cluster's CA in it).
+                otherConfigMap: "kube-root-ca.crt",
+                otherExternalSecret: "zot-ci-api-key-0000000000",
+            },
+            forgejo: { defaultBranch: "main", otherPullRequest: pr },
             exfiltrate: exfiltrate(),
             stacks: ["indri", "ringtail"],
         };
+        expect(runnerConfigMap).not.toBe("");
+        expect(delivered.externalSecretName).not.toBe(targets.kube.otherExternalSecret);
         git(["checkout", "-q", "-b", "hostile", "main"]);
         writeFileSync(join(repoDir, "hostile-targets.json"), JSON.stringify(targets, null, 2));
         // The program's own outputs carry the hostile one, so the preview runs it (index.ts exports an async program).
@@ -778,6 +1003,12 @@ describe("a hostile pull request", () => {
         );
         if (!hostileProgram.includes("        hostile,\n")) throw new Error("index.ts has no `    return {` to add the hostile output to");
         writeFileSync(join(repoDir, "index.ts"), hostileProgram);
+        // A branch pusher runs the workflow of their own branch: this one drops preview.yaml's
+        // `permissions:`, so the job token has all the repository grants it (Gitea's default, permissive).
+        const workflowFile = join(repoDir, ".forgejo", "workflows", "preview.yaml");
+        const workflowDoc = parseDocument(readFileSync(workflowFile, "utf8"));
+        workflowDoc.delete("permissions");
+        writeFileSync(workflowFile, workflowDoc.toString());
         git(["add", "-A"]);
         git(["commit", "-q", "-m", "A harmless refactor"]);
         gitea.push(repo, repoDir, "HEAD", "hostile");
@@ -834,6 +1065,69 @@ describe("a hostile pull request", () => {
         for (const stack of ["indri", "ringtail"]) {
             for (const status of outcome(`tag stack ${stack} (a backend write through pulumi)`)) expect(status).not.toBe(0);
         }
+    });
+
+    it("reads only meta.yaml and each stack's current checkpoint: every other listing, and every .bak, history and backup, is refused", () => {
+        const current = new Set([".pulumi/meta.yaml", ...projectStacks(ROOT).map((s) => `.pulumi/stacks/ci-registry-auth/${s}.json`)]);
+        const reads = attempts.filter((a) => a.attempt.startsWith("read .pulumi/"));
+        // There is history to refuse: the upgrade left the former version's checkpoints.
+        expect(reads.filter((a) => a.attempt.startsWith("read .pulumi/history/")).length).toBeGreaterThan(0);
+        expect(reads.filter((a) => a.attempt.startsWith("read .pulumi/backups/")).length).toBeGreaterThan(0);
+        for (const a of reads) expect(a.status, a.attempt).toBe(current.has(a.attempt.slice("read ".length)) ? 200 : 403);
+        const lists = attempts.filter((a) => a.attempt.startsWith("list the bucket under"));
+        expect(lists.length).toBe(12);
+        for (const a of lists) {
+            expect(a.status, a.attempt).toBe(
+                a.attempt === 'list the bucket under ".pulumi/stacks/ci-registry-auth/indri.json"' ? 200 : 403,
+            );
+        }
+    });
+
+    it("finds no Connect token and no SSH private key in anything it read from the backend", () => {
+        for (const stack of ["indri", "ringtail"]) {
+            const taken = readFileSync(`${exfiltrate()}.objects.${stack}.json`, "utf8");
+            expect(Object.keys(JSON.parse(taken) as Record<string, string>).length).toBeGreaterThan(0);
+            expect(taken).not.toMatch(/PRIVATE KEY/);
+            expect(findLeaks({ [`${stack}: objects read`]: taken }, { TOKEN, HOMELAB_SECRET })).toEqual([]);
+        }
+    });
+
+    it("reads the runner's ConfigMap, but no ConfigMap of another name and no other ExternalSecret", () => {
+        expect(outcome("read the runner's ConfigMap")).toEqual([200, 200]);
+        expect(outcome("read a ConfigMap of another name")).toEqual([403, 403]);
+        expect(outcome("read an ExternalSecret of another name")).toEqual([403, 403]);
+    });
+
+    const jobToken = daemonOnly(
+        "with the job token, and preview.yaml's permissions dropped, it pushes a branch of its own, but cannot reach the protected default branch, merge, count as an approval, or write a secret or variable",
+    );
+    it.skipIf(jobToken.skip)(jobToken.name, async () => {
+        const one = (what: string): Attempt => {
+            const found = attempts.filter((a) => a.attempt === what);
+            expect(found, what).toHaveLength(1);
+            return found[0]!;
+        };
+        // What the token may do where nothing protects: Gitea's default grants a same-repository job write.
+        expect(one("job token: push a new branch").status).toBe(0);
+        const push = one("job token: push to the default branch");
+        expect(push.status, push.detail).not.toBe(0);
+        expect(push.detail).toMatch(/rejected|denied|declined|403|500/i);
+        expect(one("job token: write a workflow on the default branch").status).toBe(403);
+        expect(one("job token: merge this pull request").status).toBe(405);
+        // An approval by the job token is not a reviewer's: the other pull request still cannot be merged.
+        const approval = one("job token: approve another pull request");
+        const merge = one("job token: merge the approved pull request");
+        expect(merge.status, `${approval.status} ${approval.detail}; ${merge.detail}`).toBe(405);
+        expect(one("job token: write a repository secret").status).toBe(403);
+        expect(one("job token: write a repository variable").status).toBe(403);
+        const main = await gitea.api<{ commit: { id: string } }>("GET", `/repos/${repo.fullName}/branches/main`);
+        expect(main.commit.id).toBe(mainHead);
+        console.log(
+            `job token, measured: ${attempts
+                .filter((a) => a.attempt.startsWith("job token:"))
+                .map((a) => `${a.attempt.slice("job token: ".length)} -> ${String(a.status)} (${a.detail})`)
+                .join("; ")}`,
+        );
     });
 
     it("decrypts the stacks' secrets, and finds no SSH private key and no Connect token but its own", () => {
