@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
@@ -180,7 +181,7 @@ describe("the indri stack through pulumi, the real kubernetes provider", () => {
         expect(cluster.get("secret", "zot-ci-api-key", NS)).toBeUndefined();
     });
 
-    it("upgrade: a stack the former program made (resources named after the host) takes this one with nothing replaced, changed or rolled", async () => {
+    it("upgrade: a stack the former program made (resources named after the host) takes this one with nothing replaced or rolled, and CI's Role updated in place", async () => {
         const former = formerProgram(FORMER_PROGRAM);
         try {
             const settings = indriSettings(emulator.url, cluster.kubeconfig, registry.url);
@@ -192,12 +193,24 @@ describe("the indri stack through pulumi, the real kubernetes provider", () => {
             const rs = replicaSets();
 
             upgradeProgram(old);
-            const preview = await old.stack.preview(recording(old));
-            // Reads are reads (the Deployment, the store, the synced Secret): nothing else but unchanged resources.
-            const ops = (changes: Record<string, number>) => Object.keys(changes).filter((op) => op !== "read");
-            expect(ops(preview.changeSummary)).toEqual(["same"]);
-            const up = await old.stack.up(recording(old));
-            expect(ops(up.summary.resourceChanges ?? {})).toEqual(["same"]);
+            // Reads are reads (the Deployment, the store, the synced Secret); the one change is CI's Role,
+            // which now names the ConfigMap and the ExternalSecret it may read (CHANGELOG).
+            const changed: string[] = [];
+            const rec = recording(old);
+            const onEvent = (e: EngineEvent): void => {
+                rec.onEvent(e);
+                const pre = e.resourcePreEvent?.metadata;
+                if (pre !== undefined && !["same", "read"].includes(pre.op)) changed.push(`${pre.op} ${pre.urn.split("::").pop() ?? ""}`);
+            };
+            const ops = (changes: Record<string, number>) =>
+                Object.fromEntries(Object.entries(changes).filter(([op]) => op !== "read" && op !== "same"));
+            const preview = await old.stack.preview({ ...rec, onEvent });
+            expect(ops(preview.changeSummary)).toEqual({ update: 1 });
+            expect(changed).toEqual(["update upgrade-k8s-ci-role"]);
+            changed.length = 0;
+            const up = await old.stack.up({ ...rec, onEvent });
+            expect(ops(up.summary.resourceChanges ?? {})).toEqual({ update: 1 });
+            expect(changed).toEqual(["update upgrade-k8s-ci-role"]);
             // Renamed through the alias: the state now holds the stack-named resources only.
             const names = await resourceNames(old);
             expect(names).toContain("upgrade-k8s-deployment-patch");
