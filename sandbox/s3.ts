@@ -7,9 +7,10 @@
  * Two accounts share the bucket `pulumi-state`:
  * - `operator` (role `user`) owns it and may list, read, write and delete;
  * - `ci` (role `user`) may read only what `pulumi preview` and key-health
- *   read (measured in test/full-stack/pr-preview.test.ts from this server's
- *   access log): `.pulumi/meta.yaml` and each named stack's current
- *   checkpoint `.pulumi/stacks/<project>/<stack>.json`, and list only with
+ *   read (measured in test/sandbox/s3.test.ts from this server's access
+ *   log): `.pulumi/meta.yaml`, each named stack's current checkpoint
+ *   `.pulumi/stacks/<project>/<stack>.json` and its tags
+ *   (`<stack>.pulumi-tags`, read on every preview), and list only with
  *   that checkpoint's exact name as the prefix (how the backend finds it).
  *   Never `.pulumi/history/`, `.pulumi/backups/` or a `.bak`: they keep
  *   every earlier checkpoint, and a former version's checkpoints hold the
@@ -172,13 +173,15 @@ export interface CiScope {
  */
 export function ciReadPolicy(bucket: string, principal: Record<string, string[]>, scope: CiScope): Record<string, unknown>[] {
     const checkpoints = scope.stacks.map((stack) => `.pulumi/stacks/${scope.project}/${stack}.json`);
+    // The stack's tags, which the backend reads on every preview (absent ones too: refused is an error).
+    const tags = scope.stacks.map((stack) => `.pulumi/stacks/${scope.project}/${stack}.pulumi-tags`);
     return [
         {
             Sid: "CiReadsCurrentCheckpoints",
             Effect: "Allow",
             Principal: principal,
             Action: ["s3:GetObject"],
-            Resource: [".pulumi/meta.yaml", ...checkpoints].map((key) => `arn:aws:s3:::${bucket}/${key}`),
+            Resource: [".pulumi/meta.yaml", ...checkpoints, ...tags].map((key) => `arn:aws:s3:::${bucket}/${key}`),
         },
         {
             // The backend lists with the checkpoint's own name as the prefix to find it (and its compressed variants).
