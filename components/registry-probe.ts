@@ -42,34 +42,70 @@ export interface ProbeResult {
     verdict: string;
 }
 
-interface Answer {
+/** What the registry answered one request. */
+export interface Answer {
     status: number;
     location?: string;
     /** The error code when there was no HTTP answer. */
     error?: string;
+    /** The response's body, when asked for (at most 1 MiB). */
+    body?: string;
 }
+
+/** How one request to the registry is sent. */
+export interface RegistryRequest {
+    /** The Authorization header, e.g. `Basic …`; none: anonymous. */
+    auth?: string | undefined;
+    /** PEM of a private CA (`registry.caBundle`). */
+    ca?: string | undefined;
+    /** A JSON body. */
+    json?: unknown;
+    /** Read the response's body into `Answer.body`. */
+    readBody?: boolean;
+}
+
+const MAX_BODY = 1024 * 1024;
 
 const TIMEOUT_MS = 10_000;
 
 const TLS_ERRORS =
     /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_|ERR_SSL_|ERR_CERT_|HOSTNAME_MISMATCH)/;
 
-function send(method: string, url: URL, auth: string | undefined, ca: string | undefined): Promise<Answer> {
+/**
+ * One request to the registry, with the settings' CA; never follows a
+ * redirect and never throws: no HTTP answer is status 0 with the error's
+ * code. The Authorization header is the only place a key travels.
+ */
+export function registryRequest(method: string, url: URL, r: RegistryRequest = {}): Promise<Answer> {
     const request = url.protocol === "https:" ? httpsRequest : httpRequest;
+    const body = r.json === undefined ? "" : JSON.stringify(r.json);
     return new Promise((resolve) => {
         const req = request(
             url,
             {
                 method,
-                headers: { "Content-Length": "0", ...(auth !== undefined ? { Authorization: auth } : {}) },
+                headers: {
+                    "Content-Length": String(Buffer.byteLength(body)),
+                    ...(r.json !== undefined ? { "Content-Type": "application/json" } : {}),
+                    ...(r.auth !== undefined ? { Authorization: r.auth } : {}),
+                },
                 timeout: TIMEOUT_MS,
-                ...(ca !== undefined ? { ca } : {}),
+                ...(r.ca !== undefined ? { ca: r.ca } : {}),
             },
             (res: IncomingMessage) => {
-                res.resume();
+                const chunks: Buffer[] = [];
+                let size = 0;
+                res.on("data", (d: Buffer) => {
+                    size += d.length;
+                    if (r.readBody === true && size <= MAX_BODY) chunks.push(d);
+                });
                 res.on("end", () => {
                     const location = res.headers.location;
-                    resolve({ status: res.statusCode ?? 0, ...(location !== undefined ? { location } : {}) });
+                    resolve({
+                        status: res.statusCode ?? 0,
+                        ...(location !== undefined ? { location } : {}),
+                        ...(r.readBody === true ? { body: Buffer.concat(chunks).toString("utf8") } : {}),
+                    });
                 });
             },
         );
@@ -77,7 +113,7 @@ function send(method: string, url: URL, auth: string | undefined, ca: string | u
         req.on("error", (err: NodeJS.ErrnoException) => {
             resolve({ status: 0, error: err.code ?? err.message });
         });
-        req.end();
+        req.end(body);
     });
 }
 
@@ -112,14 +148,14 @@ export async function probeRegistry(settings: RegistrySettings, user: string, ke
     const upload = new URL(`${base}/v2/${settings.repository}/blobs/uploads/`);
     const auth = `Basic ${Buffer.from(`${user}:${key}`).toString("base64")}`;
     const [withKey, anonymous] = await Promise.all([
-        send("POST", upload, auth, settings.caBundle),
-        send("POST", upload, undefined, settings.caBundle),
+        registryRequest("POST", upload, { auth, ca: settings.caBundle }),
+        registryRequest("POST", upload, { ca: settings.caBundle }),
     ]);
     const checkedAt = new Date().toISOString();
     // Give back what was opened: zot answers 403 unless the user may delete.
     const cancel = async (answer: Answer, as: string | undefined): Promise<number> =>
         answer.status === 202 && answer.location !== undefined
-            ? (await send("DELETE", new URL(answer.location, upload), as, settings.caBundle)).status
+            ? (await registryRequest("DELETE", new URL(answer.location, upload), { auth: as, ca: settings.caBundle })).status
             : 0;
     const [cancelStatus] = await Promise.all([cancel(withKey, auth), cancel(anonymous, undefined)]);
     const acceptsKey = withKey.status === 202;

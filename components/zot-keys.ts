@@ -14,6 +14,7 @@
  *   401.
  * Errors name the registry, the route and the status, never a key.
  */
+import { registryRequest, type Answer, type RegistrySettings } from "./registry-probe";
 
 /** One key as zot lists it. */
 export interface ZotKey {
@@ -41,8 +42,6 @@ export class ZotError extends Error {
     }
 }
 
-const TIMEOUT_MS = 15_000;
-
 /** What zot answers with for a key in a list or a mint (its JSON names). */
 interface ZotKeyJson {
     uuid?: string;
@@ -65,72 +64,70 @@ function toKey(j: ZotKeyJson): ZotKey {
     };
 }
 
-/** zot's keys of `user`, as that user with `key`. */
+/** zot's keys of `user`, as that user with one of its keys. */
 export class ZotKeys {
     constructor(
-        /** The registry's URL, e.g. `https://registry.ops.eblu.me`. */
-        readonly url: string,
+        /** The registry (`registry.url`, `registry.caBundle`). */
+        readonly registry: Pick<RegistrySettings, "url" | "caBundle">,
         readonly user: string,
-        /** How requests are sent (the registry probe's, with `registry.caBundle`, or the global fetch). */
-        private readonly fetchImpl: typeof fetch = fetch,
     ) {}
 
-    private async call(key: string, method: string, query = "", body?: unknown): Promise<Response> {
-        const route = `${this.url.replace(/\/+$/, "")}/zot/auth/apikey${query}`;
-        try {
-            return await this.fetchImpl(route, {
-                method,
-                headers: {
-                    Authorization: `Basic ${Buffer.from(`${this.user}:${key}`).toString("base64")}`,
-                    ...(body !== undefined ? { "Content-Type": "application/json" } : {}),
-                },
-                ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-                redirect: "manual",
-                signal: AbortSignal.timeout(TIMEOUT_MS),
-            });
-        } catch (err) {
-            const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-            throw new ZotError(0, `zot at ${this.url} did not answer ${method} /zot/auth/apikey (${cause?.code ?? cause?.message ?? String(err)})`);
-        }
+    private get base(): string {
+        return this.registry.url.replace(/\/+$/, "");
     }
 
-    private static refused(method: string, res: Response, user: string): ZotError {
+    private async call(key: string, method: string, query = "", json?: unknown): Promise<Answer> {
+        const answer = await registryRequest(method, new URL(`${this.base}/zot/auth/apikey${query}`), {
+            auth: `Basic ${Buffer.from(`${this.user}:${key}`).toString("base64")}`,
+            ca: this.registry.caBundle,
+            json,
+            readBody: true,
+        });
+        if (answer.status === 0) {
+            throw new ZotError(0, `${method} ${this.base}/zot/auth/apikey: no answer (${answer.error ?? "unknown"})`);
+        }
+        return answer;
+    }
+
+    private refused(method: string, answer: Answer): ZotError {
         const why =
-            res.status === 401
-                ? `zot does not accept the key for ${user} (revoked, expired, or not ${user}'s)`
-                : res.status === 403
-                  ? `${user} may not manage API keys`
-                  : `HTTP ${res.status}`;
-        return new ZotError(res.status, `${method} /zot/auth/apikey: ${why}`);
+            answer.status === 401
+                ? `zot does not accept the key for ${this.user} (revoked, expired, or not ${this.user}'s)`
+                : answer.status === 403
+                  ? `${this.user} may not manage API keys`
+                  : `HTTP ${answer.status}`;
+        return new ZotError(answer.status, `${method} ${this.base}/zot/auth/apikey: ${why}`);
     }
 
     /** Mints a key of the user with `label`, expiring at `expiresAt`, authenticated with `key`. */
     async mint(key: string, label: string, expiresAt: Date): Promise<MintedKey> {
-        const res = await this.call(key, "POST", "", { label, expirationDate: expiresAt.toISOString() });
-        if (res.status !== 201) throw ZotKeys.refused("POST", res, this.user);
-        const j = (await res.json()) as ZotKeyJson;
-        if (j.apiKey === undefined || j.uuid === undefined) throw new ZotError(res.status, "POST /zot/auth/apikey: zot answered without a key or its id");
+        const answer = await this.call(key, "POST", "", { label, expirationDate: expiresAt.toISOString() });
+        if (answer.status !== 201) throw this.refused("POST", answer);
+        const j = JSON.parse(answer.body ?? "{}") as ZotKeyJson;
+        if (j.apiKey === undefined || j.uuid === undefined) {
+            throw new ZotError(answer.status, `POST ${this.base}/zot/auth/apikey: zot answered without a key or its id`);
+        }
         return { ...toKey(j), value: j.apiKey };
     }
 
     /** The user's keys, as the user with `key`. */
     async list(key: string): Promise<ZotKey[]> {
-        const res = await this.call(key, "GET");
-        if (res.status !== 200) throw ZotKeys.refused("GET", res, this.user);
-        return ((await res.json()) as { apiKeys?: ZotKeyJson[] | null }).apiKeys?.map(toKey) ?? [];
+        const answer = await this.call(key, "GET");
+        if (answer.status !== 200) throw this.refused("GET", answer);
+        return (JSON.parse(answer.body ?? "{}") as { apiKeys?: ZotKeyJson[] | null }).apiKeys?.map(toKey) ?? [];
     }
 
     /** Revokes the key `uuid`, as the user with `key` (zot answers 200 whether or not it existed). */
     async revoke(key: string, uuid: string): Promise<void> {
-        const res = await this.call(key, "DELETE", `?id=${encodeURIComponent(uuid)}`);
-        if (res.status !== 200) throw ZotKeys.refused("DELETE", res, this.user);
+        const answer = await this.call(key, "DELETE", `?id=${encodeURIComponent(uuid)}`);
+        if (answer.status !== 200) throw this.refused("DELETE", answer);
     }
 
     /** Whether zot accepts `key` for the user now: true (200), false (401), else an error. */
     async accepts(key: string): Promise<boolean> {
-        const res = await this.call(key, "GET");
-        if (res.status === 200) return true;
-        if (res.status === 401) return false;
-        throw ZotKeys.refused("GET", res, this.user);
+        const answer = await this.call(key, "GET");
+        if (answer.status === 200) return true;
+        if (answer.status === 401) return false;
+        throw this.refused("GET", answer);
     }
 }
