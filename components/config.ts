@@ -18,7 +18,10 @@ export { PROJECT, type ConfigIssue } from "./settings";
 type TopSettings = SettingValues<typeof TOP_SETTINGS>;
 
 /** Where the key lives in 1Password and how it is checked before delivery (components/settings.ts: TOP_SETTINGS). */
-export type KeySourceConfig = Pick<TopSettings, "vault" | "item" | "field" | "expiryField" | "expiryWarningDays">;
+export type KeySourceConfig = Pick<
+    TopSettings,
+    "vault" | "item" | "field" | "expiryField" | "expiryWarningDays" | "keyIdField" | "keyLifetimeDays"
+>;
 
 /**
  * How to reach 1Password Connect: `onepassword:url` (or $OP_CONNECT_HOST)
@@ -78,6 +81,8 @@ export interface RawConfig {
     field?: string;
     expiryField?: string;
     expiryWarningDays?: number;
+    keyIdField?: string;
+    keyLifetimeDays?: number;
     envVar?: string;
     registryUser?: string;
     runner?: unknown;
@@ -212,7 +217,7 @@ export function parseConfig(raw: RawConfig): StackConfig {
     const issues: ConfigIssue[] = [];
     const given = Object.fromEntries(TOP_SETTINGS.map((t) => [t.key, raw[t.key]] as const).filter(([, value]) => value !== undefined));
     const top = readSettings(given, "", TOP_SETTINGS, issues) as TopSettings;
-    const { vault, item, field, expiryField, expiryWarningDays, envVar, registryUser } = top;
+    const { vault, item, field, expiryField, expiryWarningDays, keyIdField, keyLifetimeDays, envVar, registryUser } = top;
 
     const warnings: string[] = [];
     const connectUrl = raw.connectUrl ?? "";
@@ -268,7 +273,7 @@ export function parseConfig(raw: RawConfig): StackConfig {
         throw new ConfigError(issues);
     }
     return {
-        key: { vault, item, field, expiryField, expiryWarningDays },
+        key: { vault, item, field, expiryField, expiryWarningDays, keyIdField, keyLifetimeDays },
         connect: { url: connectUrl, token: connectToken },
         envVar,
         registryUser,
@@ -307,6 +312,8 @@ export function loadConfig(): StackConfig {
         field: cfg.get("field"),
         expiryField: cfg.get("expiryField"),
         expiryWarningDays: cfg.getNumber("expiryWarningDays"),
+        keyIdField: cfg.get("keyIdField"),
+        keyLifetimeDays: cfg.getNumber("keyLifetimeDays"),
         envVar: cfg.get("envVar"),
         registryUser: cfg.get("registryUser"),
         runner: cfg.getObject<unknown>("runner"),

@@ -28,6 +28,7 @@ export interface ConnectField {
 export interface ConnectItem {
     id?: string;
     title?: string;
+    vault?: { id?: string };
     category?: string;
     fields?: ConnectField[];
     sections?: { id?: string; label?: string }[];
@@ -49,11 +50,16 @@ const CONNECT_ID = /^[a-z0-9]{26}$/;
 
 const TIMEOUT_MS = 15_000;
 
-async function get<T>(url: string, token: string, path: string): Promise<T> {
+async function get<T>(url: string, token: string, path: string, put?: unknown): Promise<T> {
     let res: Response;
     try {
         res = await fetch(`${url.replace(/\/+$/, "")}${path}`, {
-            headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+            ...(put !== undefined ? { method: "PUT", body: JSON.stringify(put) } : {}),
+            headers: {
+                Authorization: `Bearer ${token}`,
+                Accept: "application/json",
+                ...(put !== undefined ? { "Content-Type": "application/json" } : {}),
+            },
             signal: AbortSignal.timeout(TIMEOUT_MS),
         });
     } catch (err) {
@@ -98,4 +104,17 @@ export async function readItem(url: string, token: string, vault: string, title:
         itemId = items[0]?.id ?? "";
     }
     return get<ConnectItem>(url, token, `/v1/vaults/${vaultId}/items/${itemId}`);
+}
+
+/**
+ * Replaces `item` (as read, with changed fields) in its vault: Connect's
+ * `PUT /v1/vaults/{vault}/items/{item}`, as 1Password's SDKs update an
+ * item. Needs a token granted write on the vault. Returns the item as
+ * Connect stored it.
+ */
+export async function writeItem(url: string, token: string, item: ConnectItem): Promise<ConnectItem> {
+    const vaultId = item.vault?.id ?? "";
+    const itemId = item.id ?? "";
+    if (!CONNECT_ID.test(vaultId) || !CONNECT_ID.test(itemId)) throw new ConnectError(400, "the item to write has no vault or item id");
+    return get<ConnectItem>(url, token, `/v1/vaults/${vaultId}/items/${itemId}`, item);
 }

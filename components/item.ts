@@ -108,3 +108,45 @@ export function missingFieldMessage(item: ItemView, field: string): string {
         "Fix: set ci-registry-auth:field to the id or label of the field that holds the key (an API Credential's is credential)."
     );
 }
+
+/** What a rotation records on the item: the key, zot's expiry of it, and zot's id of it. */
+export interface RotatedKey {
+    value: string;
+    expiresAt: Date;
+    keyId: string;
+}
+
+/**
+ * `item` with the rotated key recorded: the key in `names.field` (which
+ * must exist, as the program reads it), the expiry as 1Password stores a
+ * date (Unix seconds) in `names.expiryField`, and zot's id of the key in
+ * `names.keyIdField`; each of the last two is added (a DATE and a STRING
+ * field, outside any section) when the item has none. Every other field,
+ * and the item itself, stay as read. Throws (naming fields, never values)
+ * when the key's field is missing or a name is ambiguous.
+ */
+export function withRotatedKey<T extends ItemView>(
+    item: T,
+    names: { field: string; expiryField: string; keyIdField: string },
+    key: RotatedKey,
+): T {
+    const fields = (item.fields ?? []).map((f) => ({ ...f }));
+    const set = (name: string, value: string, type: string | undefined): void => {
+        const matches = fieldsNamed({ fields }, name);
+        if (matches.length > 1) throw new Error(`field "${name}" is ambiguous: ${matches.length} fields of the item carry that id or label`);
+        const found = matches[0];
+        if (found !== undefined) found.value = value;
+        else if (type === undefined) throw new Error(`the item has no field with id or label "${name}"`);
+        else fields.push({ label: name, type, value });
+    };
+    set(names.field, key.value, undefined);
+    set(names.expiryField, String(Math.floor(key.expiresAt.getTime() / 1000)), "DATE");
+    set(names.keyIdField, key.keyId, "STRING");
+    return { ...item, fields };
+}
+
+/** zot's id of the item's key, from the field `keyIdField`, when recorded. */
+export function recordedKeyId(item: ItemView, keyIdField: string): string | undefined {
+    const value = fieldsNamed(item, keyIdField)[0]?.value?.trim();
+    return value === undefined || value === "" ? undefined : value;
+}

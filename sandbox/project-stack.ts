@@ -204,7 +204,7 @@ const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json
  */
 export function formerProgram(commit: string): string {
     const dir = mkdtempSync(join(tmpdir(), "cra-former-"));
-    const files = [...PROGRAM_FILES, "Pulumi.indri.yaml", "Pulumi.ringtail.yaml"];
+    const files = [...PROGRAM_FILES, "package-lock.json", "Pulumi.indri.yaml", "Pulumi.ringtail.yaml"];
     const archive = spawnSync("git", ["-C", ROOT, "archive", "--format=tar", commit, ...files], { maxBuffer: 64 * 1024 * 1024 });
     if (archive.status !== 0) {
         rmSync(dir, { recursive: true, force: true });
