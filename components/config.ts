@@ -299,32 +299,50 @@ export function cleartextHost(url: string): string | undefined {
 
 /**
  * Reads this stack's Pulumi config (once) and validates it. Credentials are
- * never read from it: the Connect token comes from $OP_CONNECT_TOKEN (read
- * by the provider), the SSH key from the ssh-agent (used by the command
- * provider); a stack that still keeps them gets a warning.
+ * never read from it: the Connect token comes from $OP_CONNECT_TOKEN, the
+ * SSH key from the ssh-agent (used by the command provider); a stack that
+ * still keeps them gets a warning.
  */
 export function loadConfig(): StackConfig {
-    const cfg = new pulumi.Config(PROJECT);
-    const op = new pulumi.Config("onepassword");
-    const raw: RawConfig = {
-        vault: cfg.get("vault"),
-        item: cfg.get("item"),
-        field: cfg.get("field"),
-        expiryField: cfg.get("expiryField"),
-        expiryWarningDays: cfg.getNumber("expiryWarningDays"),
-        keyIdField: cfg.get("keyIdField"),
-        keyLifetimeDays: cfg.getNumber("keyLifetimeDays"),
-        envVar: cfg.get("envVar"),
-        registryUser: cfg.get("registryUser"),
-        runner: cfg.getObject<unknown>("runner"),
-        registry: cfg.getObject<unknown>("registry"),
-        // Only whether they are there, for the warning: their values are never read.
-        storedSshPrivateKey: cfg.getSecret("sshPrivateKey") !== undefined,
-        hasSshAgent: (process.env["SSH_AUTH_SOCK"] ?? "") !== "",
-        preview: pulumi.runtime.isDryRun(),
-        connectUrl: op.get("url") ?? process.env["OP_CONNECT_HOST"],
-        connectToken: process.env["OP_CONNECT_TOKEN"],
-        storedConnectToken: op.getSecret("token") !== undefined,
+    return configFromValues(pulumi.runtime.allConfig(), process.env, pulumi.runtime.isDryRun());
+}
+
+/** A config value as Pulumi keeps it (text) in its setting's type; text that is not one stays text, for the error. */
+function typed(setting: { type: string }, text: string | undefined): unknown {
+    if (text === undefined) return undefined;
+    if (setting.type === "integer" && /^-?\d+$/.test(text)) return Number(text);
+    if (setting.type === "boolean" && (text === "true" || text === "false")) return text === "true";
+    return text;
+}
+
+/**
+ * A stack's settings from its config values (`<namespace>:<key>` to text,
+ * objects as JSON, as `pulumi.runtime.allConfig()` and the Automation
+ * API's `getAllConfig` give them) and the environment, validated: what
+ * the program reads, and what the rotation reads of every stack. Of
+ * credentials kept in the config only their presence is looked at.
+ */
+export function configFromValues(values: Record<string, string>, env: NodeJS.ProcessEnv, preview: boolean): StackConfig {
+    const ours = (key: string): string | undefined => values[`${PROJECT}:${key}`];
+    const object = (key: string): unknown => {
+        const text = ours(key);
+        if (text === undefined) return undefined;
+        try {
+            return JSON.parse(text) as unknown;
+        } catch {
+            return text;
+        }
     };
-    return parseConfig(raw);
+    const top = Object.fromEntries(TOP_SETTINGS.map((s) => [s.key, typed(s, ours(s.key))]).filter(([, v]) => v !== undefined));
+    return parseConfig({
+        ...(top as Partial<RawConfig>),
+        runner: object("runner"),
+        registry: object("registry"),
+        storedSshPrivateKey: ours("sshPrivateKey") !== undefined,
+        hasSshAgent: (env["SSH_AUTH_SOCK"] ?? "") !== "",
+        preview,
+        connectUrl: values["onepassword:url"] ?? env["OP_CONNECT_HOST"],
+        connectToken: env["OP_CONNECT_TOKEN"],
+        storedConnectToken: values["onepassword:token"] !== undefined,
+    });
 }

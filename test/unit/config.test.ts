@@ -41,6 +41,8 @@ describe("committed stacks", () => {
             field: "credential",
             expiryField: "expires",
             expiryWarningDays: 14,
+            keyIdField: "zot-key-id",
+            keyLifetimeDays: 90,
         });
         expect(parsed.envVar).toBe("ZOT_CI_API_KEY");
         expect(parsed.registryUser).toBe("zot-ci");
@@ -77,6 +79,8 @@ describe("defaults come from components/settings.ts alone", () => {
             field: "credential",
             expiryField: "expires",
             expiryWarningDays: 14,
+            keyIdField: "zot-key-id",
+            keyLifetimeDays: 90,
         });
         expect(bare.runner).toEqual({ ...parseConfig(rawConfig("indri")).runner, context: undefined });
         for (const stack of ["indri", "ringtail"] as const) {
