@@ -33,6 +33,7 @@ beforeEach(() => {
             'if [ "$1 $2" = "stack export" ]; then cat "$STATE"; fi',
         ].join("\n"),
     );
+    stub("npm", `echo "npm $* token=$([ "$OP_CONNECT_TOKEN" = "${TOKEN}" ] && echo env || echo none)" >> "$TASK_LOG"`);
 });
 
 afterEach(() => {
@@ -61,6 +62,19 @@ describe("the operator's tasks", () => {
         expect(r.log).toEqual([`op read ${REF}`, "pulumi stack select indri token=env", "pulumi up --yes token=env"]);
         expect(r.log.join("\n")).not.toContain(TOKEN);
         expect(r.log.some((l) => l.includes("config set"))).toBe(false);
+    });
+
+    it("rotate runs npm run rotate with the token in the environment, passing its arguments, and selects no stack", () => {
+        const r = task(["rotate", "--dry-run"]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.log).toEqual([`op read ${REF}`, "npm run --silent rotate -- --dry-run token=env"]);
+    });
+
+    it("preview, up and recheck without a stack: the usage, and nothing runs", () => {
+        const r = task(["up"]);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(/scripts\/operator up STACK/);
+        expect(r.log).toEqual([""]);
     });
 
     it("preview passes its arguments on to pulumi", () => {
@@ -115,8 +129,9 @@ describe("mise.toml", () => {
         expect(run.get(`${stack}-up`)).toBe(`bash scripts/operator up ${stack}`);
     });
 
-    it("has the ringtail re-check, and the token's reference as a setting", () => {
+    it("has the ringtail re-check, the rotation, and the token's reference as a setting", () => {
         expect(run.get("ringtail-recheck")).toBe("bash scripts/operator recheck ringtail");
+        expect(run.get("rotate")).toBe("bash scripts/operator rotate");
         expect(toml).toMatch(/^CI_REGISTRY_AUTH_CONNECT_TOKEN_REF = "op:\/\/[^"]+"$/m);
     });
 });
