@@ -136,27 +136,32 @@ export interface ProjectRun extends Run {
  * (an S3 bucket; then `where.backend` is the directory that stores its
  * objects, for the leak scans, and `env` carries the credentials), with
  * this checkout's node_modules or `where.nodeModules` (a former program's).
+ * `where.beside` puts the stack into another stack's project (its backend
+ * and files too), where a second stack file is added: a project with more
+ * than one stack, as the rotation runs them.
  */
 export async function projectStack(
     stackFile: "indri" | "ringtail",
     config: Settings,
     env: Record<string, string> = {},
-    where: { from?: string; backend?: string; backendUrl?: string; stackName?: string; nodeModules?: string } = {},
+    where: { from?: string; backend?: string; backendUrl?: string; stackName?: string; nodeModules?: string; beside?: ProjectRun } = {},
 ): Promise<ProjectRun> {
     const pluginDir = providerPluginDir();
     const work = mkdtempSync(join(tmpdir(), "cra-project-"));
-    const project = join(work, "project");
-    mkdirSync(project);
+    const project = where.beside?.project ?? join(work, "project");
     const from = where.from ?? ROOT;
     // A stack of another name gets the committed file of its runner kind.
     const stackName = where.stackName ?? stackFile;
-    cpSync(join(from, `Pulumi.${stackFile}.yaml`), join(project, `Pulumi.${stackName}.yaml`));
-    for (const entry of PROGRAM_FILES) {
-        cpSync(join(from, entry), join(project, entry), { recursive: true });
-    }
     const nodeModules = where.nodeModules ?? join(ROOT, "node_modules");
-    symlinkSync(nodeModules, join(project, "node_modules"));
-    const backend = where.backend ?? join(work, "backend");
+    if (where.beside === undefined) {
+        mkdirSync(project);
+        for (const entry of PROGRAM_FILES) {
+            cpSync(join(from, entry), join(project, entry), { recursive: true });
+        }
+        symlinkSync(nodeModules, join(project, "node_modules"));
+    }
+    cpSync(join(from, `Pulumi.${stackFile}.yaml`), join(project, `Pulumi.${stackName}.yaml`));
+    const backend = where.beside?.backend ?? where.backend ?? join(work, "backend");
     mkdirSync(backend, { recursive: true });
 
     const envVars = {
