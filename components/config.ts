@@ -333,7 +333,9 @@ export function configFromValues(values: Record<string, string>, env: NodeJS.Pro
             return text;
         }
     };
-    const top = Object.fromEntries(TOP_SETTINGS.map((s) => [s.key, typed(s, ours(s.key))]).filter(([, v]) => v !== undefined));
+    const top: Record<string, unknown> = Object.fromEntries(
+        TOP_SETTINGS.map((s): [string, unknown] => [s.key, typed(s, ours(s.key))]).filter(([, v]) => v !== undefined),
+    );
     return parseConfig({
         ...(top as Partial<RawConfig>),
         runner: object("runner"),

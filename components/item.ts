@@ -133,7 +133,8 @@ export function withRotatedKey<T extends ItemView>(
     const fields = (item.fields ?? []).map((f) => ({ ...f }));
     const set = (name: string, value: string, type: string | undefined): void => {
         const matches = fieldsNamed({ fields }, name);
-        if (matches.length > 1) throw new Error(`field "${name}" is ambiguous: ${matches.length} fields of the item carry that id or label`);
+        if (matches.length > 1)
+            throw new Error(`field "${name}" is ambiguous: ${matches.length} fields of the item carry that id or label`);
         const found = matches[0];
         if (found !== undefined) found.value = value;
         else if (type === undefined) throw new Error(`the item has no field with id or label "${name}"`);
