@@ -5,8 +5,9 @@
  * program already printed; the key never passes through.
  */
 
-import { withinWarning } from "../components/item";
+import { judgeExpiry, withinWarning } from "../components/item";
 import { deliveredFingerprints, type StackOutputValues } from "../components/outputs";
+import type { OtherKey } from "../components/registry-probe";
 
 /** The stack's outputs, from a preview or from the last `up`, without what a preview does not know yet. */
 export type KeyOutputs = Partial<StackOutputValues>;
@@ -21,6 +22,24 @@ function registryLine(o: KeyOutputs): string | undefined {
             ? `**accepts uploads without credentials (${r.anonymousStatus}): its authentication is off**`
             : `refuses uploads without credentials (${r.anonymousStatus || "no answer"})`;
     return `- Registry ${code(r.url)} (${code(r.repository)}): ${withKey}; ${anonymous}. canPush: ${String(o.canPush)}`;
+}
+
+/** One key of another, as the comment and the issue name it: label, creation, last use; never a value. */
+const otherKey = (k: OtherKey): string =>
+    `"${k.label}" (${k.uuid}, created ${k.createdAt.slice(0, 10)}, last used ${k.lastUsed.startsWith("0001-") || k.lastUsed === "" ? "never" : k.lastUsed})`;
+
+/** The keys line of a comment: the key's id and zot's expiry of it, and the user's other keys (what rotate revokes). */
+function keysLine(o: KeyOutputs, user: string): string | undefined {
+    const r = o.registry;
+    if (r === undefined) return undefined;
+    if (r.keysRead !== "ok") return `- Keys at zot: not read (${r.keysRead}).`;
+    const others = r.otherKeys ?? [];
+    return (
+        `- Keys at zot: this key ${code(r.keyId ?? "unknown")}, expires at zot ${r.keyExpiresAt ?? "unknown"}; ` +
+        (others.length === 0
+            ? `${user} holds no other key.`
+            : `**${user} holds ${others.length} other key(s)**: ${others.map(otherKey).join(", ")}: run \`mise run rotate\` to revoke them.`)
+    );
 }
 
 /** One stack's preview, as the engine reported it. */
@@ -119,6 +138,8 @@ export function renderComment(facts: StackFacts, runUrl: string | undefined, lim
         head.push(expiryLine(facts.now));
         const registry = registryLine(facts.now);
         if (registry !== undefined) head.push(registry);
+        const keys = keysLine(facts.now, facts.now.registryUser ?? "the registry user");
+        if (keys !== undefined) head.push(keys);
         head.push("");
     }
     if (facts.warnings.length > 0) {
@@ -158,6 +179,25 @@ export function healthProblems(facts: StackFacts): string[] {
     const registry = facts.now.registry;
     if (registry !== undefined && !registry.acceptsKey) {
         problems.push(`the registry does not accept the key, so no job can push: ${registry.verdict}`);
+    }
+    const others = registry?.otherKeys ?? [];
+    if (others.length > 0) {
+        const user = facts.now.registryUser ?? "the registry user";
+        problems.push(
+            `${user} holds ${others.length} key(s) besides the delivered one, each able to push: ${others.map(otherKey).join(", ")}; ` +
+                "run `mise run rotate`, which revokes every other key",
+        );
+    }
+    const zotExpiry = registry?.keyExpiresAt;
+    if (registry !== undefined && zotExpiry !== undefined && zotExpiry !== "never" && zotExpiry !== "unknown" && window !== undefined) {
+        // The same rule as the item's expiry, against zot's own date, as of the probe.
+        const zot = judgeExpiry(new Date(zotExpiry), new Date(registry.checkedAt), window);
+        if (zot.state === "soon" || zot.state === "expired") {
+            problems.push(
+                `zot expires the key ${zot.state === "expired" ? "now" : `in ${zot.days} day(s)`}, on ${zotExpiry.slice(0, 10)} ` +
+                    `(warning window ${window}), whatever 1Password records: run \`mise run rotate\``,
+            );
+        }
     }
     if (registry !== undefined && registry.anonymousStatus >= 200 && registry.anonymousStatus < 300) {
         problems.push(

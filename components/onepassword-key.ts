@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { readItem, type ConnectItem } from "./connect";
 import { fingerprint } from "./fingerprint";
 import { ProgramError } from "./errors";
-import { findExpiry, judgeExpiry, MIN_KEY_LENGTH, missingFieldMessage, selectField } from "./item";
+import { findExpiry, judgeExpiry, MIN_KEY_LENGTH, missingFieldMessage, selectField, recordedKeyId } from "./item";
 
 /** Arguments of {@link readKey}. */
 export interface OnePasswordKeyArgs {
@@ -21,6 +21,8 @@ export interface OnePasswordKeyArgs {
     expiryField: string;
     /** Warn when the key expires within this many days. */
     expiryWarningDays: number;
+    /** Label of the field recording zot's id of the key (written by the rotation). */
+    keyIdField: string;
     /** Clock used for the expiry check. Default: the current time. */
     now?: () => Date;
 }
@@ -36,6 +38,8 @@ export interface KeyRead {
     daysUntilExpiry: number | undefined;
     /** What `up` should say about the key (expiry soon, or not recorded). */
     warnings: string[];
+    /** zot's id of the key, as the item records it (`keyIdField`), when it does. */
+    keyId?: string;
 }
 
 /**
@@ -88,6 +92,7 @@ export async function readKey(args: OnePasswordKeyArgs): Promise<KeyRead> {
                 "Fix: store the registry's whole API key in the field (zot's are zak_ and 32 characters), or set ci-registry-auth:field to the field that holds it.",
         );
     }
+    const keyId = recordedKeyId(item, args.keyIdField);
     const warnings =
         judged.state === "soon"
             ? [`the key in ${where} expires in ${judged.days} day(s), on ${day ?? ""}: rotate it soon.`]
@@ -100,6 +105,7 @@ export async function readKey(args: OnePasswordKeyArgs): Promise<KeyRead> {
         expiresAt: expires?.toISOString(),
         daysUntilExpiry: judged.state === "unknown" ? undefined : judged.days,
         warnings,
+        ...(keyId !== undefined ? { keyId } : {}),
     };
 }
 

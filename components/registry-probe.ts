@@ -10,8 +10,15 @@
  * `GET /v2/` proves nothing: with anonymous read it answers 200 to anyone.
  * Verdicts name the registry and the status, never the key, which travels
  * only in the Authorization header.
+ *
+ * Then it lists the user's API keys with the key (zot lets a key list its
+ * user's keys, and mint more: a job that saw the key can keep push rights
+ * with a key of its own), and reports this key's id and zot's expiry of it,
+ * and every other key by label and last use: what `npm run rotate`
+ * revokes, and what key-health raises.
  */
 import { registryRequest, type Answer } from "./registry-http";
+import { ZotKeys, type ZotKey } from "./zot-keys";
 
 /** Where the probe asks (the stack's `registry` settings). */
 export interface RegistrySettings {
@@ -39,6 +46,54 @@ export interface ProbeResult {
     checkedAt: string;
     /** `ok`, or what is wrong, naming the registry and statuses. */
     verdict: string;
+    /** `ok` when the user's keys were listed with the key, else why not (then the three below are absent). */
+    keysRead: string;
+    /** zot's id of this key: the one the item records, else the one whose last use was this probe's; `unknown` when neither. */
+    keyId?: string;
+    /** zot's expiry of this key (ISO 8601), `never`, or `unknown` when the key is not identified. */
+    keyExpiresAt?: string;
+    /** The user's other keys (a job's own, a killed rotation's), never their values. */
+    otherKeys?: OtherKey[];
+}
+
+/** Another key of the user, as zot lists it. */
+export type OtherKey = Pick<ZotKey, "uuid" | "label" | "createdAt" | "lastUsed" | "expirationDate">;
+
+/** zot's "no time" (Go's zero time). */
+const never = (t: string): boolean => t === "" || t.startsWith("0001-01-01");
+
+/**
+ * The user's keys as `key` lists them, with this key found: by the id the
+ * item records, else as the one key whose `lastUsed` changed between two
+ * listings (zot stamps each request a key makes; no clock is compared).
+ */
+export async function keysSeen(
+    settings: RegistrySettings,
+    user: string,
+    key: string,
+    recordedId: string | undefined,
+): Promise<Pick<ProbeResult, "keysRead" | "keyId" | "keyExpiresAt" | "otherKeys">> {
+    const zot = new ZotKeys(settings, user);
+    try {
+        let keys = await zot.list(key);
+        let mine = recordedId === undefined ? undefined : keys.find((k) => k.uuid === recordedId);
+        if (mine === undefined) {
+            const again = await zot.list(key);
+            const changed = again.filter((k) => k.lastUsed !== keys.find((o) => o.uuid === k.uuid)?.lastUsed);
+            mine = changed.length === 1 ? changed[0] : undefined;
+            keys = again;
+        }
+        return {
+            keysRead: "ok",
+            keyId: mine?.uuid ?? "unknown",
+            keyExpiresAt: mine === undefined ? "unknown" : never(mine.expirationDate) ? "never" : mine.expirationDate,
+            otherKeys: keys
+                .filter((k) => k.uuid !== mine?.uuid)
+                .map(({ uuid, label, createdAt, lastUsed, expirationDate }) => ({ uuid, label, createdAt, lastUsed, expirationDate })),
+        };
+    } catch (err) {
+        return { keysRead: `${user}'s API keys could not be listed with the key: ${err instanceof Error ? err.message : String(err)}` };
+    }
 }
 
 const TLS_ERRORS =
@@ -70,7 +125,7 @@ export function keyVerdict(url: string, repository: string, user: string, answer
  * cancel. Never throws: a failure is a verdict (the delivery must still
  * happen while the registry is down).
  */
-export async function probeRegistry(settings: RegistrySettings, user: string, key: string): Promise<ProbeResult> {
+export async function probeRegistry(settings: RegistrySettings, user: string, key: string, recordedId?: string): Promise<ProbeResult> {
     const base = settings.url.replace(/\/+$/, "");
     const upload = new URL(`${base}/v2/${settings.repository}/blobs/uploads/`);
     const auth = `Basic ${Buffer.from(`${user}:${key}`).toString("base64")}`;
@@ -96,6 +151,9 @@ export async function probeRegistry(settings: RegistrySettings, user: string, ke
     } else if (!refusesAnonymous && acceptsKey) {
         problems.push(`${base} answered ${anonymous.status} to an upload without credentials, not 401`);
     }
+    const keys = acceptsKey
+        ? await keysSeen(settings, user, key, recordedId)
+        : { keysRead: "not listed: the registry does not accept the key" };
     return {
         url: base,
         repository: settings.repository,
@@ -106,5 +164,6 @@ export async function probeRegistry(settings: RegistrySettings, user: string, ke
         cancelStatus,
         checkedAt,
         verdict: problems.length === 0 ? "ok" : problems.join("; "),
+        ...keys,
     };
 }

@@ -41,7 +41,7 @@ function keyOutputs(config: StackConfig, read: KeyRead) {
     // The probe starts as soon as the key is read, beside the runner's reads.
     // It runs in an apply because it needs the key, and on every preview and
     // up; what it opens at the registry it cancels, and nothing stays.
-    const registry = pulumi.unsecret(key.value.apply((value) => probeRegistry(config.registry, config.registryUser, value)));
+    const registry = pulumi.unsecret(key.value.apply((value) => probeRegistry(config.registry, config.registryUser, value, read.keyId)));
     registry.apply((r) => {
         if (r.verdict !== "ok") {
             void pulumi.log.warn(`registry: ${r.verdict}. The delivery went ahead; jobs cannot push until this is fixed.`);

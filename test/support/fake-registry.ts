@@ -1,8 +1,10 @@
 /**
  * A registry that answers the probe's requests as a test tells it to: zot's
  * answers by default (202 with a relative Location for a known key, 401
- * otherwise, 403 on cancel), or a fixed status, redirect or TLS. For unit
- * tests of the probe only: the sandbox's registry is a real one.
+ * otherwise, 403 on cancel), or a fixed status, redirect or TLS; and zot's
+ * listing of the user's API keys (`GET /zot/auth/apikey`, which stamps the
+ * caller's `lastUsed`), from `listed`. For unit tests of the probe only:
+ * the sandbox's registry is a real one.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -18,6 +20,8 @@ export interface FakeRegistry {
     mode: "zot" | number | { redirect: string };
     /** The keys `user` may push with. */
     keys: Set<string>;
+    /** What zot lists for each key (by value); a key without an entry is listed with a made-up id. */
+    listed: Map<string, { uuid: string; label: string; createdAt: string; lastUsed: string; expirationDate: string }>;
     /** Anonymous uploads accepted (authentication off). */
     open: boolean;
     requests: { method: string; path: string; auth: string | undefined }[];
@@ -49,6 +53,7 @@ export async function fakeRegistry(user: string, tls = false): Promise<FakeRegis
         url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
         mode: "zot",
         keys: new Set(),
+        listed: new Map(),
         open: false,
         requests: [],
         user,
@@ -72,6 +77,28 @@ function handle(fake: FakeRegistry & { user: string }, req: IncomingMessage, res
         .toString()
         .split(":");
     const known = auth !== undefined && who === fake.user && key !== undefined && fake.keys.has(key);
+    if ((req.url ?? "").startsWith("/zot/auth/apikey")) {
+        if (!known) {
+            res.writeHead(401).end();
+            return;
+        }
+        const entry = (k: string, i: number) =>
+            fake.listed.get(k) ?? {
+                uuid: `uuid-${String(i)}`,
+                label: "",
+                createdAt: "2026-12-01T00:00:00Z",
+                lastUsed: "0001-01-01T00:00:00Z",
+                expirationDate: "0001-01-01T00:00:00Z",
+            };
+        // zot stamps the caller's key on every request it makes.
+        fake.listed.set(key, {
+            ...entry(key, [...fake.keys].indexOf(key)),
+            lastUsed: new Date(Date.now() + fake.requests.length).toISOString(),
+        });
+        const apiKeys = [...fake.keys].map((k, i) => ({ ...entry(k, i), isExpired: false }));
+        res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ apiKeys }));
+        return;
+    }
     if (req.method === "DELETE") {
         res.writeHead(known ? 403 : 401).end();
         return;

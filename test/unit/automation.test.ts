@@ -203,6 +203,10 @@ describe("the registry in the comment and the issue", () => {
         cancelStatus: 403,
         checkedAt: "2026-11-30T12:00:00.000Z",
         verdict: "ok",
+        keysRead: "ok",
+        keyId: "5f0e6f5c-0b3a-4b1e-9a43-0d7c2f7e9b11",
+        keyExpiresAt: "2027-02-28T12:00:00Z",
+        otherKeys: [],
     };
 
     it("the comment says what the registry answered with the key and without, and canPush", () => {

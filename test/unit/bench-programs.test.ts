@@ -33,6 +33,7 @@ describe("the bench's programs", () => {
                     field: "credential",
                     expiryField: "expires",
                     expiryWarningDays: 14,
+                    keyIdField: "zot-key-id",
                 },
                 cluster: { kubeconfig: "/nonexistent/kubeconfig", context: "minikube", enableServerSideApply: true },
                 deployment: "forgejo-runner/forgejo-runner",

@@ -42,6 +42,9 @@ describe("the probe", () => {
         // Both uploads on the repository, then the cancel of the one the key opened, at the Location it was given.
         expect(zot.requests.map((q) => `${q.method} ${q.path} ${q.auth === undefined ? "anonymous" : "key"}`).sort()).toEqual([
             `DELETE /v2/${REPO}/blobs/uploads/8f1c0e9a-upload key`,
+            // The key's user's keys, twice: the item records no id here, so the probe finds the key by its last use.
+            "GET /zot/auth/apikey key",
+            "GET /zot/auth/apikey key",
             `POST /v2/${REPO}/blobs/uploads/ anonymous`,
             `POST /v2/${REPO}/blobs/uploads/ key`,
         ]);
@@ -105,5 +108,66 @@ describe("the probe", () => {
         } finally {
             await tls.close();
         }
+    });
+});
+
+describe("the user's keys at zot", () => {
+    const OTHER = "zak_minted_by_a_job_0000000000000000";
+    beforeAll(() => {
+        zot.mode = "zot";
+        zot.keys.add(OTHER);
+        zot.listed.set(KEY, {
+            uuid: "k-current",
+            label: "ci-registry-auth rotate",
+            createdAt: "2026-12-01T00:00:00Z",
+            lastUsed: "2026-12-04T00:00:00Z",
+            expirationDate: "2027-03-01T00:00:00Z",
+        });
+        zot.listed.set(OTHER, {
+            uuid: "k-job",
+            label: "a job's own",
+            createdAt: "2026-12-02T00:00:00Z",
+            lastUsed: "2026-12-03T00:00:00Z",
+            expirationDate: "0001-01-01T00:00:00Z",
+        });
+    });
+    afterAll(() => {
+        zot.keys.delete(OTHER);
+        zot.listed.clear();
+    });
+
+    it("names the key by the id the item records, with zot's expiry, and every other key by label and last use", async () => {
+        const r = await probeRegistry({ url: zot.url, repository: REPO }, USER, KEY, "k-current");
+        expect(r).toMatchObject({
+            keysRead: "ok",
+            keyId: "k-current",
+            keyExpiresAt: "2027-03-01T00:00:00Z",
+            otherKeys: [
+                {
+                    uuid: "k-job",
+                    label: "a job's own",
+                    createdAt: "2026-12-02T00:00:00Z",
+                    lastUsed: "2026-12-03T00:00:00Z",
+                    expirationDate: "0001-01-01T00:00:00Z",
+                },
+            ],
+        });
+        expect(JSON.stringify(r)).not.toContain(KEY);
+        expect(JSON.stringify(r)).not.toContain(OTHER);
+    });
+
+    it("without a recorded id, finds the key as the one whose last use moved between two listings", async () => {
+        const r = await probeRegistry({ url: zot.url, repository: REPO }, USER, KEY);
+        expect(r.keyId).toBe("k-current");
+        expect(r.otherKeys?.map((k) => k.uuid)).toEqual(["k-job"]);
+    });
+
+    it("says when the keys could not be listed, and claims nothing about them", async () => {
+        zot.mode = 404;
+        const r = await probeRegistry({ url: zot.url, repository: REPO }, USER, KEY, "k-current");
+        zot.mode = "zot";
+        expect(r.keysRead).toMatch(/^not listed: the registry does not accept the key/);
+        expect(r).not.toHaveProperty("keyId");
+        expect(r).not.toHaveProperty("otherKeys");
     });
 });

@@ -505,6 +505,7 @@ describe("1Password key", () => {
             field: "credential",
             expiryField: "expires",
             expiryWarningDays: 14,
+            keyIdField: "zot-key-id",
         });
         const key = new OnePasswordKey("k", read);
         expect(await pulumi.isSecret(key.value)).toBe(true);
@@ -536,6 +537,7 @@ describe("1Password key", () => {
                 field: "credential",
                 expiryField: "expires",
                 expiryWarningDays: 14,
+                keyIdField: "zot-key-id",
             }).then(
                 () => "",
                 (err: unknown) => String(err),
