@@ -148,16 +148,42 @@ async function forgejo(method: string, path: string, body?: unknown): Promise<At
     return { attempt: "", status: res.status, detail: message };
 }
 
-/** `git push` of the checkout's HEAD to `ref` with the job token (in git's environment, never its command line). */
-function pushWithJobToken(ref: string): Attempt {
-    const { server, repository, token } = job();
-    return run("git", ["push", `${server}/${repository}.git`, `HEAD:${ref}`], {
+/** git with the job token (in git's environment, never its command line). */
+function gitWithJobToken(args: string[]): Attempt {
+    const { token } = job();
+    return run("git", args, {
         ...process.env,
         GIT_TERMINAL_PROMPT: "0",
+        GIT_AUTHOR_NAME: "hostile",
+        GIT_AUTHOR_EMAIL: "hostile@example.invalid",
+        GIT_COMMITTER_NAME: "hostile",
+        GIT_COMMITTER_EMAIL: "hostile@example.invalid",
         GIT_CONFIG_COUNT: "1",
         GIT_CONFIG_KEY_0: "http.extraHeader",
         GIT_CONFIG_VALUE_0: `Authorization: basic ${Buffer.from(`x:${token}`).toString("base64")}`,
     });
+}
+
+/**
+ * Pushes this pull request's tree to `ref` as a fast-forward of `base`
+ * (fetched first), so that only a protection of `ref` can refuse it.
+ */
+function pushWithJobToken(base: string, ref: string): Attempt {
+    const { server, repository } = job();
+    const url = `${server}/${repository}.git`;
+    const fetched = gitWithJobToken(["fetch", "--quiet", url, `refs/heads/${base}`]);
+    if (fetched.status !== 0) return fetched;
+    const commit = spawnSync("git", ["commit-tree", "HEAD^{tree}", "-p", "FETCH_HEAD", "-m", "A harmless refactor"], {
+        encoding: "utf8",
+        env: {
+            ...process.env,
+            GIT_AUTHOR_NAME: "hostile",
+            GIT_AUTHOR_EMAIL: "h@example.invalid",
+            GIT_COMMITTER_NAME: "hostile",
+            GIT_COMMITTER_EMAIL: "h@example.invalid",
+        },
+    }).stdout.trim();
+    return gitWithJobToken(["push", url, `${commit}:${ref}`]);
 }
 
 async function attempts(t: HostileTargets): Promise<Attempt[]> {
@@ -291,8 +317,11 @@ async function attempts(t: HostileTargets): Promise<Attempt[]> {
         const { repository } = job();
         const pullRequest = Number(/refs\/pull\/(\d+)\//.exec(process.env["GITHUB_REF"] ?? "")?.[1] ?? 0);
         tries.push(
-            ["job token: push to the default branch", () => pushWithJobToken(`refs/heads/${t.forgejo.defaultBranch}`)],
-            ["job token: push a new branch", () => pushWithJobToken("refs/heads/pushed-by-a-job")],
+            [
+                "job token: push to the default branch",
+                () => pushWithJobToken(t.forgejo.defaultBranch, `refs/heads/${t.forgejo.defaultBranch}`),
+            ],
+            ["job token: push a new branch", () => pushWithJobToken(t.forgejo.defaultBranch, "refs/heads/pushed-by-a-job")],
             [
                 "job token: write a workflow on the default branch",
                 async () => {
