@@ -131,6 +131,10 @@ export const OUTPUT_NAMES = {
         "cancelStatus",
         "checkedAt",
         "verdict",
+        "keysRead",
+        "keyId",
+        "keyExpiresAt",
+        "otherKeys",
     ],
 } as const satisfies {
     top: readonly (keyof KubernetesOutputs | keyof SshOutputs)[];
