@@ -217,6 +217,50 @@ describe("the registry in the comment and the issue", () => {
         expect(healthProblems(facts({ now: { ...facts().now, canPush: true, registry } }))).toEqual([]);
     });
 
+    it("the comment names this key at zot and its expiry there, and each other key of the user by label and last use; key-health raises them", () => {
+        const job = {
+            uuid: "0b8f5a2e-1111-4c1e-9d2a-5e3c7b9a0f12",
+            label: "minted by a job",
+            createdAt: "2026-11-20T08:00:00Z",
+            lastUsed: "2026-11-29T21:14:03Z",
+            expirationDate: "0001-01-01T00:00:00Z",
+        };
+        const withOther = { ...registry, otherKeys: [job] };
+        const now = { ...facts().now, canPush: true, registryUser: "zot-ci", registry: withOther };
+        const body = renderComment(facts({ now }), undefined);
+        expect(body).toContain(
+            "- Keys at zot: this key `5f0e6f5c-0b3a-4b1e-9a43-0d7c2f7e9b11`, expires at zot 2027-02-28T12:00:00Z; **zot-ci holds 1 other key(s)**: " +
+                '"minted by a job" (0b8f5a2e-1111-4c1e-9d2a-5e3c7b9a0f12, created 2026-11-20, last used 2026-11-29T21:14:03Z): run `mise run rotate` to revoke them.',
+        );
+        expect(healthProblems(facts({ now }))).toEqual([
+            'zot-ci holds 1 key(s) besides the delivered one, each able to push: "minted by a job" (0b8f5a2e-1111-4c1e-9d2a-5e3c7b9a0f12, created 2026-11-20, last used 2026-11-29T21:14:03Z); run `mise run rotate`, which revokes every other key',
+        ]);
+        expect(renderComment(facts({ now: { ...now, registry } }), undefined)).toContain("zot-ci holds no other key.");
+        const unread = { ...registry, keysRead: "zot-ci's API keys could not be listed with the key: HTTP 404" };
+        delete (unread as Partial<typeof registry>).otherKeys;
+        expect(renderComment(facts({ now: { ...now, registry: unread } }), undefined)).toContain(
+            "- Keys at zot: not read (zot-ci's API keys could not be listed with the key: HTTP 404).",
+        );
+    });
+
+    it("key-health raises zot's own expiry of the key within the warning window, by the same rule as the item's, at the boundary", () => {
+        const at = (days: number) => ({
+            ...registry,
+            keyExpiresAt: new Date(Date.parse(registry.checkedAt) + days * 86_400_000).toISOString(),
+        });
+        const problems = (days: number) =>
+            healthProblems(facts({ now: { ...facts().now, canPush: true, keyExpiryWarningDays: 14, registry: at(days) } }));
+        expect(problems(15)).toEqual([]);
+        expect(problems(14)).toEqual([]);
+        expect(problems(13)).toEqual([
+            expect.stringMatching(/^zot expires the key in 13 day\(s\), on \d{4}-\d\d-\d\d \(warning window 14\)/) as unknown,
+        ]);
+        expect(problems(-1)).toEqual([expect.stringMatching(/^zot expires the key now, on /) as unknown]);
+        expect(healthProblems(facts({ now: { ...facts().now, canPush: true, registry: { ...registry, keyExpiresAt: "never" } } }))).toEqual(
+            [],
+        );
+    });
+
     it("key-health reports a refused key with the registry's verdict, and raises the alarm when anyone can push", () => {
         const refused = {
             ...registry,
