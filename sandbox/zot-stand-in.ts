@@ -363,7 +363,7 @@ class AuthFront {
         if (password !== undefined && password === secret) return { kind: "user", user };
         const key = this.keys.get(secret);
         if (key?.user === user && (key.expiresAt === undefined || key.expiresAt > Date.now())) {
-            key.record.lastUsed = new Date().toISOString();
+            key.record.lastUsed = nanoTime();
             return { kind: "user", user };
         }
         return { kind: "refused" };
@@ -449,11 +449,13 @@ class AuthFront {
                 return;
             }
             case "DELETE": {
-                const id = url.searchParams.get("id");
-                if (id === null || id === "") {
+                // zot: no `id`, or more than one, is 400; an empty one deletes nothing and answers 200.
+                const ids = url.searchParams.getAll("id");
+                if (ids.length !== 1) {
                     res.writeHead(400).end();
                     return;
                 }
+                const id = ids[0] ?? "";
                 for (const [value, k] of this.keys) {
                     if (k.user === user && k.record.uuid === id) this.keys.delete(value);
                 }
@@ -545,4 +547,13 @@ if (require.main === module) {
         console.error(`zot stand-in: ${(err as Error).message}`);
         process.exit(1);
     });
+}
+
+/**
+ * Now as zot stamps `lastUsed` (Go's time.Now(), RFC 3339 with nanoseconds):
+ * two requests of one key never show the same time.
+ */
+function nanoTime(): string {
+    const ns = process.hrtime.bigint() % 1_000_000n;
+    return new Date().toISOString().replace(/Z$/, `${ns.toString().padStart(6, "0")}Z`);
 }
