@@ -16,6 +16,7 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { ZotKeys, type ZotKey } from "../../components/zot-keys";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { startRegistry, type Registry, type RegistryKind, type RegistryUser } from "../../sandbox/registry";
 import { findZot } from "../../sandbox/zot";
@@ -239,6 +240,26 @@ describe.each(kinds)("the sandbox registry (%s)", (kind) => {
         expect((await fetch(`${registry.url}/zot/auth/apikey`, { method: "POST", headers: basic(USER, PASSWORD), body: "x" })).status).toBe(
             400,
         );
+    });
+
+    it(`[${kind}] with a key alone (components/zot-keys.ts): mint, list (the caller's lastUsed moves), revoke any key of the user, itself too; an empty id revokes nothing`, async () => {
+        const zot = new ZotKeys({ url: registry.url }, USER);
+        const start = await newKey("key-only");
+        const minted = await zot.mint(start.key, "minted with a key", new Date(Date.now() + 86_400_000));
+        secrets["minted with a key"] = minted.value;
+        expect(minted).toMatchObject({ label: "minted with a key", isExpired: false });
+        const first = await zot.list(start.key);
+        const second = await zot.list(start.key);
+        const used = (list: ZotKey[]) => list.find((k) => k.uuid === start.id)?.lastUsed;
+        expect(used(second)).not.toBe(used(first));
+        expect(second.find((k) => k.uuid === minted.uuid)?.lastUsed).toBe(first.find((k) => k.uuid === minted.uuid)?.lastUsed);
+        const empty = await fetch(`${registry.url}/zot/auth/apikey?id=`, { method: "DELETE", headers: basic(USER, start.key) });
+        expect(empty.status).toBe(200);
+        expect((await zot.list(start.key)).length).toBe(second.length);
+        await zot.revoke(minted.value, start.id);
+        expect(await zot.accepts(start.key)).toBe(false);
+        await zot.revoke(minted.value, minted.uuid);
+        expect(await zot.accepts(minted.value)).toBe(false);
     });
 
     it(`[${kind}] skopeo pushes with the key (login --password-stdin, copy) and is refused with a revoked one`, async () => {
