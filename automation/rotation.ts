@@ -168,13 +168,23 @@ export async function rotate(world: RotationWorld, opts: { dryRun: boolean; life
         );
     }
 
-    const others = (await zot.list(minted.value)).filter((k) => k.uuid !== minted.uuid);
-    say(`Every stack confirmed; revoking ${others.length} other key(s) of ${world.user}:`);
-    for (const k of others) {
-        say(`  ${describeKey(k)}`);
-        await zot.revoke(minted.value, k.uuid);
+    let others: ZotKey[];
+    let left: ZotKey[];
+    try {
+        others = (await zot.list(minted.value)).filter((k) => k.uuid !== minted.uuid);
+        say(`Every stack confirmed; revoking ${others.length} other key(s) of ${world.user}:`);
+        for (const k of others) {
+            say(`  ${describeKey(k)}`);
+            await zot.revoke(minted.value, k.uuid);
+        }
+        left = await zot.list(minted.value);
+    } catch (err) {
+        throw new RotationError(
+            `every stack confirmed the new key (${newFingerprint}), but revoking the other keys failed: ${message(err)}. ` +
+                `The runners and ${world.where} hold the new key; other keys may still work. Run rotate again once ${world.registry} answers: ` +
+                "it mints afresh and revokes every key but its own.",
+        );
     }
-    const left = await zot.list(minted.value);
     if (left.length !== 1 || left[0]?.uuid !== minted.uuid) {
         throw new RotationError(`after revoking, ${world.user} still holds ${left.length} key(s): ${left.map(describeKey).join("; ")}`);
     }

@@ -173,6 +173,18 @@ describe("rotate", () => {
         expect(f.steps).toEqual([]);
     });
 
+    it("says what holds when zot fails during the revocation: the runners have the new key, run it again", async () => {
+        const f = fake();
+        const list = f.zot.api.list;
+        let calls = 0;
+        f.zot.api.list = (key: string) =>
+            ++calls > 1 ? Promise.reject(new Error("GET http://zot/zot/auth/apikey: no answer (ECONNREFUSED)")) : list(key);
+        await expect(rotate(f.world, { dryRun: false, lifetimeDays: 90 })).rejects.toThrow(
+            /every stack confirmed the new key \(sha256:[0-9a-f]{16}\), but revoking the other keys failed: GET .*ECONNREFUSED\)\. The runners and item "zot-ci-apikey" in vault "blumeops" hold the new key/,
+        );
+        expect(f.steps).toEqual(["store", "up indri (zot holds 2)", "up ringtail (zot holds 2)"]);
+    });
+
     it("run again after a run that died between mint and revoke, converges to one key: the dead run's key is revoked", async () => {
         const f = fake();
         // The dead run minted and stored, and delivered to one stack only.
