@@ -116,9 +116,9 @@ async function connect(method: string, path: string, body?: unknown): Promise<At
     return { attempt: "", status: res.status, detail: (JSON.parse(text || "{}") as { message?: string }).message ?? "" };
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Attempt {
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env, lines = 1): Attempt {
     const r = spawnSync(command, args, { encoding: "utf8", timeout: 60_000, env });
-    return { attempt: "", status: r.status ?? -1, detail: (r.stderr || r.stdout).trim().split("\n").slice(-1)[0] ?? "" };
+    return { attempt: "", status: r.status ?? -1, detail: (r.stderr || r.stdout).trim().split("\n").slice(-lines).join(" / ") };
 }
 
 /** The job's server, repository and token, as the job was given them. */
@@ -151,17 +151,23 @@ async function forgejo(method: string, path: string, body?: unknown): Promise<At
 /** git with the job token (in git's environment, never its command line). */
 function gitWithJobToken(args: string[]): Attempt {
     const { token } = job();
-    return run("git", args, {
-        ...process.env,
-        GIT_TERMINAL_PROMPT: "0",
-        GIT_AUTHOR_NAME: "hostile",
-        GIT_AUTHOR_EMAIL: "hostile@example.invalid",
-        GIT_COMMITTER_NAME: "hostile",
-        GIT_COMMITTER_EMAIL: "hostile@example.invalid",
-        GIT_CONFIG_COUNT: "1",
-        GIT_CONFIG_KEY_0: "http.extraHeader",
-        GIT_CONFIG_VALUE_0: `Authorization: basic ${Buffer.from(`x:${token}`).toString("base64")}`,
-    });
+    // The server's reasons come a few lines before git's last one.
+    return run(
+        "git",
+        args,
+        {
+            ...process.env,
+            GIT_TERMINAL_PROMPT: "0",
+            GIT_AUTHOR_NAME: "hostile",
+            GIT_AUTHOR_EMAIL: "hostile@example.invalid",
+            GIT_COMMITTER_NAME: "hostile",
+            GIT_COMMITTER_EMAIL: "hostile@example.invalid",
+            GIT_CONFIG_COUNT: "1",
+            GIT_CONFIG_KEY_0: "http.extraHeader",
+            GIT_CONFIG_VALUE_0: `Authorization: basic ${Buffer.from(`x:${token}`).toString("base64")}`,
+        },
+        4,
+    );
 }
 
 /**
