@@ -9,7 +9,9 @@
  */
 import { join } from "node:path";
 
-import { LocalWorkspace, type EngineEvent } from "@pulumi/pulumi/automation";
+import { hostname } from "node:os";
+
+import { LocalWorkspace, type EngineEvent, type UpResult } from "@pulumi/pulumi/automation";
 
 import { configFromValues, type StackConfig } from "../components/config";
 import { readItem, writeItem } from "../components/connect";
@@ -34,6 +36,37 @@ export function rotateArgs(argv: string[]): { dryRun: boolean; stacks: string[] 
         else throw new Error(`unknown argument ${JSON.stringify(a)}; usage: npm run rotate -- [--dry-run] [--stack <name> ...]`);
     }
     return { dryRun, stacks };
+}
+
+/**
+ * The pid of the run that holds a stack's lock, when pulumi's error says the
+ * stack is locked by a run of this machine that no longer runs; else
+ * undefined (no lock, another machine's, or a live run: never broken).
+ */
+export function staleLock(error: string, thisHost: string, running: (pid: number) => boolean): number | undefined {
+    if (!/the stack is currently locked/.test(error)) return undefined;
+    const owners = [...error.matchAll(/created by \S+@(\S+) \(pid (\d+)\)/g)].map((m) => ({ host: m[1] ?? "", pid: Number(m[2]) }));
+    if (owners.length !== 1) return undefined;
+    const owner = owners[0];
+    return owner !== undefined && owner.host === thisHost && !running(owner.pid) ? owner.pid : undefined;
+}
+
+function isRunning(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+/** The `error:` lines of pulumi's output in an Automation API error, without the command line and streams around them. */
+export function pulumiErrors(text: string): string {
+    const lines = text
+        .split("\n")
+        .map((l) => l.trim())
+        .filter((l) => l.startsWith("error:"));
+    return lines.length > 0 ? [...new Set(lines)].join(" ") : (text.trim().split("\n")[0] ?? text);
 }
 
 /** What every stack must agree on, and the first stack that disagrees with the first, by setting. */
@@ -106,7 +139,18 @@ async function main(): Promise<void> {
                 const pre = e.resourcePreEvent?.metadata;
                 if (pre !== undefined && !["same", "read"].includes(pre.op)) say(`${pre.op} ${pre.urn.split("::").pop() ?? ""}`);
             };
-            const up = await stack.up({ onEvent, color: "never" });
+            let up: UpResult;
+            try {
+                up = await stack.up({ onEvent, color: "never" });
+            } catch (err) {
+                const text = err instanceof Error ? err.message : String(err);
+                const gone = staleLock(text, hostname(), (pid) => isRunning(pid));
+                if (gone === undefined) throw new Error(pulumiErrors(text));
+                // A run killed while it held the stack (this command's own, say) left its lock behind.
+                say(`the stack is locked by a run that is gone (pid ${String(gone)} on this machine): pulumi cancel, then up again`);
+                await stack.cancel();
+                up = await stack.up({ onEvent, color: "never" });
+            }
             const out = readOutputs(Object.fromEntries(Object.entries(up.outputs).map(([k, v]) => [k, v.value as unknown])));
             return {
                 canPush: out.canPush === true,
@@ -131,7 +175,9 @@ async function main(): Promise<void> {
     );
 }
 
-main().catch((err: unknown) => {
-    console.error(`rotate: ${err instanceof Error ? err.message : String(err)}`);
-    process.exitCode = 1;
-});
+if (require.main === module) {
+    main().catch((err: unknown) => {
+        console.error(`rotate: ${err instanceof Error ? err.message : String(err)}`);
+        process.exitCode = 1;
+    });
+}

@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 
+import { pulumiErrors, rotateArgs, staleLock } from "../../automation/rotate";
 import { rotate, RotationError, type RotationWorld, type StackConfirmation } from "../../automation/rotation";
 import { fingerprint } from "../../components/fingerprint";
 import type { MintedKey, ZotKey } from "../../components/zot-keys";
@@ -216,5 +217,34 @@ describe("rotate", () => {
         expect(said).toMatch(/Dry run: nothing changes/);
         expect(said).toMatch(/mint a key "ci-registry-auth rotate 2026-12-05T12:00Z" for zot-ci, expiring 2027-03-05T12:00:00\.000Z/);
         expect(said).toMatch(/revoke every other key of zot-ci:\n {5}uuid-1 .*\n {5}uuid-2 /);
+    });
+});
+
+describe("the command around it", () => {
+    const locked = (host: string, pid: number): string =>
+        "stderr: Command failed with exit code 1: pulumi up --yes --stack indri --non-interactive\n" +
+        "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.\n" +
+        `  file:///b/.pulumi/locks/organization/ci-registry-auth/indri/x.json: created by root@${host} (pid ${String(pid)}) at 2026-12-05T23:11:38Z\n`;
+
+    it("breaks only a lock left by a run of this machine that is gone: never another machine's, a live run's, or an unlocked error", () => {
+        expect(staleLock(locked("vm", 6917), "vm", () => false)).toBe(6917);
+        expect(staleLock(locked("vm", 6917), "vm", () => true)).toBeUndefined();
+        expect(staleLock(locked("laptop", 6917), "vm", () => false)).toBeUndefined();
+        expect(staleLock(`${locked("vm", 1)}${locked("vm", 2)}`, "vm", () => false)).toBeUndefined();
+        expect(staleLock("error: ssh: handshake failed", "vm", () => false)).toBeUndefined();
+    });
+
+    it("shows pulumi's error lines, not the command line and streams around them", () => {
+        expect(pulumiErrors(locked("vm", 1))).toBe(
+            "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.",
+        );
+        expect(pulumiErrors("no error line here\nsecond")).toBe("no error line here");
+    });
+
+    it("takes --dry-run and --stack, and refuses anything else", () => {
+        expect(rotateArgs(["--dry-run", "--stack", "indri", "--stack=ringtail"])).toEqual({ dryRun: true, stacks: ["indri", "ringtail"] });
+        expect(() => rotateArgs(["--force"])).toThrow(
+            /unknown argument "--force"; usage: npm run rotate -- \[--dry-run\] \[--stack <name> \.\.\.\]/,
+        );
     });
 });
