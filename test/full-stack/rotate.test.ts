@@ -223,27 +223,30 @@ describe("npm run rotate", () => {
     });
 
     const steps = [
-        { step: "after minting", line: /^Minted /m },
-        { step: "after storing it in 1Password", line: /^Stored it in /m },
-        { step: "while the stacks' ups run", line: /^(indri|ringtail): (update|create|replace|delete) /m },
-        { step: "while revoking", line: /^Every stack confirmed; revoking /m },
+        { step: "after minting", line: /^Minted /m, locked: false },
+        { step: "after storing it in 1Password", line: /^Stored it in /m, locked: false },
+        { step: "while the stacks' ups run", line: /^(indri|ringtail): (update|create|replace|delete) /m, locked: true },
+        { step: "while revoking", line: /^Every stack confirmed; revoking /m, locked: false },
     ];
-    it.each(steps)("killed $step: every runner still holds a key zot accepts; run again, it converges to one key", async ({ line }) => {
-        const r = startRotate();
-        await killAt(r, line);
-        // What the killed run minted, if it stored it, is the item's key now: known for the 401 checks.
-        keys[`killed ${Object.keys(keys).length}`] = await itemKey();
-        await everyRunnerHoldsAnAcceptedKey();
-        const again = await rotateOnce();
-        expect(again.code, again.text).toBe(0);
-        await converged(again.text);
-        if (/ups run/.test(line.source) || /^\^\(indri/.test(line.source)) {
-            // The killed ups left their stacks locked: the command saw the lock's run gone and cancelled it.
-            expect(again.text).toMatch(
-                /: the stack is locked by a run that is gone \(pid \d+ on this machine\): pulumi cancel, then up again/,
-            );
-        }
-    });
+    it.each(steps)(
+        "killed $step: every runner still holds a key zot accepts; run again, it converges to one key",
+        async ({ line, locked }) => {
+            const r = startRotate();
+            await killAt(r, line);
+            // What the killed run minted, if it stored it, is the item's key now: known for the 401 checks.
+            keys[`killed ${Object.keys(keys).length}`] = await itemKey();
+            await everyRunnerHoldsAnAcceptedKey();
+            const again = await rotateOnce();
+            expect(again.code, again.text).toBe(0);
+            await converged(again.text);
+            if (/ups run/.test(line.source) || /^\^\(indri/.test(line.source)) {
+                // The killed ups left their stacks locked: the command saw the lock's run gone and cancelled it.
+                expect(again.text).toMatch(
+                    /: the stack is locked by a run that is gone \(pid \d+ on this machine\): pulumi cancel, then up again/,
+                );
+            }
+        },
+    );
 
     it("a runner it cannot reach stops it before any revocation, naming the stack and why; the old key keeps working; run again, it converges", async () => {
         const old = await itemKey();
