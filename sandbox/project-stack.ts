@@ -380,10 +380,14 @@ export async function killPulumi(p: PulumiProcess): Promise<number[]> {
 
 /** Starts `pulumi <args> --stack <name>` in the stack's project with its environment, in a new process group. */
 export function spawnPulumi(run: ProjectRun, args: string[]): PulumiProcess {
-    const name = run.stack.name;
-    const child = spawn("pulumi", [...args, "--stack", name, "--non-interactive", "--color", "never"], {
+    return spawnInProject(run, "pulumi", [...args, "--stack", run.stack.name, "--non-interactive", "--color", "never"]);
+}
+
+/** Starts `command args` in the stack's project with its environment (and `env`), in a new process group, its output kept. */
+export function spawnInProject(run: ProjectRun, command: string, args: string[], env: Record<string, string> = {}): PulumiProcess {
+    const child = spawn(command, args, {
         cwd: run.project,
-        env: { ...process.env, ...run.env },
+        env: { ...process.env, ...env, ...run.env },
         detached: true,
         stdio: ["ignore", "pipe", "pipe"],
     });

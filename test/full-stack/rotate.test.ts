@@ -14,7 +14,7 @@
  * every other key (the old one, one a job minted for itself, those a killed
  * run minted) gets 401.
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,13 +27,15 @@ import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { readKey, rotateKey, setExpiry } from "../../sandbox/onepassword";
 import {
-    descendants,
     indriSettings,
+    killPulumi,
     operatorEnv,
     outputValues,
     projectStack,
     ringtailSettings,
+    spawnInProject,
     type ProjectRun,
+    type PulumiProcess,
 } from "../../sandbox/project-stack";
 import { startRegistry, type Registry } from "../../sandbox/registry";
 import { Ringtail } from "../../sandbox/ringtail";
@@ -59,30 +61,16 @@ const keys: Record<string, string> = {};
 /** Everything each run of the command printed. */
 const printed: string[] = [];
 
-interface RotateRun {
-    child: ChildProcess;
-    output: string[];
-    exited: Promise<number | string>;
-}
-
-/** Starts `npm run rotate -- args` in the project, as the operator would, in a process group of its own. */
-function startRotate(args: string[] = []): RotateRun {
-    const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", "automation/rotate.ts", ...args], {
-        cwd: ringtail.project,
-        env: { ...process.env, ...indri.env, ...ringtail.env },
-        detached: true,
-        stdio: ["ignore", "pipe", "pipe"],
-    });
-    const output: string[] = [];
-    child.stdout.on("data", (d: Buffer) => output.push(d.toString()));
-    child.stderr.on("data", (d: Buffer) => output.push(d.toString()));
-    const exited = new Promise<number | string>((resolve) =>
-        child.once("exit", (code, signal) => {
-            resolve(code ?? signal ?? -1);
-        }),
+/** Starts `npm run rotate -- args` in the project, as the operator would (both stacks' credentials), in a process group of its own. */
+function startRotate(args: string[] = []): PulumiProcess {
+    const r = spawnInProject(
+        ringtail,
+        process.execPath,
+        ["-r", "ts-node/register/transpile-only", "automation/rotate.ts", ...args],
+        indri.env,
     );
-    void exited.then(() => printed.push(output.join("")));
-    return { child, output, exited };
+    void r.exited.then(() => printed.push(r.output.join("")));
+    return r;
 }
 
 async function rotateOnce(args: string[] = []): Promise<{ code: number | string; text: string }> {
@@ -92,23 +80,14 @@ async function rotateOnce(args: string[] = []): Promise<{ code: number | string;
 }
 
 /** Waits for a line matching `line`, then SIGKILLs the command's process group, as a killed terminal or CI timeout would. */
-async function killAt(r: RotateRun, line: RegExp): Promise<void> {
+async function killAt(r: PulumiProcess, line: RegExp): Promise<void> {
     const deadline = Date.now() + 300_000;
     while (!line.test(r.output.join(""))) {
         if (Date.now() > deadline) throw new Error(`rotate never printed ${String(line)}:\n${r.output.join("")}`);
         await new Promise((resolve) => setTimeout(resolve, 20));
     }
     // Its group, and what pulumi started in groups of their own (the language host runs the program in one).
-    const below = descendants(r.child.pid ?? 0);
-    process.kill(-(r.child.pid ?? 0), "SIGKILL");
-    for (const pid of below) {
-        try {
-            process.kill(pid, "SIGKILL");
-        } catch {
-            // already gone
-        }
-    }
-    await r.exited;
+    await killPulumi(r);
 }
 
 /** The item's key now. */
