@@ -45,10 +45,11 @@ export function rotateArgs(argv: string[]): { dryRun: boolean; stacks: string[] 
  */
 export function staleLock(error: string, thisHost: string, running: (pid: number) => boolean): number | undefined {
     if (!/the stack is currently locked/.test(error)) return undefined;
-    const owners = [...error.matchAll(/created by \S+@(\S+) \(pid (\d+)\)/g)].map((m) => ({ host: m[1] ?? "", pid: Number(m[2]) }));
+    // The Automation API's error repeats pulumi's output (its stderr, then the error): one lock, named twice.
+    const owners = [...new Set([...error.matchAll(/created by \S+@(\S+) \(pid (\d+)\)/g)].map((m) => `${m[1] ?? ""} ${m[2] ?? ""}`))];
     if (owners.length !== 1) return undefined;
-    const owner = owners[0];
-    return owner !== undefined && owner.host === thisHost && !running(owner.pid) ? owner.pid : undefined;
+    const [host, pid] = (owners[0] ?? "").split(" ");
+    return host === thisHost && !running(Number(pid)) ? Number(pid) : undefined;
 }
 
 function isRunning(pid: number): boolean {

@@ -228,6 +228,8 @@ describe("the command around it", () => {
 
     it("breaks only a lock left by a run of this machine that is gone: never another machine's, a live run's, or an unlocked error", () => {
         expect(staleLock(locked("vm", 6917), "vm", () => false)).toBe(6917);
+        // As the Automation API's error has it: pulumi's stderr, then the same again.
+        expect(staleLock(`${locked("vm", 6917)} err?: Error: ${locked("vm", 6917)}`, "vm", () => false)).toBe(6917);
         expect(staleLock(locked("vm", 6917), "vm", () => true)).toBeUndefined();
         expect(staleLock(locked("laptop", 6917), "vm", () => false)).toBeUndefined();
         expect(staleLock(`${locked("vm", 1)}${locked("vm", 2)}`, "vm", () => false)).toBeUndefined();
