@@ -5,7 +5,7 @@
  * program already printed; the key never passes through.
  */
 
-import { judgeExpiry, withinWarning } from "../components/item";
+import { expiryVerdict, judgeExpiry } from "../components/item";
 import { deliveredFingerprints, type StackOutputValues } from "../components/outputs";
 import type { OtherKey } from "../components/registry-probe";
 
@@ -92,17 +92,18 @@ export const COMMENT_LIMIT = 60_000;
 
 const code = (s: string): string => `\`${s.replace(/`/g, "'")}\``;
 
-/** The expiry line, with the warning when within the window. */
+/** The expiry line, judged by the program's one rule (components/item.ts: expiryVerdict), naming the item's field. */
 function expiryLine(o: KeyOutputs): string {
+    const field = o.keyExpiryField ?? "expires";
     if (o.keyDaysUntilExpiry === undefined) {
-        return "- Expiry: not recorded on the item (no section field `expires`), so not checked.";
+        return `- Expiry: not recorded on the item (no field \`${field}\`, the \`expiryField\` setting), so not checked.`;
     }
-    const days = o.keyDaysUntilExpiry;
-    const window = o.keyExpiryWarningDays;
-    const when = o.keyExpiresAt !== undefined ? ` (${o.keyExpiresAt.slice(0, 10)})` : "";
-    if (days < 0) return `- Expiry: **expired**${when}: rotate now (README, "Operations").`;
-    const warn = window !== undefined && withinWarning(days, window) ? ` — **expires within ${window} days: rotate soon**` : "";
-    return `- Expiry: ${days} day(s) left${when}${warn}.`;
+    const window = o.keyExpiryWarningDays ?? 0;
+    const verdict = expiryVerdict(o.keyDaysUntilExpiry, window);
+    const when = o.keyExpiresAt !== undefined ? ` (${o.keyExpiresAt.slice(0, 10)}, field \`${field}\`)` : "";
+    if (verdict.state === "expired") return `- Expiry: **expired**${when}: rotate now (README, "Operations").`;
+    const warn = verdict.state === "soon" ? ` — **expires within ${window} days: rotate soon**` : "";
+    return `- Expiry: ${verdict.days} day(s) left${when}${warn}.`;
 }
 
 /** The Markdown of a stack's PR comment, cut to `limit` characters by shortening the diff. */
@@ -167,8 +168,13 @@ export function healthProblems(facts: StackFacts): string[] {
     }
     const problems: string[] = [];
     const { keyDaysUntilExpiry: days, keyExpiryWarningDays: window } = facts.now;
-    if (days !== undefined && window !== undefined && withinWarning(days, window)) {
-        problems.push(`the key expires in ${days} day(s) (warning window ${window}): rotate it (README, "Operations")`);
+    const item = days !== undefined && window !== undefined ? expiryVerdict(days, window) : undefined;
+    if (item?.state === "expired") {
+        problems.push(
+            `the key has expired (1Password's field \`${facts.now.keyExpiryField ?? "expires"}\`): rotate it now (README, "Operations")`,
+        );
+    } else if (item?.state === "soon") {
+        problems.push(`the key expires in ${item.days} day(s) (warning window ${String(window)}): rotate it (README, "Operations")`);
     }
     if (facts.now.hasKey !== true) {
         const route = facts.now.delivered?.jobRoute;

@@ -77,24 +77,27 @@ export type ExpiryVerdict =
     { state: "unknown" } | { state: "ok"; days: number } | { state: "soon"; days: number } | { state: "expired"; days: number };
 
 /**
- * The one expiry rule, for `up`'s warning, the PR comment and key-health's
- * issue alike: whole days left fewer than the window (`expiryWarningDays`
- * 14 warns from 13 days left, not at 14).
+ * Within the warning window: whole days left fewer than the window
+ * (`expiryWarningDays` 14 warns from 13 days left, not at 14).
  */
 export function withinWarning(days: number, warningDays: number): boolean {
     return days < warningDays;
 }
 
-/** Classifies an expiry against the warning window. */
-export function judgeExpiry(expires: Date | undefined, now: Date, warningDays: number): ExpiryVerdict {
-    if (expires === undefined) {
-        return { state: "unknown" };
-    }
-    const days = daysUntil(expires, now);
-    if (expires.getTime() <= now.getTime()) {
-        return { state: "expired", days };
-    }
+/**
+ * The one expiry rule, for `up`'s error and warning, the PR comment and
+ * key-health's issue alike, from the whole days left ({@link daysUntil}):
+ * expired below 0 (the expiry has passed, by any time), soon within the
+ * window, else ok. At the very instant of expiry 0 days are left: soon.
+ */
+export function expiryVerdict(days: number, warningDays: number): Exclude<ExpiryVerdict, { state: "unknown" }> {
+    if (days < 0) return { state: "expired", days };
     return withinWarning(days, warningDays) ? { state: "soon", days } : { state: "ok", days };
+}
+
+/** Classifies an expiry date at `now` against the warning window ({@link expiryVerdict}). */
+export function judgeExpiry(expires: Date | undefined, now: Date, warningDays: number): ExpiryVerdict {
+    return expires === undefined ? { state: "unknown" } : expiryVerdict(daysUntil(expires, now), warningDays);
 }
 
 /** Why `field` gave no key, and the fix, for an item where {@link selectField} found nothing. Names fields, never values. */

@@ -46,6 +46,8 @@ interface CommonOutputs {
     /** `sha256:` + 16 hex of the key as 1Password holds it now. */
     keyFingerprint: string;
     keyExpiresAt: string | undefined;
+    /** The item's field the expiry was read from (the `expiryField` setting). */
+    keyExpiryField: string;
     keyDaysUntilExpiry: number | undefined;
     keyExpiryWarningDays: number;
     /** Every delivered fingerprint equals keyFingerprint, the consumer runs it, and its jobs see it. */
@@ -72,14 +74,18 @@ export interface SshOutputs extends CommonOutputs {
 export type StackOutputValues = KubernetesOutputs | SshOutputs;
 
 /** The outputs known from the stack's settings alone, exported as plain values; every other one is an Output. */
-type Settled = "runnerKind" | "registryUser" | "envVar" | "keyExpiryWarningDays";
+type Settled = "runnerKind" | "registryUser" | "envVar" | "keyExpiryField" | "keyExpiryWarningDays";
 
 /** The same as the program exports them. */
 export type Exported<T extends StackOutputValues> = { [K in keyof T & Settled]: T[K] } & {
     [K in Exclude<keyof T, Settled>]: pulumi.Output<T[K]>;
 };
 
-/** The names the README's Outputs table must list, per place. */
+/**
+ * Every output's name, per place: what `index.ts` exports (in this order,
+ * {@link exportedOutputs}), what the README's Outputs table must list, and
+ * what a test compares with a real stack's exports.
+ */
 export const OUTPUT_NAMES = {
     top: [
         "runnerKind",
@@ -87,6 +93,7 @@ export const OUTPUT_NAMES = {
         "envVar",
         "keyFingerprint",
         "keyExpiresAt",
+        "keyExpiryField",
         "keyDaysUntilExpiry",
         "keyExpiryWarningDays",
         "hasKey",
@@ -142,6 +149,22 @@ export const OUTPUT_NAMES = {
     ssh: readonly (keyof SshDelivered)[];
     registry: readonly (keyof ProbeResult)[];
 };
+
+/** Every top-level output name of either runner kind. */
+type TopName = keyof KubernetesOutputs | keyof SshOutputs;
+/** Fails to compile while an output of the types is missing from OUTPUT_NAMES.top (`satisfies` checks the other way). */
+export const EVERY_OUTPUT_LISTED: [Exclude<TopName, (typeof OUTPUT_NAMES.top)[number]>] extends [never] ? true : never = true;
+
+/**
+ * The stack's exports, taken from `outputs` by {@link OUTPUT_NAMES}: one
+ * list names what is exported, so an output added to the types and the
+ * list is exported without another edit. A name the runner kind does not
+ * have (ciKubeconfig on an SSH runner) is left out.
+ */
+export function exportedOutputs(outputs: Exported<KubernetesOutputs> | Exported<SshOutputs>): Record<string, unknown> {
+    const all = outputs as unknown as Record<string, unknown>;
+    return Object.fromEntries(OUTPUT_NAMES.top.filter((name) => name in all).map((name) => [name, all[name]]));
+}
 
 /** The fingerprints a stack delivered, by output name (indri: Secret and pod template; ringtail: file and process). */
 export function deliveredFingerprints(

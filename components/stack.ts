@@ -52,6 +52,7 @@ function keyOutputs(config: StackConfig, read: KeyRead) {
         envVar: config.envVar,
         keyFingerprint: key.fingerprint,
         keyExpiresAt: key.expiresAt,
+        keyExpiryField: config.key.expiryField,
         keyDaysUntilExpiry: key.daysUntilExpiry,
         keyExpiryWarningDays: config.key.expiryWarningDays,
         registry,

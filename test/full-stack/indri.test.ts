@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
 import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
+import { OUTPUT_NAMES } from "../../components/outputs";
 import { BLUMEOPS_RUNNER_CONFIG, Cluster, FORWARDING_RUNNER_CONFIG, runnerConfigMap } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
@@ -106,7 +107,13 @@ describe("the indri stack through pulumi, the real kubernetes provider", () => {
         const up = await run.stack.up(recording(run));
         const out = outputValues(up.outputs);
         const fp = fingerprint(KEY);
-        expect(out).toMatchObject({ runnerKind: "kubernetes", keyFingerprint: fp, hasKey: false });
+        expect(out).toMatchObject({ runnerKind: "kubernetes", keyFingerprint: fp, hasKey: false, keyExpiryField: "expires" });
+        // The stack exports exactly the one list of output names, each way round.
+        expect(Object.keys(up.outputs).sort()).toEqual([...OUTPUT_NAMES.top].sort());
+        expect(Object.keys(out["delivered"] as object).sort()).toEqual([...OUTPUT_NAMES.kubernetes].sort());
+        // The probe's key fields are there when zot listed the keys, as it does here.
+        expect(out["registry"]).toMatchObject({ keysRead: "ok" });
+        expect(Object.keys(out["registry"] as object).sort()).toEqual([...OUTPUT_NAMES.registry].sort());
         expect(out["delivered"]).toMatchObject({
             secretFingerprint: fp,
             templateFingerprint: fp,
@@ -203,9 +210,13 @@ describe("the indri stack through pulumi, the real kubernetes provider", () => {
             const onEvent = (e: EngineEvent): void => {
                 rec.onEvent(e);
                 const pre = e.resourcePreEvent?.metadata;
-                if (pre !== undefined && !["same", "read"].includes(pre.op)) changed.push(`${pre.op} ${pre.type} ${pre.urn.split("::").pop() ?? ""}`);
+                if (pre !== undefined && !["same", "read"].includes(pre.op))
+                    changed.push(`${pre.op} ${pre.type} ${pre.urn.split("::").pop() ?? ""}`);
             };
-            const expected = ["create pulumi:providers:pulumi default", "update kubernetes:rbac.authorization.k8s.io/v1:Role upgrade-k8s-ci-role"];
+            const expected = [
+                "create pulumi:providers:pulumi default",
+                "update kubernetes:rbac.authorization.k8s.io/v1:Role upgrade-k8s-ci-role",
+            ];
             const ops = (changes: Record<string, number>) =>
                 Object.fromEntries(Object.entries(changes).filter(([op]) => op !== "read" && op !== "same"));
             const preview = await old.stack.preview({ ...rec, onEvent });

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { renderEnvFile } from "../../components/envfile";
 import { fingerprint } from "../../components/fingerprint";
+import { OUTPUT_NAMES } from "../../components/outputs";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { rotateKey } from "../../sandbox/onepassword";
@@ -160,6 +161,9 @@ describe("the ringtail stack through pulumi and the real command provider", () =
         const out = outputValues(up.outputs);
         const fp = fingerprint(KEY);
         expect(out).toMatchObject({ runnerKind: "ssh", keyFingerprint: fp, hasKey: true });
+        // The stack exports exactly the one list of output names, each way round (ciKubeconfig is indri's).
+        expect(Object.keys(up.outputs).sort()).toEqual(OUTPUT_NAMES.top.filter((n) => n !== "ciKubeconfig").sort());
+        expect(Object.keys(out["delivered"] as object).sort()).toEqual([...OUTPUT_NAMES.ssh].sort());
         expect(out["delivered"]).toMatchObject({
             jobsSeeKey: true,
             jobRoute: "host executor (labels nix-container-builder): jobs inherit the runner's environment",

@@ -65,6 +65,7 @@ function facts(change: Partial<StackFacts> = {}): StackFacts {
             keyFingerprint: NOW,
             keyDaysUntilExpiry: 40,
             keyExpiresAt: "2027-01-05T00:00:00.000Z",
+            keyExpiryField: "expires",
             keyExpiryWarningDays: 14,
             hasKey: true,
         },
@@ -81,7 +82,7 @@ describe("the PR comment", () => {
         expect(body).toContain("**No changes.**");
         expect(body).toContain(`- Key in 1Password now: \`${NOW}\``);
         expect(body).toContain(`- Last delivered: secretFingerprint \`${NOW}\`, templateFingerprint \`${NOW}\``);
-        expect(body).toContain("- Expiry: 40 day(s) left (2027-01-05).");
+        expect(body).toContain("- Expiry: 40 day(s) left (2027-01-05, field `expires`).");
         expect(body).not.toContain("Rotation pending");
         expect(body).toContain("<details><summary>Full preview</summary>\n\n```diff\nPreviewing update (indri):");
         expect(body).toContain("- hasKey at the last `up`: true; as this preview reads the runner now: true");
@@ -110,12 +111,21 @@ describe("the PR comment", () => {
         );
     });
 
-    it("warns within the expiry window and says expired after it", () => {
+    it("warns within the expiry window, says expired after it, and names the configured field", () => {
         expect(renderComment(facts({ now: { ...facts().now, keyDaysUntilExpiry: 3 } }), undefined)).toContain(
-            "- Expiry: 3 day(s) left (2027-01-05) — **expires within 14 days: rotate soon**.",
+            "- Expiry: 3 day(s) left (2027-01-05, field `expires`) — **expires within 14 days: rotate soon**.",
         );
-        expect(renderComment(facts({ now: { ...facts().now, keyDaysUntilExpiry: undefined } }), undefined)).toContain(
-            "- Expiry: not recorded on the item",
+        expect(renderComment(facts({ now: { ...facts().now, keyDaysUntilExpiry: -1 } }), undefined)).toContain(
+            '- Expiry: **expired** (2027-01-05, field `expires`): rotate now (README, "Operations").',
+        );
+        expect(
+            renderComment(facts({ now: { ...facts().now, keyDaysUntilExpiry: undefined, keyExpiryField: "valid until" } }), undefined),
+        ).toContain("- Expiry: not recorded on the item (no field `valid until`, the `expiryField` setting), so not checked.");
+        expect(renderComment(facts({ now: { ...facts().now, keyExpiryField: "valid until" } }), undefined)).toContain(
+            "(2027-01-05, field `valid until`)",
+        );
+        expect(healthProblems(facts({ now: { ...facts().now, keyDaysUntilExpiry: -2, keyExpiryField: "valid until" } }))).toContain(
+            'the key has expired (1Password\'s field `valid until`): rotate it now (README, "Operations")',
         );
     });
 
@@ -177,18 +187,29 @@ describe("key health", () => {
 });
 
 describe("one expiry rule for up, the comment and the issue", () => {
+    // One rule (components/item.ts: expiryVerdict) for the program, the comment and the issue, at
+    // the window's edge and at the instant of expiry: each offset from now gives the same verdict in all three.
+    const DAY = 86_400_000;
     it.each([
-        [15, false],
-        [14, false],
-        [13, true],
-        [0, true],
-    ])("%i day(s) left with a window of 14: warned %s everywhere", (days, warned) => {
+        ["15 days", 15 * DAY, "ok"],
+        ["14 days", 14 * DAY, "ok"],
+        ["14 days less 1 ms", 14 * DAY - 1, "soon"],
+        ["1 hour", 3_600_000, "soon"],
+        ["the instant itself", 0, "soon"],
+        ["1 ms ago", -1, "expired"],
+        ["3 days ago", -3 * DAY, "expired"],
+    ] as const)("expiry %s away, window 14: %s in the program, the comment and the issue", (_when, offset, state) => {
         const now = new Date("2026-11-30T12:00:00Z");
-        const expires = new Date(now.getTime() + days * 86_400_000 + 3_600_000);
-        expect(judgeExpiry(expires, now, 14).state).toBe(warned ? "soon" : "ok");
+        const verdict = judgeExpiry(new Date(now.getTime() + offset), now, 14);
+        expect(verdict.state).toBe(state);
+        const days = verdict.state === "unknown" ? undefined : verdict.days;
         const f = facts({ now: { ...facts().now, keyDaysUntilExpiry: days, keyExpiryWarningDays: 14 } });
-        expect(renderComment(f, undefined).includes("rotate soon")).toBe(warned);
-        expect(healthProblems(f).some((p) => p.startsWith("the key expires in"))).toBe(warned);
+        const comment = renderComment(f, undefined);
+        const problems = healthProblems(f);
+        expect(comment.includes("rotate soon")).toBe(state === "soon");
+        expect(comment.includes("**expired**")).toBe(state === "expired");
+        expect(problems.some((p) => p.startsWith("the key expires in"))).toBe(state === "soon");
+        expect(problems.some((p) => p.startsWith("the key has expired"))).toBe(state === "expired");
     });
 });
 

@@ -147,7 +147,11 @@ describe("1Password item", () => {
         expect(judgeExpiry(inDays(30), now, 14)).toEqual({ state: "ok", days: 30 });
         expect(judgeExpiry(inDays(13.5), now, 14)).toEqual({ state: "soon", days: 13 });
         expect(judgeExpiry(inDays(-1), now, 14)).toEqual({ state: "expired", days: -1 });
-        expect(judgeExpiry(now, now, 14).state).toBe("expired");
+        // The boundary: at the instant of expiry 0 days are left (soon); a millisecond later it has expired.
+        expect(judgeExpiry(now, now, 14)).toEqual({ state: "soon", days: 0 });
+        expect(judgeExpiry(new Date(now.getTime() - 1), now, 14)).toEqual({ state: "expired", days: -1 });
+        expect(judgeExpiry(inDays(14), now, 14)).toEqual({ state: "ok", days: 14 });
+        expect(judgeExpiry(new Date(now.getTime() + 14 * 86_400_000 - 1), now, 14)).toEqual({ state: "soon", days: 13 });
         expect(daysUntil(inDays(90), now)).toBe(90);
     });
 });
