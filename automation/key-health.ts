@@ -7,44 +7,19 @@
  * (found by a hidden marker and its author) in step: opened or edited when
  * a key expires within its `expiryWarningDays`, a runner lacks the key
  * (`hasKey` false), or a preview shows pending changes; closed when all is
- * well again. Fails the job when a stack could not be checked.
+ * well again. Each stack is checked on its own (automation/check-stack.ts):
+ * one that cannot be opened, parsed, previewed or re-read is a problem in
+ * the issue, naming the stack and the fix, and the others are still
+ * checked. Fails the job when a stack could not be checked.
  */
 import { join } from "node:path";
 
+import { checkStack, failedFacts } from "./check-stack";
 import { Forgejo } from "./forgejo";
-import { jobContext, prepareJobHome, projectStacks, stackArg, type JobHome } from "./job";
-import { openStack, previewFacts, runnerSettings } from "./preview";
-import { rereadSshRunner } from "./reread";
+import { jobContext, prepareJobHome, projectStacks, stackArg } from "./job";
 import { HEALTH_MARKER, healthProblems, renderHealthIssue, type StackFacts } from "./report";
 
 const ROOT = join(__dirname, "..");
-
-async function checkStack(name: string, home: JobHome): Promise<StackFacts> {
-    const stack = await openStack(name, ROOT, home.env);
-    const facts = await previewFacts(stack);
-    const runner = await runnerSettings(stack);
-    if (!facts.ok || runner.kind !== "ssh" || facts.now.runnerKind !== "ssh") return facts;
-    if (home.checkKeyFile === undefined) {
-        return {
-            ...facts,
-            warnings: [
-                ...facts.warnings,
-                `${name} was not re-read: the job has no check key (RINGTAIL_CHECK_KEY); its outputs are as of the last up`,
-            ],
-        };
-    }
-    try {
-        const now = rereadSshRunner(runner, facts.now.envVar ?? "ZOT_CI_API_KEY", facts.now.keyFingerprint ?? "", home.checkKeyFile);
-        console.log(`${name}: re-read ${runner.user}@${runner.host} with the check key`);
-        const delivered = { changed: facts.now.delivered?.changed ?? false, ...now.delivered };
-        return {
-            ...facts,
-            now: { ...facts.now, hasKey: now.hasKey, delivered, canPush: now.hasKey && facts.now.registry?.acceptsKey === true },
-        };
-    } catch (err) {
-        return { ...facts, ok: false, errors: [`re-reading the runner failed: ${err instanceof Error ? err.message : String(err)}`] };
-    }
-}
 
 async function main(): Promise<void> {
     const names = stackArg(process.argv.slice(2));
@@ -57,8 +32,14 @@ async function main(): Promise<void> {
     );
     const all: StackFacts[] = [];
     try {
+        // Each stack on its own: one that cannot be opened, parsed, previewed or re-read is a problem in
+        // the issue, and the next is still checked.
         for (const name of names.length > 0 ? names : projectStacks(ROOT)) {
-            const facts = await checkStack(name, home);
+            const facts = await checkStack(name, {
+                root: ROOT,
+                env: home.env,
+                ...(home.checkKeyFile !== undefined ? { checkKeyFile: home.checkKeyFile } : {}),
+            }).catch((err: unknown) => failedFacts(name, "preview", err instanceof Error ? err.message : String(err)));
             const problems = healthProblems(facts);
             console.log(`${name}: ${problems.length === 0 ? "healthy" : problems.join("; ")}`);
             all.push(facts);

@@ -12,23 +12,31 @@
  */
 import { join } from "node:path";
 
+import { checkStack, failedFacts } from "./check-stack";
 import { Forgejo } from "./forgejo";
 import { jobContext, prepareJobHome, projectStacks, pullRequestFork, stackArg, type JobContext, type JobHome } from "./job";
-import { openStack, previewFacts } from "./preview";
 import { commentMarker, renderComment } from "./report";
 
 const ROOT = join(__dirname, "..");
 
-/** Previews one stack and keeps its comment in step; false when the preview failed. */
+/**
+ * Checks one stack and keeps its comment in step; false when it could not
+ * be checked. With a check key (CI_REGISTRY_AUTH_CHECK_KEY) an SSH runner
+ * is re-read as key-health does; without one its comment says its runner
+ * facts are the last `up`'s, with that time.
+ */
 async function previewStack(name: string, job: JobContext, home: JobHome, forgejo: Forgejo): Promise<boolean> {
-    const stack = await openStack(name, ROOT, home.env);
-    const facts = await previewFacts(stack);
+    const facts = await checkStack(name, {
+        root: ROOT,
+        env: home.env,
+        ...(home.checkKeyFile !== undefined ? { checkKeyFile: home.checkKeyFile } : {}),
+    }).catch((err: unknown) => failedFacts(name, "preview", err instanceof Error ? err.message : String(err)));
     console.log(facts.diff);
     const { comment, created } = await forgejo.upsertComment(job.pullRequest ?? 0, commentMarker(name), renderComment(facts, job.runUrl));
     console.log(
         `${created ? "Created" : "Edited"} the ${name} comment on PR #${String(job.pullRequest)}: ${comment.html_url ?? String(comment.id)}`,
     );
-    if (!facts.ok) console.error(`pulumi preview of ${name} failed:\n${facts.errors.join("\n")}`);
+    if (!facts.ok) console.error(`${name} could not be checked (${facts.failedAt ?? "preview"}):\n${facts.errors.join("\n")}`);
     return facts.ok;
 }
 
@@ -52,8 +60,13 @@ async function main(): Promise<void> {
     const forgejo = new Forgejo(job);
     try {
         // Every stack of the project (one Pulumi.<stack>.yaml each) unless named: a new stack file gets its comment.
+        // Each stack on its own: one that fails gets its comment with the error, and the next is still previewed.
         for (const name of names.length > 0 ? names : projectStacks(ROOT)) {
-            if (!(await previewStack(name, job, home, forgejo))) process.exitCode = 1;
+            const ok = await previewStack(name, job, home, forgejo).catch((err: unknown) => {
+                console.error(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+                return false;
+            });
+            if (!ok) process.exitCode = 1;
         }
     } finally {
         home.dispose();

@@ -42,11 +42,26 @@ function keysLine(o: KeyOutputs, user: string): string | undefined {
     );
 }
 
-/** One stack's preview, as the engine reported it. */
+/**
+ * Where a stack's runner facts (hasKey, delivered) come from, and when:
+ * read live by the preview (indri's cluster), re-read with the check key
+ * (an SSH runner), or the last `up`'s (an SSH runner the job could not
+ * re-read), with that `up`'s time when the backend records it.
+ */
+export type RunnerRead = { how: "live"; at: string } | { how: "reread"; at: string } | { how: "last-up"; at?: string; why: string };
+
+/** The step at which a stack could not be checked. */
+export type FailedStep = "open" | "preview" | "reread";
+
+/** One stack's check, as the engine and the runner reported it. */
 export interface StackFacts {
     stack: string;
-    /** The preview ran to the end. */
+    /** Every step ran to the end. */
     ok: boolean;
+    /** Where it stopped, when it did not (automation/check-stack.ts). */
+    failedAt?: FailedStep;
+    /** Where the runner facts were read, and when. */
+    runnerRead?: RunnerRead;
     /** Error diagnostics (the program's errors name the setting and the fix). */
     errors: string[];
     /** Warning diagnostics. */
@@ -106,11 +121,34 @@ function expiryLine(o: KeyOutputs): string {
     return `- Expiry: ${verdict.days} day(s) left${when}${warn}.`;
 }
 
+/** The headline of a stack that could not be checked, by the step that failed. */
+const FAILED: Record<FailedStep, string> = {
+    open: "The stack could not be opened.",
+    preview: "`pulumi preview` failed.",
+    reread: "Re-reading the runner with the check key failed.",
+};
+
+/** Where the runner facts came from and when, as the comment and the issue say it. */
+export function runnerReadText(read: RunnerRead | undefined): string {
+    if (read === undefined) return "as the preview computed them (where they were read is not recorded)";
+    if (read.how === "live") return `read from the runner by this preview, ${read.at}`;
+    if (read.how === "reread") return `re-read from the runner with the check key, ${read.at}`;
+    return `as of the last \`up\` (${read.at ?? "its time is not recorded"}), not read now: ${read.why}`;
+}
+
+/** The hasKey line: what was read, where, and when; never a value from the last `up` passed off as now. */
+function hasKeyLine(facts: StackFacts, last: KeyOutputs): string {
+    const read = facts.runnerRead;
+    if (read?.how === "last-up") return `- hasKey ${runnerReadText(read)}: ${String(last.hasKey)}`;
+    const now = facts.now.hasKey === undefined ? "known after `up`" : String(facts.now.hasKey);
+    return `- hasKey ${runnerReadText(read)}: ${now}; at the last \`up\`: ${String(last.hasKey)}`;
+}
+
 /** The Markdown of a stack's PR comment, cut to `limit` characters by shortening the diff. */
 export function renderComment(facts: StackFacts, runUrl: string | undefined, limit = COMMENT_LIMIT): string {
     const head: string[] = [commentMarker(facts.stack), `### ci-registry-auth · \`${facts.stack}\``, ""];
     if (!facts.ok) {
-        head.push("**`pulumi preview` failed.**", "");
+        head.push(`**${FAILED[facts.failedAt ?? "preview"]}**`, "");
         for (const e of facts.errors.length > 0 ? facts.errors : ["(no error message; see the run's log)"]) {
             head.push("```", e.trim(), "```");
         }
@@ -133,8 +171,7 @@ export function renderComment(facts: StackFacts, runUrl: string | undefined, lim
                     `- **Rotation pending: run \`pulumi up --stack ${facts.stack}\`** (${pending.join(", ")} differ from 1Password).`,
                 );
             }
-            const nowHasKey = facts.now.hasKey === undefined ? "known after `up`" : String(facts.now.hasKey);
-            head.push(`- hasKey at the last \`up\`: ${String(facts.last.hasKey)}; as this preview reads the runner now: ${nowHasKey}`);
+            head.push(hasKeyLine(facts, facts.last));
         }
         head.push(expiryLine(facts.now));
         const registry = registryLine(facts.now);
@@ -164,7 +201,10 @@ export function renderComment(facts: StackFacts, runUrl: string | undefined, lim
 /** What key-health reports for one stack, if anything is wrong. */
 export function healthProblems(facts: StackFacts): string[] {
     if (!facts.ok) {
-        return [`the preview failed: ${facts.errors.map((e) => e.trim().replace(/\n+/g, " ")).join(" / ") || "see the run's log"}`];
+        const what = { open: "the stack could not be opened", preview: "the preview failed", reread: "re-reading the runner failed" }[
+            facts.failedAt ?? "preview"
+        ];
+        return [`${what}: ${facts.errors.map((e) => e.trim().replace(/\n+/g, " ")).join(" / ") || "see the run's log"}`];
     }
     const problems: string[] = [];
     const { keyDaysUntilExpiry: days, keyExpiryWarningDays: window } = facts.now;
@@ -232,6 +272,7 @@ export function renderHealthIssue(all: StackFacts[], runUrl: string | undefined)
         const problems = healthProblems(facts);
         lines.push(`**${facts.stack}**: ${problems.length === 0 ? "healthy" : ""}`);
         for (const p of problems) lines.push(`- ${p}`);
+        if (facts.ok) lines.push(`_The runner's facts: ${runnerReadText(facts.runnerRead)}._`);
         lines.push("");
     }
     if (runUrl !== undefined) lines.push(`[The run](${runUrl})`, "");

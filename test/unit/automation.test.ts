@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { judgeExpiry } from "../../components/item";
 import type { KubernetesDelivered } from "../../components/outputs";
+import { checkKeySecret, errorText, failedFacts } from "../../automation/check-stack";
 import {
     jobContext,
     JobEnvError,
@@ -70,6 +71,7 @@ function facts(change: Partial<StackFacts> = {}): StackFacts {
             hasKey: true,
         },
         last: { runnerKind: "kubernetes", keyFingerprint: NOW, hasKey: true, delivered: indri(NOW) },
+        runnerRead: { how: "live", at: "2026-12-06T01:00:00.000Z" },
         diff: "Previewing update (indri):\n  pulumi:pulumi:Stack: (same)\nResources:\n    12 unchanged\n",
         ...change,
     };
@@ -85,7 +87,7 @@ describe("the PR comment", () => {
         expect(body).toContain("- Expiry: 40 day(s) left (2027-01-05, field `expires`).");
         expect(body).not.toContain("Rotation pending");
         expect(body).toContain("<details><summary>Full preview</summary>\n\n```diff\nPreviewing update (indri):");
-        expect(body).toContain("- hasKey at the last `up`: true; as this preview reads the runner now: true");
+        expect(body).toContain("- hasKey read from the runner by this preview, 2026-12-06T01:00:00.000Z: true; at the last `up`: true");
         expect(body.endsWith("</details>\n\n[The run](https://forge.example/ops/repo/actions/runs/7)")).toBe(true);
     });
 
@@ -107,7 +109,7 @@ describe("the PR comment", () => {
         expect(body).toContain("- update `kubernetes:apps/v1:DeploymentPatch` `indri-deployment-patch`");
         expect(body).not.toContain("[The run]");
         expect(renderComment(facts({ now: { keyFingerprint: NOW } }), undefined)).toContain(
-            "as this preview reads the runner now: known after `up`",
+            "read from the runner by this preview, 2026-12-06T01:00:00.000Z: known after `up`",
         );
     });
 
@@ -127,6 +129,31 @@ describe("the PR comment", () => {
         expect(healthProblems(facts({ now: { ...facts().now, keyDaysUntilExpiry: -2, keyExpiryField: "valid until" } }))).toContain(
             'the key has expired (1Password\'s field `valid until`): rotate it now (README, "Operations")',
         );
+    });
+
+    it("says where the runner's facts were read and when: re-read now, or the last up's with its time, never the last up's as now", () => {
+        const ssh = (runnerRead: StackFacts["runnerRead"]) =>
+            renderComment(
+                facts({ stack: "ringtail", now: { keyFingerprint: NOW, runnerKind: "ssh", hasKey: false }, runnerRead }),
+                undefined,
+            );
+        expect(ssh({ how: "reread", at: "2026-12-06T01:02:03.000Z" })).toContain(
+            "- hasKey re-read from the runner with the check key, 2026-12-06T01:02:03.000Z: false; at the last `up`: true",
+        );
+        const old = ssh({ how: "last-up", at: "2026-12-01T08:00:00.000Z", why: "the job holds no check key (secret RINGTAIL_CHECK_KEY)" });
+        expect(old).toContain(
+            "- hasKey as of the last `up` (2026-12-01T08:00:00.000Z), not read now: the job holds no check key (secret RINGTAIL_CHECK_KEY): true",
+        );
+        expect(old).not.toContain("now: false");
+        expect(ssh({ how: "last-up", why: "the re-read failed" })).toContain("as of the last `up` (its time is not recorded)");
+    });
+
+    it("names the step that failed: opening the stack, the preview, or the re-read", () => {
+        const failed = (failedAt: StackFacts["failedAt"]) =>
+            renderComment(facts({ ok: false, failedAt, errors: ["the error. Fix: the fix"], now: {}, diff: "" }), undefined);
+        expect(failed("open")).toContain("**The stack could not be opened.**\n\n```\nthe error. Fix: the fix\n```");
+        expect(failed("preview")).toContain("**`pulumi preview` failed.**");
+        expect(failed("reread")).toContain("**Re-reading the runner with the check key failed.**");
     });
 
     it("carries the program's error when the preview failed", () => {
@@ -183,6 +210,38 @@ describe("key health", () => {
         expect(body.startsWith(HEALTH_MARKER)).toBe(true);
         expect(body).toContain("**indri**: healthy");
         expect(body).toContain("**ringtail**: \n- the key expires in 2 day(s)");
+        expect(body).toContain("_The runner's facts: read from the runner by this preview, 2026-12-06T01:00:00.000Z._");
+    });
+
+    it("names every stack that could not be checked, with its step and fix, beside the healthy ones", () => {
+        const { body } = renderHealthIssue(
+            [
+                failedFacts("third", "open", "error: no stack named 'third' found. Fix: pulumi stack init third"),
+                failedFacts("fourth", "preview", "ci-registry-auth: runner.hostKey is not set. Fix: pulumi config set ..."),
+                facts(),
+            ],
+            undefined,
+        );
+        expect(body).toContain(
+            "**third**: \n- the stack could not be opened: error: no stack named 'third' found. Fix: pulumi stack init third",
+        );
+        expect(body).toContain(
+            "**fourth**: \n- the preview failed: ci-registry-auth: runner.hostKey is not set. Fix: pulumi config set ...",
+        );
+        expect(body).toContain("**indri**: healthy");
+    });
+
+    it("names a stack's check-key secret after the stack", () => {
+        expect(checkKeySecret("ringtail")).toBe("RINGTAIL_CHECK_KEY");
+        expect(checkKeySecret("build-host.2")).toBe("BUILD_HOST_2_CHECK_KEY");
+    });
+
+    it("keeps pulumi's own error line of a CLI failure, not its command line or a stack trace", () => {
+        const err = new Error(
+            "code: 255\n stdout: \n stderr: error: no stack named 'third' found\n\n err?: Error: Command failed with exit code 255: pulumi stack select --stack third\n    at x (y.js:1:1)",
+        );
+        expect(errorText(err)).toBe("error: no stack named 'third' found");
+        expect(errorText(new Error("plain"))).toBe("plain");
     });
 });
 
