@@ -157,31 +157,34 @@ export async function s3Request(
     return { status: res.status, body, code: /<Code>([^<]*)<\/Code>/.exec(body)?.[1] ?? "" };
 }
 
-/** Which stacks of which project CI previews: it may read their current checkpoints and nothing else. */
+/** Which project CI previews: it may read the current checkpoint of each of its stacks and nothing else. */
 export interface CiScope {
     project: string;
-    stacks: string[];
 }
 
 /**
  * The statements that let `principal` read exactly what `pulumi preview`
  * of `scope`'s stacks reads on a diy backend in `bucket`, and deny it every
  * earlier checkpoint outright. Plain AWS policy grammar (versitygw and
- * MinIO take it alike): `*` in a Resource matches across `/`, and each
- * current checkpoint is named exactly, so `<stack>.json.bak` is not one.
- * No `NotResource`/`NotAction`: versitygw v1.8.0 drops them silently.
+ * MinIO take it alike). The stacks are matched by pattern
+ * (`<project>/*.json`), so a new stack file needs no edit of the policy:
+ * `*` matches across `/`, but a current checkpoint is the only object
+ * under `.pulumi/stacks/<project>/` that ends in `.json` (`<stack>.json.bak`
+ * does not, and is denied by name too), and history and backups live under
+ * other prefixes, denied outright. No `NotResource`/`NotAction`: versitygw
+ * v1.8.0 drops them silently.
  */
 export function ciReadPolicy(bucket: string, principal: Record<string, string[]>, scope: CiScope): Record<string, unknown>[] {
-    const checkpoints = scope.stacks.map((stack) => `.pulumi/stacks/${scope.project}/${stack}.json`);
-    // The stack's tags, which the backend reads on every preview (absent ones too: refused is an error).
-    const tags = scope.stacks.map((stack) => `.pulumi/stacks/${scope.project}/${stack}.pulumi-tags`);
+    const checkpoints = `.pulumi/stacks/${scope.project}/*.json`;
+    // The stacks' tags, which the backend reads on every preview (absent ones too: refused is an error).
+    const tags = `.pulumi/stacks/${scope.project}/*.pulumi-tags`;
     return [
         {
             Sid: "CiReadsCurrentCheckpoints",
             Effect: "Allow",
             Principal: principal,
             Action: ["s3:GetObject"],
-            Resource: [".pulumi/meta.yaml", ...checkpoints, ...tags].map((key) => `arn:aws:s3:::${bucket}/${key}`),
+            Resource: [".pulumi/meta.yaml", checkpoints, tags].map((key) => `arn:aws:s3:::${bucket}/${key}`),
         },
         {
             // The backend lists with the checkpoint's own name as the prefix to find it (and its compressed variants).
@@ -190,7 +193,7 @@ export function ciReadPolicy(bucket: string, principal: Record<string, string[]>
             Principal: principal,
             Action: ["s3:ListBucket"],
             Resource: [`arn:aws:s3:::${bucket}`],
-            Condition: { StringEquals: { "s3:prefix": checkpoints } },
+            Condition: { StringLike: { "s3:prefix": [checkpoints] } },
         },
         {
             Sid: "CiNeverReadsHistory",

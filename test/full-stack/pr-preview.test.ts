@@ -391,7 +391,7 @@ beforeAll(async () => {
     console.log(engineLine("PR preview and key-health"));
     gitea = await Gitea.start(13000, { actions: daemon });
     // CI's backend key reads the current checkpoint of each stack of the project, nothing more.
-    s3 = await S3Server.start(17070, { project: "ci-registry-auth", stacks: projectStacks(ROOT) });
+    s3 = await S3Server.start(17070, { project: "ci-registry-auth" });
     work = mkdtempSync(join(tmpdir(), "cra-pr-"));
     registry = await startRegistry(join(work, "registry"), "127.0.0.1", 5004, "zot-ci", KEY);
 

@@ -33,7 +33,7 @@ async function list(who: S3Who, prefix: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-    s3 = await S3Server.start(17071, { project: "p", stacks: ["ci", "dev"] });
+    s3 = await S3Server.start(17071, { project: "p" });
 }, 60_000);
 
 afterAll(async () => {
@@ -72,13 +72,14 @@ describe("ci", () => {
         }
     });
 
-    it("gets (and heads) the current checkpoint of its stacks", async () => {
+    it("gets (and heads) the current checkpoint of each stack of its project, one added later too, with no edit of the policy", async () => {
         expect(await s3.request("ci", "GET", checkpoint)).toMatchObject({ status: 200, body: "state of .pulumi/stacks/p/ci.json" });
         expect((await s3.request("ci", "HEAD", checkpoint)).status).toBe(200);
+        expect(await s3.request("ci", "GET", `${BUCKET}/.pulumi/stacks/p/other.json`)).toMatchObject({ status: 200 });
     });
 
-    it("is refused every earlier checkpoint: the .bak, history and backups, and other stacks' and projects'", async () => {
-        for (const key of [...earlier, ".pulumi/stacks/p/other.json", ".pulumi/stacks/q/ci.json"]) {
+    it("is refused every earlier checkpoint: the .bak, history and backups, and another project's", async () => {
+        for (const key of [...earlier, ".pulumi/stacks/q/ci.json"]) {
             expect(await s3.request("ci", "GET", `${BUCKET}/${key}`), key).toMatchObject(denied);
             expect((await s3.request("ci", "HEAD", `${BUCKET}/${key}`)).status, key).toBe(403);
         }
@@ -86,7 +87,17 @@ describe("ci", () => {
 
     it("lists only with its checkpoint's name as the prefix, and nothing else", async () => {
         expect(await list("ci", ".pulumi/stacks/p/ci.json")).toEqual([".pulumi/stacks/p/ci.json", ".pulumi/stacks/p/ci.json.bak"]);
-        for (const prefix of ["", ".pulumi/", ".pulumi/history/", ".pulumi/backups/", ".pulumi/stacks/p/", ".pulumi/stacks/p/ci"]) {
+        expect(await list("ci", ".pulumi/stacks/p/other.json")).toEqual([".pulumi/stacks/p/other.json"]);
+        for (const prefix of [
+            "",
+            ".pulumi/",
+            ".pulumi/history/",
+            ".pulumi/backups/",
+            ".pulumi/stacks/p/",
+            ".pulumi/stacks/p/ci",
+            ".pulumi/stacks/q/ci.json",
+            ".pulumi/history/p/ci/ci-1764547200000000000.checkpoint.json",
+        ]) {
             const res = await s3.request("ci", "GET", BUCKET, { query: { "list-type": "2", prefix } });
             expect(res, `prefix "${prefix}"`).toMatchObject(denied);
         }
