@@ -55,11 +55,15 @@ async function open(name: string, job: CheckJob): Promise<Stack | StackFacts> {
     }
 }
 
-/** When the stack's last update ended, as the backend records it; undefined when it cannot say. */
+/**
+ * When the stack's last update was written, from its current checkpoint
+ * (the manifest's time): CI's backend key reads no history, so not from
+ * `pulumi stack history`. Undefined when it cannot say.
+ */
 async function lastUpAt(stack: Stack): Promise<string | undefined> {
     try {
-        const end = (await stack.info())?.endTime;
-        return end === undefined ? undefined : new Date(end).toISOString();
+        const time = ((await stack.exportStack()).deployment as { manifest?: { time?: string } } | undefined)?.manifest?.time;
+        return time === undefined ? undefined : new Date(time).toISOString();
     } catch {
         return undefined;
     }

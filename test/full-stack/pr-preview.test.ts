@@ -619,6 +619,12 @@ describe("preview.yaml on a pull request", () => {
             expect(body).toMatch(new RegExp(`- Last delivered: \\w+ \`${fp}\`, \\w+ \`${fp}\``));
             expect(body).not.toContain("Rotation pending");
             expect(body).toMatch(/- Expiry: (79|80) day\(s\) left/);
+            // Said as read: indri's runner live by the preview; ringtail's (no check key in a preview) as of the last up, with its time.
+            expect(body).toMatch(
+                stack === "indri"
+                    ? /- hasKey read from the runner by this preview, 20\d\d-[^:]+:\d\d:\d\d\.\d{3}Z: true; at the last `up`: true/
+                    : /- hasKey as of the last `up` \(20\d\d-[^)]+\), not read now: the job holds no check key \(secret RINGTAIL_CHECK_KEY\): true/,
+            );
             expect(body).toContain(`[The run](${gitea.url}/${repo.fullName}/actions/runs/`);
             first[stack] = found[0]!.id;
         }
@@ -937,6 +943,70 @@ describe("key-health.yaml", () => {
             );
         } finally {
             await registry.setAuth(true);
+        }
+        const healthy = await workflow("key-health.yaml");
+        expect(healthy.code, healthy.log).toBe(0);
+        expect((await healthIssues()).filter((i) => i.user.login === ciUser())[0]).toMatchObject({ state: "closed" });
+    });
+});
+
+describe("key-health.yaml with a broken stack among the good", () => {
+    it("judges every stack on its own: one never initialised, one with a bad setting, and the two whose key zot revoked are each named in the issue", async () => {
+        // The two real stacks: a key zot then revokes, delivered to both.
+        const apiKey = await registry.createApiKey("zot-ci", ROTATED);
+        apiKeys.push(apiKey.key);
+        await rotateKey(emulator.url, TOKEN, apiKey.key);
+        for (const run of [ringtail, indri]) expect((await run.stack.up(recording(run))).outputs["canPush"]?.value).toBe(true);
+        await registry.revokeApiKey("zot-ci", ROTATED, apiKey.id);
+        // Pulumi.third.yaml, committed but never `pulumi stack init`-ed; Pulumi.fourth.yaml, initialised by
+        // the operator, with a setting the program refuses.
+        const ringtailFile = readFileSync(join(repoDir, "Pulumi.ringtail.yaml"), "utf8");
+        writeFileSync(join(repoDir, "Pulumi.third.yaml"), ringtailFile);
+        const init = spawnSync("pulumi", ["stack", "init", "fourth", "--non-interactive"], {
+            cwd: repoDir,
+            env: { ...process.env, ...ringtail.env },
+            encoding: "utf8",
+        });
+        expect(init.status, init.stderr).toBe(0);
+        const fourth = parseDocument(readFileSync(join(repoDir, "Pulumi.fourth.yaml"), "utf8"));
+        fourth.set("config", parseDocument(ringtailFile).get("config"));
+        fourth.setIn(["config", "ci-registry-auth:expiryWarningDays"], "soon");
+        writeFileSync(join(repoDir, "Pulumi.fourth.yaml"), fourth.toString());
+        git(["add", "Pulumi.third.yaml", "Pulumi.fourth.yaml"]);
+        git(["commit", "-q", "-m", "Two more runners"]);
+        gitea.push(repo, repoDir, "HEAD", "main");
+        try {
+            const r = await workflow("key-health.yaml");
+            // A stack that could not be checked fails the job, after every stack was checked and the issue written.
+            expect(r.code, r.log).not.toBe(0);
+            const issue = (await healthIssues()).filter((i) => i.user.login === ciUser())[0]!;
+            expect(issue.state).toBe("open");
+            expect(issue.body).toMatch(
+                /\*\*third\*\*: \n- the stack could not be opened: error: no stack named 'third' found\. Fix: a new Pulumi\.third\.yaml needs its stack made and deployed once by the operator \(pulumi stack init third, then pulumi up --stack third/,
+            );
+            expect(issue.body).toMatch(/\*\*fourth\*\*: \n- the preview failed: [^\n]*expiryWarningDays[^\n]*/);
+            for (const stack of ["indri", "ringtail"]) {
+                expect(issue.body).toMatch(
+                    new RegExp(
+                        `\\*\\*${stack}\\*\\*: \\n- the registry does not accept the key, so no job can push: .* refuses the key \\(401\\)`,
+                    ),
+                );
+            }
+            // Where each healthy stack's runner facts were read, and when.
+            expect(issue.body).toMatch(/_The runner's facts: read from the runner by this preview, 20\d\d-/);
+            expect(issue.body).toMatch(/_The runner's facts: re-read from the runner with the check key, 20\d\d-/);
+        } finally {
+            git(["rm", "-q", "Pulumi.third.yaml", "Pulumi.fourth.yaml"]);
+            git(["commit", "-q", "-m", "Not yet"]);
+            gitea.push(repo, repoDir, "HEAD", "main");
+            const rm = spawnSync("pulumi", ["stack", "rm", "fourth", "--yes", "--force"], {
+                cwd: repoDir,
+                env: { ...process.env, ...ringtail.env },
+                encoding: "utf8",
+            });
+            expect(rm.status, rm.stderr).toBe(0);
+            await rotateKey(emulator.url, TOKEN, ROTATED);
+            for (const run of [ringtail, indri]) await run.stack.up(recording(run));
         }
         const healthy = await workflow("key-health.yaml");
         expect(healthy.code, healthy.log).toBe(0);
