@@ -13,11 +13,11 @@ import { openStack, previewFacts, runnerSettings } from "./preview";
 import { rereadSshRunner } from "./reread";
 import type { StackFacts } from "./report";
 
-/** How a job reaches the stacks: the project, pulumi's extra environment, the check key's file when it holds one. */
+/** How a job reaches the stacks: the project, pulumi's extra environment, the check keys' files it holds by secret name. */
 export interface CheckJob {
     root: string;
     env: Record<string, string>;
-    checkKeyFile?: string;
+    checkKeys: Record<string, string>;
 }
 
 /** The repository secret that holds a stack's check key: the stack's name in capitals, `-` and `.` as `_`, then `_CHECK_KEY`. */
@@ -91,13 +91,14 @@ export async function checkStack(name: string, job: CheckJob, now: () => Date = 
         const at = await lastUpAt(stack);
         return { ...facts, runnerRead: { how: "last-up", ...(at !== undefined ? { at } : {}), why } };
     };
-    if (job.checkKeyFile === undefined) {
+    const keyFile = job.checkKeys[checkKeySecret(name)];
+    if (keyFile === undefined) {
         return asOfLastUp(`the job holds no check key (secret ${checkKeySecret(name)})`);
     }
     try {
         const runner = await runnerSettings(stack);
         if (runner.kind !== "ssh") return await asOfLastUp("the stack's runner settings are not an SSH runner's");
-        const reread = rereadSshRunner(runner, facts.now.envVar ?? "ZOT_CI_API_KEY", facts.now.keyFingerprint ?? "", job.checkKeyFile);
+        const reread = rereadSshRunner(runner, facts.now.envVar ?? "ZOT_CI_API_KEY", facts.now.keyFingerprint ?? "", keyFile);
         console.log(`${name}: re-read ${runner.user}@${runner.host} with the check key`);
         const delivered = { changed: facts.now.delivered?.changed ?? false, ...reread.delivered };
         return {

@@ -129,8 +129,12 @@ export function setConfig(
 export interface JobHome {
     /** Extra environment for the pulumi commands: HOME and a PULUMI_HOME of this job's own. */
     env: Record<string, string>;
-    /** key-health's restricted SSH key, written 0600 here, when the job has one. */
-    checkKeyFile?: string;
+    /**
+     * The SSH runners' restricted check keys the job holds, written 0600
+     * here, by repository secret name (`<STACK>_CHECK_KEY`: check-stack.ts,
+     * checkKeySecret).
+     */
+    checkKeys: Record<string, string>;
     /** The provider plugins installed into this job's PULUMI_HOME, as `resource-<name>-v<version>`. */
     plugins: string[];
     /** Removes the HOME and what it holds (the kubeconfig, the check key, PULUMI_HOME). */
@@ -219,6 +223,32 @@ export function installPlugins(projectDir: string, pulumiHome: string, pluginDir
 }
 
 /**
+ * The check keys among the repository's secrets (`toJSON(secrets)`): every
+ * non-empty `<NAME>_CHECK_KEY`; everything else is dropped here. A value
+ * that is not a JSON object is refused, naming the variable and the fix,
+ * never showing it.
+ */
+export function checkKeySecrets(json: string | undefined): Record<string, string> {
+    if (json === undefined || json.trim() === "") return {};
+    let secrets: unknown;
+    try {
+        secrets = JSON.parse(json);
+    } catch {
+        secrets = undefined;
+    }
+    if (typeof secrets !== "object" || secrets === null || Array.isArray(secrets)) {
+        throw new JobEnvError([
+            "CI_REGISTRY_AUTH_CHECK_KEYS is not a JSON object (its value is not shown): set it in the workflow to ${{ toJSON(secrets) }}",
+        ]);
+    }
+    return Object.fromEntries(
+        Object.entries(secrets).filter(
+            (e): e is [string, string] => /^[A-Z0-9_]+_CHECK_KEY$/.test(e[0]) && typeof e[1] === "string" && e[1].trim() !== "",
+        ),
+    );
+}
+
+/**
  * Lays out what the job's secrets give CI, in a HOME of this job's own:
  * under the runner's per-job temp directory (RUNNER_TEMP), which
  * forgejo-runner removes when the job ends however it ends (a cancelled or
@@ -234,9 +264,13 @@ export function installPlugins(projectDir: string, pulumiHome: string, pluginDir
  *   KUBECONFIG nor `runner.kubeconfig` is set, either of which would become
  *   an input of the provider and show as a change against the operator's
  *   `up` (README, "CI and trust").
- * - CI_REGISTRY_AUTH_CHECK_KEY: key-health's SSH key, which the host
- *   restricts to the read-only check, written 0600 to
- *   `.ssh/ci-registry-auth-check`.
+ * - CI_REGISTRY_AUTH_CHECK_KEYS: the repository's secrets as JSON
+ *   (key-health.yaml: `toJSON(secrets)`), of which only the SSH runners'
+ *   check keys are kept: each `<STACK>_CHECK_KEY`, which that stack's host
+ *   restricts to the read-only check, written 0600 to `.ssh/<name>`. The
+ *   variable is then removed from this process's environment, so nothing
+ *   it starts (pulumi, the program) inherits the other secrets. A new SSH
+ *   stack needs its secret and no edit of the workflow.
  * - PULUMI_HOME is always new (`.pulumi` here), never the runner's: a
  *   fork's job runs on the same runner as the same user and could have left
  *   a plugin there. With PULUMI_PLUGIN_DIR, the plugins come from that
@@ -268,21 +302,21 @@ export function prepareJobHome(env: NodeJS.ProcessEnv, projectDir: string): JobH
             mkdirSync(join(home, ".kube"), { mode: 0o700 });
             writeFileSync(join(home, ".kube", "config"), kubeconfig, { mode: 0o600 });
         }
-        let checkKeyFile: string | undefined;
-        const checkKey = env["CI_REGISTRY_AUTH_CHECK_KEY"];
-        if (checkKey !== undefined && checkKey !== "") {
-            mkdirSync(join(home, ".ssh"), { mode: 0o700 });
-            checkKeyFile = join(home, ".ssh", "ci-registry-auth-check");
+        const checkKeys: Record<string, string> = {};
+        for (const [name, key] of Object.entries(checkKeySecrets(env["CI_REGISTRY_AUTH_CHECK_KEYS"]))) {
+            mkdirSync(join(home, ".ssh"), { recursive: true, mode: 0o700 });
+            checkKeys[name] = join(home, ".ssh", name);
             // OpenSSH refuses a key file without its final newline, which secret stores often drop.
-            writeFileSync(checkKeyFile, checkKey.endsWith("\n") ? checkKey : `${checkKey}\n`, { mode: 0o600 });
+            writeFileSync(checkKeys[name], key.endsWith("\n") ? key : `${key}\n`, { mode: 0o600 });
         }
+        delete env["CI_REGISTRY_AUTH_CHECK_KEYS"];
         const pulumiHome = join(home, ".pulumi");
         mkdirSync(pulumiHome, { mode: 0o700 });
         const pluginDir = env["PULUMI_PLUGIN_DIR"] ?? "";
         const plugins = pluginDir === "" ? [] : installPlugins(projectDir, pulumiHome, pluginDir, env["PULUMI_PLUGIN_SHA256"] ?? "");
         return {
             env: { HOME: home, PULUMI_HOME: pulumiHome },
-            ...(checkKeyFile !== undefined ? { checkKeyFile } : {}),
+            checkKeys,
             plugins,
             dispose,
         };

@@ -38,7 +38,7 @@ async function main(): Promise<void> {
             const facts = await checkStack(name, {
                 root: ROOT,
                 env: home.env,
-                ...(home.checkKeyFile !== undefined ? { checkKeyFile: home.checkKeyFile } : {}),
+                checkKeys: home.checkKeys,
             }).catch((err: unknown) => failedFacts(name, "preview", err instanceof Error ? err.message : String(err)));
             const problems = healthProblems(facts);
             console.log(`${name}: ${problems.length === 0 ? "healthy" : problems.join("; ")}`);

@@ -21,7 +21,7 @@ const ROOT = join(__dirname, "..");
 
 /**
  * Checks one stack and keeps its comment in step; false when it could not
- * be checked. With a check key (CI_REGISTRY_AUTH_CHECK_KEY) an SSH runner
+ * be checked. With the stack's check key (CI_REGISTRY_AUTH_CHECK_KEYS) an SSH runner
  * is re-read as key-health does; without one its comment says its runner
  * facts are the last `up`'s, with that time.
  */
@@ -29,7 +29,7 @@ async function previewStack(name: string, job: JobContext, home: JobHome, forgej
     const facts = await checkStack(name, {
         root: ROOT,
         env: home.env,
-        ...(home.checkKeyFile !== undefined ? { checkKeyFile: home.checkKeyFile } : {}),
+        checkKeys: home.checkKeys,
     }).catch((err: unknown) => failedFacts(name, "preview", err instanceof Error ? err.message : String(err)));
     console.log(facts.diff);
     const { comment, created } = await forgejo.upsertComment(job.pullRequest ?? 0, commentMarker(name), renderComment(facts, job.runUrl));

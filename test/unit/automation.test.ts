@@ -11,6 +11,7 @@ import { judgeExpiry } from "../../components/item";
 import type { KubernetesDelivered } from "../../components/outputs";
 import { checkKeySecret, errorText, failedFacts } from "../../automation/check-stack";
 import {
+    checkKeySecrets,
     jobContext,
     JobEnvError,
     pluginPath,
@@ -426,24 +427,44 @@ describe("the job's environment", () => {
         const file = join(dir, ".kube", "config");
         expect(readFileSync(file, "utf8")).toBe("apiVersion: v1\n");
         expect(statSync(file).mode & 0o777).toBe(0o600);
-        expect(home.checkKeyFile).toBeUndefined();
+        expect(home.checkKeys).toEqual({});
         expect(home.plugins).toEqual([]);
         home.dispose();
         expect(existsSync(dir)).toBe(false);
     });
 
-    it("writes key-health's check key 0600 with its final newline, and removes it with the HOME", () => {
-        const home = prepareJobHome(
-            {
-                CI_REGISTRY_AUTH_CHECK_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----",
-            },
-            ROOT,
-        );
-        const file = home.checkKeyFile ?? "";
-        expect(readFileSync(file, "utf8").endsWith("-----END OPENSSH PRIVATE KEY-----\n")).toBe(true);
-        expect(statSync(file).mode & 0o777).toBe(0o600);
+    it("keeps only the check keys of the repository's secrets, each 0600 with its final newline by its secret's name, drops the variable, and removes them with the HOME", () => {
+        const key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----";
+        const env: NodeJS.ProcessEnv = {
+            CI_REGISTRY_AUTH_CHECK_KEYS: JSON.stringify({
+                RINGTAIL_CHECK_KEY: key,
+                BUILDER_2_CHECK_KEY: `${key}\n`,
+                EMPTY_CHECK_KEY: "",
+                OP_CONNECT_TOKEN: "not-a-check-key",
+                github_token: "x",
+            }),
+        };
+        const home = prepareJobHome(env, ROOT);
+        expect(Object.keys(home.checkKeys).sort()).toEqual(["BUILDER_2_CHECK_KEY", "RINGTAIL_CHECK_KEY"]);
+        for (const file of Object.values(home.checkKeys)) {
+            expect(readFileSync(file, "utf8").endsWith("-----END OPENSSH PRIVATE KEY-----\n")).toBe(true);
+            expect(readFileSync(file, "utf8").endsWith("\n\n")).toBe(false);
+            expect(statSync(file).mode & 0o777).toBe(0o600);
+        }
+        expect(readdirSync(join(home.env["HOME"] ?? "", ".ssh")).sort()).toEqual(["BUILDER_2_CHECK_KEY", "RINGTAIL_CHECK_KEY"]);
+        // Nothing the job starts inherits the other secrets.
+        expect(env["CI_REGISTRY_AUTH_CHECK_KEYS"]).toBeUndefined();
+        const file = home.checkKeys["RINGTAIL_CHECK_KEY"] ?? "";
         home.dispose();
         expect(existsSync(file)).toBe(false);
+    });
+
+    it("refuses check keys that are not a JSON object, naming the variable and never the value", () => {
+        expect(checkKeySecrets(undefined)).toEqual({});
+        expect(() => checkKeySecrets("-----BEGIN OPENSSH PRIVATE KEY-----")).toThrow(
+            /CI_REGISTRY_AUTH_CHECK_KEYS is not a JSON object \(its value is not shown\): set it in the workflow to \$\{\{ toJSON\(secrets\) \}\}/,
+        );
+        expect(() => checkKeySecrets("-----BEGIN OPENSSH PRIVATE KEY-----")).not.toThrow(/BEGIN/);
     });
 
     it("removes the job's HOME when the job is stopped with SIGTERM or SIGINT, and then ends by that signal", async () => {
@@ -563,8 +584,20 @@ describe("the job's environment", () => {
         expect(pullRequestFork({})).toBeUndefined();
     });
 
-    it("finds the stacks from the project's Pulumi.<stack>.yaml files", () => {
-        expect(projectStacks(join(__dirname, "..", ".."))).toEqual(["indri", "ringtail"]);
+    it("finds the stacks from the project's Pulumi.<stack>.yaml files, a third one too", () => {
+        const dir = mkdtempSync(join(tmpdir(), "cra-stacks-"));
+        dirs.push(dir);
+        for (const f of [
+            "Pulumi.yaml",
+            "Pulumi.indri.yaml",
+            "Pulumi.ringtail.yaml",
+            "Pulumi.build-host.yaml",
+            "Pulumi.yaml.bak",
+            "notes.yaml",
+        ]) {
+            writeFileSync(join(dir, f), "");
+        }
+        expect(projectStacks(dir)).toEqual(["build-host", "indri", "ringtail"]);
     });
 
     it("takes --stack arguments and refuses anything else", () => {

@@ -60,6 +60,23 @@ describe("the workflows", () => {
         }
     });
 
+    it("hand the repository's secrets as a whole only to key-health's own step, as the check keys the program keeps; a preview holds no check key", () => {
+        const wholesale = workflows.flatMap(({ file, text }) =>
+            Object.values((parse(text) as Workflow).jobs).flatMap(({ steps }) =>
+                steps.flatMap((s) =>
+                    Object.entries(s.env ?? {})
+                        .filter(([, v]) => /toJSON\(\s*secrets\s*\)/.test(v))
+                        .map(([name]) => `${file} "${s.name ?? ""}" ${name}`),
+                ),
+            ),
+        );
+        expect(wholesale).toEqual([
+            'key-health.yaml "Preview every stack, re-read each SSH runner, keep the issue in step" CI_REGISTRY_AUTH_CHECK_KEYS',
+        ]);
+        const preview = workflows.find((w) => w.file === "preview.yaml")?.text ?? "";
+        expect(preview).not.toMatch(/CHECK_KEY/);
+    });
+
     it("give each job that holds secrets a HOME of its own before anything else runs, and a PULUMI_HOME of its own (automation/job.ts)", () => {
         for (const { file, text } of workflows) {
             for (const [job, { steps }] of Object.entries((parse(text) as Workflow).jobs)) {
