@@ -141,7 +141,8 @@ export interface ProjectRun extends Run {
  * than one stack, as the rotation runs them.
  */
 export async function projectStack(
-    stackFile: "indri" | "ringtail",
+    /** The committed `Pulumi.<stackFile>.yaml` of `where.from` the stack starts from (a third runner's too). */
+    stackFile: string,
     config: Settings,
     env: Record<string, string> = {},
     where: { from?: string; backend?: string; backendUrl?: string; stackName?: string; nodeModules?: string; beside?: ProjectRun } = {},

@@ -63,9 +63,15 @@ export class Ringtail {
         writeFileSync(this.knownHosts, `${facts.host} ${facts.hostKey}\n`);
     }
 
-    /** Boots a fresh machine (building its root filesystem first if needed); its runner unit runs the stand-in daemon. */
-    static start(): Ringtail {
+    /**
+     * Boots a fresh machine (building its root filesystem first if needed);
+     * its runner unit runs the stand-in daemon. `instance` 1-9 boots another
+     * SSH host beside ringtail (instance 0): its own namespace, link and
+     * address (sandbox/ringtail/host).
+     */
+    static start(instance = 0): Ringtail {
         const state = mkdtempSync(join(tmpdir(), "cra-ringtail-"));
+        writeFileSync(join(state, "instance"), `${instance}\n`);
         hostScript("start", state);
         return new Ringtail(state, JSON.parse(readFileSync(join(state, "host.json"), "utf8")) as HostFacts);
     }

@@ -132,6 +132,12 @@ const upgradeWarnings: Record<string, boolean> = {};
 let runnerPlugins: string;
 let pluginPins: string;
 const logs: string[] = [];
+/** Secrets the operator adds later (a third runner's check key), by name. */
+const laterSecrets: Record<string, string> = {};
+/** The third runner: a second SSH host, its operator stack, its check key. */
+let builder: Ringtail | undefined;
+let builderRun: ProjectRun | undefined;
+let builderKeyFile: string | undefined;
 /** Keys the registry made (zot's `zak_…`), for the leak scan. */
 const apiKeys: string[] = [];
 
@@ -152,6 +158,7 @@ function ciSecrets(): Record<string, string> {
         OP_CONNECT_TOKEN: CI_TOKEN,
         INDRI_KUBECONFIG: ciKubeconfig,
         RINGTAIL_CHECK_KEY: readFileSync(checkKeyFile, "utf8"),
+        ...laterSecrets,
     };
 }
 
@@ -525,7 +532,8 @@ beforeAll(async () => {
 afterAll(async () => {
     await pulumiRunner?.stop();
     pulumiRunner?.remove();
-    for (const r of [ringtail, indri] as (ProjectRun | undefined)[]) r?.dispose();
+    for (const r of [ringtail, indri, builderRun] as (ProjectRun | undefined)[]) r?.dispose();
+    builder?.stop();
     await (gitea as Gitea | undefined)?.stop();
     await (s3 as S3Server | undefined)?.stop();
     await (registry as Registry | undefined)?.stop();
@@ -1236,6 +1244,75 @@ describe("a hostile pull request", () => {
     });
 });
 
+describe('a third runner, added with its stack file and its secret alone (README, "Add a runner")', () => {
+    it("gets its own comment on the pull request and its own re-read in key-health, with no edit of code, workflows or tasks", async () => {
+        // A second SSH host beside ringtail (sandbox/ringtail/host, instance 1).
+        const host2 = Ringtail.start(1);
+        builder = host2;
+        builderKeyFile = join(work, "builder-check");
+        spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "ci-registry-auth-check", "-f", builderKeyFile]);
+        const checkKey = readFileSync(`${builderKeyFile}.pub`, "utf8").trim();
+        host2.authorize(`restrict,command="${checkCommandPath(host2.facts.envFile)}" ${checkKey}`);
+        // Pulumi.builder.yaml: ringtail's committed file with this host's settings, committed to main.
+        const doc = parseDocument(readFileSync(join(repoDir, "Pulumi.ringtail.yaml"), "utf8"));
+        for (const [key, value] of Object.entries({
+            host: host2.facts.host,
+            port: host2.facts.port,
+            hostKey: host2.facts.hostKey,
+            checkKey,
+        })) {
+            doc.setIn(["config", "ci-registry-auth:runner", key], value);
+        }
+        writeFileSync(join(repoDir, "Pulumi.builder.yaml"), doc.toString());
+        git(["add", "Pulumi.builder.yaml"]);
+        git(["commit", "-q", "-m", "Add the builder runner"]);
+        gitea.push(repo, repoDir, "HEAD", "main");
+        // The operator's stack for it, from that file, and its first up.
+        builderRun = await projectStack(
+            "builder",
+            { "onepassword:url": { value: emulator.url } },
+            { ...operatorEnv(TOKEN, await host2.agent()), ...s3.env("operator") },
+            { from: repoDir, backendUrl: s3.backendUrl, backend: s3.dir },
+        );
+        const up = await builderRun.stack.up(recording(builderRun));
+        expect(up.outputs["hasKey"]?.value).toBe(true);
+        const fp = String(up.outputs["keyFingerprint"]?.value);
+        expect(up.outputs["delivered"]?.value).toMatchObject({ checkKey: "restricted" });
+        // Its secret, named after the stack.
+        laterSecrets["BUILDER_CHECK_KEY"] = readFileSync(builderKeyFile, "utf8");
+        if (daemon) await gitea.setActionsSecret(repo, "BUILDER_CHECK_KEY", laterSecrets["BUILDER_CHECK_KEY"]);
+
+        // The pull request's branch gets the stack file too.
+        git(["checkout", "-q", "--detach", previewHead]);
+        try {
+            git(["checkout", "-q", "main", "--", "Pulumi.builder.yaml"]);
+            git(["commit", "-q", "-m", "Review with the builder runner"]);
+            previewHead = git(["rev-parse", "HEAD"]);
+            gitea.push(repo, repoDir, previewHead, "preview-me");
+        } finally {
+            git(["checkout", "-q", "main"]);
+        }
+        const preview = await workflow("preview.yaml");
+        expect(preview.code, preview.log).toBe(0);
+        const comment = await mine("builder");
+        expect(comment).toHaveLength(1);
+        expect(comment[0]!.body).toContain(`- Key in 1Password now: \`${fp}\``);
+        expect(comment[0]!.body).toMatch(new RegExp(`- Last delivered: fileFingerprint \`${fp}\`, processFingerprint \`${fp}\``));
+        expect(comment[0]!.body).toMatch(
+            /- hasKey as of the last `up` \(20\d\d-[^)]+\), not read now: the job holds no check key \(secret BUILDER_CHECK_KEY\): true/,
+        );
+
+        const health = await workflow("key-health.yaml");
+        expect(health.code, health.log).toBe(0);
+        const at = (h: Ringtail) => h.facts.host.replace(/\./g, "\\.");
+        expect(health.log).toMatch(new RegExp(`builder: re-read root@${at(host2)} with the check key`));
+        expect(health.log).toMatch(new RegExp(`ringtail: re-read root@${at(host)} with the check key`));
+        expect(health.log).toMatch(/builder: healthy/);
+        expect(health.log).toMatch(/ringtail: healthy/);
+        expect(health.log).toMatch(/indri: healthy/);
+    });
+});
+
 describe("leaks", () => {
     it("no key, token or private key in any comment, issue, job log or act's output", async () => {
         const issues = await healthIssues();
@@ -1259,6 +1336,9 @@ describe("leaks", () => {
                 "the Gitea token": gitea.token,
                 "the operator's SSH private key": readFileSync(host.facts.privateKeyFile, "utf8").split("\n")[1] ?? "",
                 "the check key": readFileSync(checkKeyFile, "utf8").split("\n")[1] ?? "",
+                ...(builderKeyFile !== undefined
+                    ? { "the builder's check key": readFileSync(builderKeyFile, "utf8").split("\n")[1] ?? "" }
+                    : {}),
                 ...Object.fromEntries(apiKeys.map((k, i) => [`api key ${i}`, k])),
             }),
         ).toEqual([]);
