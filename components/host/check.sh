@@ -4,7 +4,9 @@
 # and metadata only. `checked_at` is the host's clock in nanoseconds: of two
 # reports, the later describes the host as it is. The runner's config and
 # registration (its token blanked) travel base64 in the (secret) report and
-# are parsed by the program, never here.
+# their contents are parsed by the program, never here; the host finds only
+# their paths (runner-files.sh, whose TypeScript twins pass one fixture
+# table: test/unit/host-scripts.test.ts).
 # Settings from the generated header: f, unit, var, ck (key-health's public
 # key blob, "" when not configured), login (runner.user).
 # shellcheck disable=SC2154

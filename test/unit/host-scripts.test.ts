@@ -515,20 +515,42 @@ describe("the check key: restricted to the installed check", () => {
 describe("the shell readers and their TypeScript twins give the same answers", () => {
     // Where the runner's files are: the host reads them with runner-files.sh's
     // awk, the program (indri, and judging ringtail's report) with TypeScript.
-    const argvs: [string, string | undefined][] = [
-        ["/nix/store/r-forgejo-runner/bin/act_runner daemon --config /nix/store/c-config.yaml", "/nix/store/c-config.yaml"],
-        ["/usr/bin/forgejo-runner daemon --config=/etc/runner/config.yaml", "/etc/runner/config.yaml"],
-        ["/usr/bin/forgejo-runner daemon -c /etc/runner/config.yaml", "/etc/runner/config.yaml"],
-        ["/usr/bin/forgejo-runner daemon -c/etc/runner/config.yaml", "/etc/runner/config.yaml"],
-        ["/usr/bin/forgejo-runner daemon -c=/etc/runner/config.yaml", "/etc/runner/config.yaml"],
-        ["/usr/bin/forgejo-runner --config /etc/runner/before-daemon.yaml daemon", "/etc/runner/before-daemon.yaml"],
-        ["/usr/bin/forgejo-runner daemon", undefined],
+    // One table for both: each ExecStart as an argv (what the program reads from a container and
+    // judges); the host's awk reads the same argv as systemd shows it, its elements joined by spaces.
+    const argvs: [string, string[], string | undefined][] = [
+        [
+            "NixOS's unit",
+            ["/nix/store/r-forgejo-runner/bin/act_runner", "daemon", "--config", "/nix/store/c-config.yaml"],
+            "/nix/store/c-config.yaml",
+        ],
+        ["--config=", ["/usr/bin/forgejo-runner", "daemon", "--config=/etc/runner/config.yaml"], "/etc/runner/config.yaml"],
+        ["-c X", ["/usr/bin/forgejo-runner", "daemon", "-c", "/etc/runner/config.yaml"], "/etc/runner/config.yaml"],
+        ["-cX", ["/usr/bin/forgejo-runner", "daemon", "-c/etc/runner/config.yaml"], "/etc/runner/config.yaml"],
+        ["-c=X", ["/usr/bin/forgejo-runner", "daemon", "-c=/etc/runner/config.yaml"], "/etc/runner/config.yaml"],
+        [
+            "the flag before daemon",
+            ["/usr/bin/forgejo-runner", "--config", "/etc/runner/before-daemon.yaml", "daemon"],
+            "/etc/runner/before-daemon.yaml",
+        ],
+        ["no --config", ["/usr/bin/forgejo-runner", "daemon"], undefined],
+        ["not the daemon", ["/usr/bin/forgejo-runner", "register", "--config", "/etc/r.yaml"], undefined],
+        ["env before the binary", ["/usr/bin/env", "FOO=1", "/usr/bin/forgejo-runner", "daemon", "--config=/etc/c.yaml"], "/etc/c.yaml"],
+        ["a shell wrapper", ["/bin/sh", "-c", "forgejo-runner daemon --config /etc/r.yaml"], "/etc/r.yaml"],
+        ["a shell wrapper, quoted path", ["/bin/sh", "-c", "forgejo-runner daemon --config '/etc/r.yaml'"], "/etc/r.yaml"],
+        ["a shell wrapper, double quotes", ["/bin/sh", "-c", 'exec forgejo-runner daemon --config="/etc/r.yaml"'], "/etc/r.yaml"],
+        ["a shell wrapper with cd &&", ["/bin/sh", "-c", "cd /var/lib/r && /usr/bin/forgejo-runner -c /etc/r.yaml daemon"], "/etc/r.yaml"],
+        [
+            "a binary named earlier, run later",
+            ["/bin/sh", "-c", "echo forgejo-runner; forgejo-runner daemon -c=/etc/x.yaml"],
+            "/etc/x.yaml",
+        ],
+        ["a wrapper without --config", ["/bin/bash", "-c", "forgejo-runner daemon"], undefined],
     ];
-    it.each(argvs)("--config of %s", (argv, path) => {
-        const shell = spawnSync("sh", ["-c", runnerFilesProbe("daemon_config_path")], { input: `${argv}\n`, encoding: "utf8" });
+    it.each(argvs)("--config with %s", (_label, argv, path) => {
+        const shell = spawnSync("sh", ["-c", runnerFilesProbe("daemon_config_path")], { input: `${argv.join(" ")}\n`, encoding: "utf8" });
         expect(shell.status).toBe(0);
         expect(shell.stdout.trim() || undefined).toBe(path);
-        expect(daemonConfigPath(argv.split(" "))?.path).toBe(path);
+        expect(daemonConfigPath(argv)?.path).toBe(path);
     });
 
     const configs: [string, string, string | undefined][] = [
