@@ -94,6 +94,8 @@ export interface RawConfig {
     /** This run is a preview, which connects to no host and needs no SSH credential. */
     preview: boolean;
     connectUrl?: string;
+    /** $OP_CONNECT_HOST, when `onepassword:url` is in the stack's config too (the file's value wins). */
+    connectHostEnv?: string;
     /** $OP_CONNECT_TOKEN. */
     connectToken?: string;
     /** `onepassword:token` is in the stack's config (no longer read: a warning says how to move it out). */
@@ -239,6 +241,13 @@ export function parseConfig(raw: RawConfig): StackConfig {
                 "the Connect token and the key travel in cleartext over the network. Use https:// (Connect serves TLS with OP_HTTPS_PORT and a certificate).",
         );
     }
+    if (raw.connectHostEnv !== undefined && raw.connectHostEnv !== "" && raw.connectHostEnv !== connectUrl) {
+        warnings.push(
+            `onepassword:url in the stack's file (${connectUrl}) overrides $OP_CONNECT_HOST (${raw.connectHostEnv}): the URL is per ` +
+                "machine (CI sets OP_CONNECT_HOST), and a committed one sends every machine to this one. " +
+                "Fix: pulumi config rm onepassword:url, commit the stack file, and export OP_CONNECT_HOST on each machine.",
+        );
+    }
     const connectToken = raw.connectToken ?? "";
     if (connectToken === "") {
         issues.push({
@@ -344,6 +353,7 @@ export function configFromValues(values: Record<string, string>, env: NodeJS.Pro
         hasSshAgent: (env["SSH_AUTH_SOCK"] ?? "") !== "",
         preview,
         connectUrl: values["onepassword:url"] ?? env["OP_CONNECT_HOST"],
+        ...(values["onepassword:url"] !== undefined && env["OP_CONNECT_HOST"] !== undefined ? { connectHostEnv: env["OP_CONNECT_HOST"] } : {}),
         connectToken: env["OP_CONNECT_TOKEN"],
         storedConnectToken: values["onepassword:token"] !== undefined,
     });

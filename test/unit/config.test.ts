@@ -1,7 +1,7 @@
 /** Validation of the stack configuration: each bad input names the setting and the fix. */
 import { describe, expect, it } from "vitest";
 
-import { ConfigError, parseConfig, type RawConfig } from "../../components/config";
+import { ConfigError, configFromValues, parseConfig, type RawConfig } from "../../components/config";
 import { KUBERNETES_SETTINGS, SSH_SETTINGS } from "../../components/settings";
 import { committedRunner, rawConfig, TEST_HOST_KEY } from "../support/stack-config";
 
@@ -267,6 +267,25 @@ describe("credentials never come from the stack's config", () => {
                 /registry\.url http:\/\/registry\.lan:5000\/ is plain http:\/\/ to registry\.lan: the probe's key travels in cleartext/,
             ) as unknown,
         ]);
+    });
+
+    it("warns when the stack's file sets onepassword:url over a different $OP_CONNECT_HOST (the URL is per machine), naming the fix", () => {
+        const values = {
+            "ci-registry-auth:runner": JSON.stringify({ kind: "kubernetes" }),
+            "onepassword:url": "https://laptop.example:8443",
+        };
+        const env = { OP_CONNECT_TOKEN: "t", OP_CONNECT_HOST: "https://connect.ops.eblu.me" };
+        const warned = configFromValues(values, env, true);
+        expect(warned.connect.url).toBe("https://laptop.example:8443");
+        expect(warned.warnings).toEqual([
+            "onepassword:url in the stack's file (https://laptop.example:8443) overrides $OP_CONNECT_HOST (https://connect.ops.eblu.me): " +
+                "the URL is per machine (CI sets OP_CONNECT_HOST), and a committed one sends every machine to this one. " +
+                "Fix: pulumi config rm onepassword:url, commit the stack file, and export OP_CONNECT_HOST on each machine.",
+        ]);
+        // The same URL in both, or only one of them: nothing to say.
+        expect(configFromValues({ ...values, "onepassword:url": env.OP_CONNECT_HOST }, env, true).warnings).toEqual([]);
+        expect(configFromValues(values, { OP_CONNECT_TOKEN: "t" }, true).warnings).toEqual([]);
+        expect(configFromValues({ "ci-registry-auth:runner": values["ci-registry-auth:runner"] }, env, true).warnings).toEqual([]);
     });
 
     it("warns when the Connect URL is plain http to another host, and not for loopback or https", () => {
