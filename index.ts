@@ -5,7 +5,7 @@
  * exports, by the one list of output names (components/outputs.ts). The program is async because the key is
  * read and checked before any resource uses it.
  */
-import { loadConfig } from "./components/config";
+import { loadConfig } from "./components/settings/config";
 import { exportedOutputs } from "./components/outputs";
 import { defineStack } from "./components/stack";
 

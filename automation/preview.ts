@@ -9,7 +9,7 @@
  */
 import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/automation";
 
-import { readRunnerSettings, type RunnerConfig } from "../components/config";
+import { readRunnerSettings, type RunnerConfig } from "../components/settings/config";
 
 import { readOutputs } from "../components/outputs";
 

@@ -5,9 +5,9 @@
  * program already printed; the key never passes through.
  */
 
-import { expiryVerdict, judgeExpiry } from "../components/item";
+import { expiryVerdict, judgeExpiry } from "../components/onepassword/item";
 import { deliveredFingerprints, type StackOutputValues } from "../components/outputs";
-import type { OtherKey } from "../components/registry-probe";
+import type { OtherKey } from "../components/registry/probe";
 
 /** The stack's outputs, from a preview or from the last `up`, without what a preview does not know yet. */
 export type KeyOutputs = Partial<StackOutputValues>;
@@ -107,7 +107,7 @@ export const COMMENT_LIMIT = 60_000;
 
 const code = (s: string): string => `\`${s.replace(/`/g, "'")}\``;
 
-/** The expiry line, judged by the program's one rule (components/item.ts: expiryVerdict), naming the item's field. */
+/** The expiry line, judged by the program's one rule (components/onepassword/item.ts: expiryVerdict), naming the item's field. */
 function expiryLine(o: KeyOutputs): string {
     const field = o.keyExpiryField ?? "expires";
     if (o.keyDaysUntilExpiry === undefined) {

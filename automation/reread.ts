@@ -10,9 +10,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import type { SshRunnerConfig } from "../components/config";
+import type { SshRunnerConfig } from "../components/settings/config";
 import type { SshDelivered } from "../components/outputs";
-import { parseReport, reportFacts } from "../components/host-report";
+import { parseReport, reportFacts } from "../components/ssh/host-report";
 
 /** What the re-read found, in the shape of the stack's outputs (all but `changed`, which only a delivery knows). */
 export interface SshReread {

@@ -13,11 +13,11 @@ import { hostname } from "node:os";
 
 import { LocalWorkspace, type EngineEvent, type UpResult } from "@pulumi/pulumi/automation";
 
-import { configFromValues, type StackConfig } from "../components/config";
-import { readItem, writeItem } from "../components/connect";
-import { recordedKeyId, selectField, withRotatedKey } from "../components/item";
+import { configFromValues, type StackConfig } from "../components/settings/config";
+import { readItem, writeItem } from "../components/onepassword/connect";
+import { recordedKeyId, selectField, withRotatedKey } from "../components/onepassword/item";
 import { readOutputs } from "../components/outputs";
-import { ZotKeys } from "../components/zot-keys";
+import { ZotKeys } from "../components/registry/zot-keys";
 
 import { projectStacks } from "./job";
 import { describeKey, rotate, RotationError, type RotationWorld } from "./rotation";

@@ -20,7 +20,7 @@
  * so the order of the steps is tested without any of them.
  */
 import { fingerprint } from "../components/fingerprint";
-import type { MintedKey, ZotKey } from "../components/zot-keys";
+import type { MintedKey, ZotKey } from "../components/registry/zot-keys";
 
 /** The key the item holds now. */
 export interface CurrentKey {

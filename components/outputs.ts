@@ -6,8 +6,8 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 
-import type { DeploymentFacts } from "./live-deployment";
-import type { ProbeResult } from "./registry-probe";
+import type { DeploymentFacts } from "./kubernetes/live-deployment";
+import type { ProbeResult } from "./registry/probe";
 
 /** indri: what the live Secret and Deployment say. */
 export interface KubernetesDelivered extends DeploymentFacts {
@@ -54,7 +54,7 @@ interface CommonOutputs {
     hasKey: boolean;
     /** hasKey, and the registry accepts the key. */
     canPush: boolean;
-    /** The push-permission probe (components/registry-probe.ts). */
+    /** The push-permission probe (components/registry/probe.ts). */
     registry: ProbeResult;
 }
 

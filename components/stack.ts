@@ -1,12 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
 
-import type { KubernetesRunnerConfig, SshRunnerConfig, StackConfig } from "./config";
-import { KubernetesRunner } from "./kubernetes-runner";
-import { OnePasswordKey, readKey, type KeyRead } from "./onepassword-key";
+import type { KubernetesRunnerConfig, SshRunnerConfig, StackConfig } from "./settings/config";
+import { KubernetesRunner } from "./kubernetes/runner";
+import { OnePasswordKey, readKey, type KeyRead } from "./onepassword/onepassword-key";
 import type { Exported, KubernetesDelivered, KubernetesOutputs, SshDelivered, SshOutputs } from "./outputs";
-import { probeRegistry } from "./registry-probe";
+import { probeRegistry } from "./registry/probe";
 import { warnOfFormerToken } from "./former-token";
-import { SshRunner } from "./ssh-runner";
+import { SshRunner } from "./ssh/runner";
 
 /** What a stack exports (components/outputs.ts), one shape per runner kind. */
 export type StackOutputs = Exported<KubernetesOutputs> | Exported<SshOutputs>;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 
 import { parse } from "yaml";
 
-import { parseConfig, type RawConfig, type StackConfig } from "../components/config";
+import { parseConfig, type RawConfig, type StackConfig } from "../components/settings/config";
 
 const ROOT = join(__dirname, "..");
 

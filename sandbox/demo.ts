@@ -22,12 +22,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { parseConfig, type KubernetesRunnerConfig } from "../components/config";
-import { renderEnvFile } from "../components/envfile";
+import { parseConfig, type KubernetesRunnerConfig } from "../components/settings/config";
+import { renderEnvFile } from "../components/ssh/envfile";
 import { fingerprint } from "../components/fingerprint";
-import { probeRegistry } from "../components/registry-probe";
-import { deliverScript } from "../components/host-scripts";
-import { jobsFromReport, reportHasKey } from "../components/host-report";
+import { probeRegistry } from "../components/registry/probe";
+import { deliverScript } from "../components/ssh/host-scripts";
+import { jobsFromReport, reportHasKey } from "../components/ssh/host-report";
 import { stopAll } from "./child";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "./cluster";
 import { committedRunner, rawConfig } from "./committed-config";

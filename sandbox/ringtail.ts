@@ -10,8 +10,8 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { verifyScript } from "../components/host-scripts";
-import { parseReport } from "../components/host-report";
+import { verifyScript } from "../components/ssh/host-scripts";
+import { parseReport } from "../components/ssh/host-report";
 import { SshAgent } from "./ssh-agent";
 
 const HOST_SCRIPT = join(__dirname, "ringtail", "host");

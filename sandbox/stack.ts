@@ -12,8 +12,8 @@ import { join } from "node:path";
 
 import { LocalWorkspace, type EngineEvent, type PulumiFn, type Stack } from "@pulumi/pulumi/automation";
 
-import type { KubernetesRunnerConfig } from "../components/config";
-import { KubernetesRunner } from "../components/kubernetes-runner";
+import type { KubernetesRunnerConfig } from "../components/settings/config";
+import { KubernetesRunner } from "../components/kubernetes/runner";
 
 export interface Run {
     stack: Stack;

@@ -7,7 +7,7 @@
  * above where it started (Pulumi's mock monitor keeps every resource it saw,
  * so this bounds that too).
  */
-import { renderEnvFile } from "../../components/envfile";
+import { renderEnvFile } from "../../components/ssh/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import { defineStack } from "../../components/stack";
 import { Harness, healthyWorld } from "../support/harness";

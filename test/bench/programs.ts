@@ -12,9 +12,9 @@ export const EMPTY_PROGRAM = 'import * as pulumi from "@pulumi/pulumi";\n\nexpor
 /** indri's runner component alone (for machines without the plugins), given the key's fingerprint. */
 export function indriComponentProgram(kubeconfig: string, fp: string): string {
     return [
-        'import { KubernetesRunner } from "./components/kubernetes-runner";',
-        'import { parseConfig } from "./components/config";',
-        'import type { KubernetesRunnerConfig } from "./components/config";',
+        'import { KubernetesRunner } from "./components/kubernetes/runner";',
+        'import { parseConfig } from "./components/settings/config";',
+        'import type { KubernetesRunnerConfig } from "./components/settings/config";',
         'import { rawConfig } from "./sandbox/committed-config";',
         `const runner = parseConfig(rawConfig("indri", { runner: { kind: "kubernetes", context: "minikube", kubeconfig: ${JSON.stringify(kubeconfig)} } })).runner as KubernetesRunnerConfig;`,
         `const r = new KubernetesRunner("indri", { runner, item: "zot-ci-apikey", field: "credential", envVar: "ZOT_CI_API_KEY", keyFingerprint: ${JSON.stringify(fp)} });`,
@@ -38,7 +38,7 @@ export interface FloorInputs {
  * plugin and one read of the runner Deployment.
  */
 export function floorPrograms(inputs: FloorInputs): Record<"key-read" | "key-and-deployment-read", string> {
-    const keyImport = 'import { OnePasswordKey, readKey } from "./components/onepassword-key";';
+    const keyImport = 'import { OnePasswordKey, readKey } from "./components/onepassword/onepassword-key";';
     const readKey = `const key = new OnePasswordKey("zot-ci-key", await readKey(${JSON.stringify(inputs.key)}));`;
     const program = (imports: string[], body: string[], exports: string): string =>
         [...imports, "", "export = async () => {", ...body.map((l) => `    ${l}`), `    return ${exports};`, "};", ""].join("\n");

@@ -21,7 +21,7 @@ import { join } from "node:path";
 
 import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/automation";
 
-import { parseConfig, type KubernetesRunnerConfig } from "../../components/config";
+import { parseConfig, type KubernetesRunnerConfig } from "../../components/settings/config";
 import { stopAll } from "../../sandbox/child";
 import { EMPTY_PROGRAM, floorPrograms, indriComponentProgram } from "./programs";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";

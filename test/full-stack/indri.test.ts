@@ -16,7 +16,7 @@ import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
-import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
+import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes/manifests";
 import { OUTPUT_NAMES } from "../../components/outputs";
 import { BLUMEOPS_RUNNER_CONFIG, Cluster, FORWARDING_RUNNER_CONFIG, runnerConfigMap } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";

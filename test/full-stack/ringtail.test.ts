@@ -14,7 +14,7 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { renderEnvFile } from "../../components/envfile";
+import { renderEnvFile } from "../../components/ssh/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import { OUTPUT_NAMES } from "../../components/outputs";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";

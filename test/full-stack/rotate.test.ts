@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { setConfig } from "../../automation/job";
 import { fingerprint } from "../../components/fingerprint";
-import { ZotKeys } from "../../components/zot-keys";
+import { ZotKeys } from "../../components/registry/zot-keys";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { readKey, rotateKey, setExpiry } from "../../sandbox/onepassword";

@@ -15,9 +15,9 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { parseConfig, type KubernetesRunnerConfig } from "../../components/config";
+import { parseConfig, type KubernetesRunnerConfig } from "../../components/settings/config";
 import { fingerprint } from "../../components/fingerprint";
-import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes-manifests";
+import { FINGERPRINT_ANNOTATION } from "../../components/kubernetes/manifests";
 import {
     ARGO_MANAGER,
     BLUMEOPS_RUNNER_CONFIG,

@@ -16,7 +16,7 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { ZotKeys, type ZotKey } from "../../components/zot-keys";
+import { ZotKeys, type ZotKey } from "../../components/registry/zot-keys";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { startRegistry, type Registry, type RegistryKind, type RegistryUser } from "../../sandbox/registry";
 import { findZot } from "../../sandbox/zot";
@@ -242,7 +242,7 @@ describe.each(kinds)("the sandbox registry (%s)", (kind) => {
         );
     });
 
-    it(`[${kind}] with a key alone (components/zot-keys.ts): mint, list (the caller's lastUsed moves), revoke any key of the user, itself too; an empty id revokes nothing`, async () => {
+    it(`[${kind}] with a key alone (components/registry/zot-keys.ts): mint, list (the caller's lastUsed moves), revoke any key of the user, itself too; an empty id revokes nothing`, async () => {
         const zot = new ZotKeys({ url: registry.url }, USER);
         const start = await newKey("key-only");
         const minted = await zot.mint(start.key, "minted with a key", new Date(Date.now() + 86_400_000));

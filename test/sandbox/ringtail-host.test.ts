@@ -14,7 +14,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 
-import { renderEnvFile } from "../../components/envfile";
+import { renderEnvFile } from "../../components/ssh/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import {
     deliverAndCheckScript,
@@ -24,8 +24,8 @@ import {
     EXIT_WRITE_FAILED,
     removeScript,
     verifyScript,
-} from "../../components/host-scripts";
-import { jobsFromReport, parseReport } from "../../components/host-report";
+} from "../../components/ssh/host-scripts";
+import { jobsFromReport, parseReport } from "../../components/ssh/host-report";
 import { Ringtail } from "../../sandbox/ringtail";
 import { findLeaks } from "../support/leaks";
 

@@ -19,9 +19,9 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { renderEnvFile } from "../../components/envfile";
-import { deliverScript } from "../../components/host-scripts";
-import { jobsFromReport, parseReport } from "../../components/host-report";
+import { renderEnvFile } from "../../components/ssh/envfile";
+import { deliverScript } from "../../components/ssh/host-scripts";
+import { jobsFromReport, parseReport } from "../../components/ssh/host-report";
 import { engineLine, jobEngine, RingtailJobs, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { startRegistry, type Registry } from "../../sandbox/registry";

@@ -292,7 +292,7 @@ export class Harness implements pulumi.runtime.Mocks {
     }
 
     /**
-     * Runs a remote command's real script (components/host/) on this machine,
+     * Runs a remote command's real script (components/ssh/host/) on this machine,
      * as the host would: the host's paths are moved under a directory of this
      * test's own (and moved back in what the script prints), and systemctl
      * is test/support/fake-systemctl.sh, whose unit's main process is a real

@@ -1,5 +1,5 @@
 /** The committed stack settings, for tests (shared with the demo). */
-import type { RawConfig, StackConfig } from "../../components/config";
+import type { RawConfig, StackConfig } from "../../components/settings/config";
 import { stackConfig as committedStackConfig } from "../../sandbox/committed-config";
 
 export { committedRunner, rawConfig, TEST_HOST_KEY } from "../../sandbox/committed-config";

@@ -7,7 +7,7 @@ import { join } from "node:path";
 
 import { afterEach, describe, expect, it } from "vitest";
 
-import { judgeExpiry } from "../../components/item";
+import { judgeExpiry } from "../../components/onepassword/item";
 import type { KubernetesDelivered } from "../../components/outputs";
 import { checkKeySecret, errorText, failedFacts } from "../../automation/check-stack";
 import {
@@ -247,7 +247,7 @@ describe("key health", () => {
 });
 
 describe("one expiry rule for up, the comment and the issue", () => {
-    // One rule (components/item.ts: expiryVerdict) for the program, the comment and the issue, at
+    // One rule (components/onepassword/item.ts: expiryVerdict) for the program, the comment and the issue, at
     // the window's edge and at the instant of expiry: each offset from now gives the same verdict in all three.
     const DAY = 86_400_000;
     it.each([

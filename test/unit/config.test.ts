@@ -1,8 +1,8 @@
 /** Validation of the stack configuration: each bad input names the setting and the fix. */
 import { describe, expect, it } from "vitest";
 
-import { ConfigError, configFromValues, parseConfig, type RawConfig } from "../../components/config";
-import { KUBERNETES_SETTINGS, SSH_SETTINGS } from "../../components/settings";
+import { ConfigError, configFromValues, parseConfig, type RawConfig } from "../../components/settings/config";
+import { KUBERNETES_SETTINGS, SSH_SETTINGS } from "../../components/settings/settings";
 import { committedRunner, rawConfig, TEST_HOST_KEY } from "../support/stack-config";
 
 function issuesOf(raw: RawConfig): ConfigError["issues"] {
@@ -70,7 +70,7 @@ describe("committed stacks", () => {
     });
 });
 
-describe("defaults come from components/settings.ts alone", () => {
+describe("defaults come from components/settings/settings.ts alone", () => {
     it("a stack that sets nothing but its runner gets every default, and the committed stack files set only what differs", () => {
         const bare = parseConfig(rawConfig("indri", { runner: { kind: "kubernetes" } }));
         expect(bare.key).toEqual({

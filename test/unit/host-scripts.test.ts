@@ -25,7 +25,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 
-import { renderEnvFile } from "../../components/envfile";
+import { renderEnvFile } from "../../components/ssh/envfile";
 import { fingerprint } from "../../components/fingerprint";
 import {
     checkCommandFile,
@@ -40,10 +40,10 @@ import {
     removeScript,
     runnerFilesProbe,
     verifyScript,
-} from "../../components/host-scripts";
+} from "../../components/ssh/host-scripts";
 import { daemonConfigPath } from "../../components/runner-config";
 import { parseRunnerConfig } from "../../components/runner-config";
-import { jobsFromReport, judgeCheckKey, latestReport, parseReport, reportHasKey } from "../../components/host-report";
+import { jobsFromReport, judgeCheckKey, latestReport, parseReport, reportHasKey } from "../../components/ssh/host-report";
 
 const UNIT = "gitea-runner-nix_container_builder.service";
 /** The systemctl stand-in the unit harness uses too. */

@@ -8,9 +8,9 @@ import {
     FINGERPRINT_ANNOTATION,
     secretObjectName,
     targetSecretManifest,
-} from "../../components/kubernetes-manifests";
-import { namespaceRules } from "../../components/ci-identity";
-import { deploymentFacts } from "../../components/live-deployment";
+} from "../../components/kubernetes/manifests";
+import { namespaceRules } from "../../components/kubernetes/ci-identity";
+import { deploymentFacts } from "../../components/kubernetes/live-deployment";
 
 const FP = fingerprint("zak_manifest_key_0123456789");
 

@@ -5,12 +5,12 @@ import { execFileSync } from "node:child_process";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
-import { renderEnvFile, envValueProblem, isValidEnvVarName, quoteEnvValue } from "../../components/envfile";
+import { renderEnvFile, envValueProblem, isValidEnvVarName, quoteEnvValue } from "../../components/ssh/envfile";
 import { ProgramError } from "../../components/errors";
 import { fingerprint, isFingerprint } from "../../components/fingerprint";
-import { daysUntil, findExpiry, judgeExpiry, missingFieldMessage, selectField } from "../../components/item";
+import { daysUntil, findExpiry, judgeExpiry, missingFieldMessage, selectField } from "../../components/onepassword/item";
 import { shellQuote } from "../../components/shell";
-import { envFilePathProblem, isSshPublicKey } from "../../components/validate";
+import { envFilePathProblem, isSshPublicKey } from "../../components/settings/validate";
 import { readEnvFile } from "../support/systemd-env";
 
 /** Printable ASCII without space: what an API key may contain. */

@@ -1,11 +1,11 @@
-/** The README's tables against the one place each is written: outputs (components/outputs.ts), settings (components/settings.ts). */
+/** The README's tables against the one place each is written: outputs (components/outputs.ts), settings (components/settings/settings.ts). */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { describe, expect, it } from "vitest";
 
 import { OUTPUT_NAMES } from "../../components/outputs";
-import { settingsTable } from "../../components/settings";
+import { settingsTable } from "../../components/settings/settings";
 
 const readme = readFileSync(join(__dirname, "..", "..", "README.md"), "utf8");
 const outputsSection = readme.slice(readme.indexOf("## Outputs"), readme.indexOf("\n## ", readme.indexOf("## Outputs") + 1));
@@ -25,13 +25,13 @@ describe("the README's Outputs table", () => {
 });
 
 describe("the README's Configuration table", () => {
-    it("is the one components/settings.ts makes from its tables (defaults and meanings are written there only)", () => {
+    it("is the one components/settings/settings.ts makes from its tables (defaults and meanings are written there only)", () => {
         const section = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("## Outputs"));
         const table = section
             .split("\n")
             .filter((l) => l.startsWith("|"))
             .join("\n");
-        // On a difference, paste: node -r ts-node/register/transpile-only -e 'console.log(require("./components/settings").settingsTable())'
+        // On a difference, paste: node -r ts-node/register/transpile-only -e 'console.log(require("./components/settings/settings").settingsTable())'
         expect(table).toBe(settingsTable());
     });
 });

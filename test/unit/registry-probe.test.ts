@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { probeRegistry } from "../../components/registry-probe";
+import { probeRegistry } from "../../components/registry/probe";
 import { fakeRegistry, type FakeRegistry } from "../support/fake-registry";
 
 const USER = "zot-ci";

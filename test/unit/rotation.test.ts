@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { pulumiErrors, rotateArgs, staleLock } from "../../automation/rotate";
 import { rotate, RotationError, type RotationWorld, type StackConfirmation } from "../../automation/rotation";
 import { fingerprint } from "../../components/fingerprint";
-import type { MintedKey, ZotKey } from "../../components/zot-keys";
+import type { MintedKey, ZotKey } from "../../components/registry/zot-keys";
 
 const OLD = "zak_0123456789abcdef0123456789abcdef";
 

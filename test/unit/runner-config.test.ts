@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
-import { runnerConfigSource, type DeploymentView } from "../../components/live-deployment";
+import { runnerConfigSource, type DeploymentView } from "../../components/kubernetes/live-deployment";
 import {
     judgeJobs,
     optionsEnv,

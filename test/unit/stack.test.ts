@@ -10,9 +10,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parse } from "yaml";
 
-import { renderEnvFile } from "../../components/envfile";
+import { renderEnvFile } from "../../components/ssh/envfile";
 import { fingerprint } from "../../components/fingerprint";
-import { FINGERPRINT_ANNOTATION, secretObjectName } from "../../components/kubernetes-manifests";
+import { FINGERPRINT_ANNOTATION, secretObjectName } from "../../components/kubernetes/manifests";
 import { defineStack } from "../../components/stack";
 import {
     Harness,
@@ -496,7 +496,7 @@ describe("indri (kubernetes)", () => {
 describe("1Password key", () => {
     it("keeps the key secret and publishes only its fingerprint", async () => {
         harness.reset(healthyWorld(KEY));
-        const { OnePasswordKey, readKey } = await import("../../components/onepassword-key");
+        const { OnePasswordKey, readKey } = await import("../../components/onepassword/onepassword-key");
         const read = await readKey({
             connectUrl: harness.connectUrl,
             connectToken: CONNECT_TOKEN,
@@ -527,7 +527,7 @@ describe("1Password key", () => {
 
     it("names the token, the vault or Connect when they are wrong, each with its fix", async () => {
         harness.reset(healthyWorld(KEY));
-        const { readKey } = await import("../../components/onepassword-key");
+        const { readKey } = await import("../../components/onepassword/onepassword-key");
         const read = (connectUrl: string, connectToken: string, vault = "blumeops") =>
             readKey({
                 connectUrl,

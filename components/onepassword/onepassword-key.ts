@@ -1,8 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 
 import { readItem, type ConnectItem } from "./connect";
-import { fingerprint } from "./fingerprint";
-import { ProgramError } from "./errors";
+import { fingerprint } from "../fingerprint";
+import { ProgramError } from "../errors";
 import { findExpiry, judgeExpiry, MIN_KEY_LENGTH, missingFieldMessage, selectField, recordedKeyId } from "./item";
 
 /** Arguments of {@link readKey}. */
@@ -140,7 +140,7 @@ export class OnePasswordKey extends pulumi.ComponentResource {
     }
 }
 
-/** The fix for a failed read, by what Connect answered (components/connect.ts). */
+/** The fix for a failed read, by what Connect answered (components/onepassword/connect.ts). */
 function readFix(err: unknown): string {
     const status = (err as { status?: number }).status;
     if (status === 401) return "Fix: OP_CONNECT_TOKEN is not a token this Connect server accepts; export the right one.";

@@ -3,7 +3,7 @@
 # the variable. Touches nothing else on the host. With its header (and the
 # functions loaded before it), this text is the delivery's `delete` and must
 # stay byte for byte what the first deliveries were made with: ssh-runner.ts
-# replaces the delivery when it changes (components/host-scripts.ts).
+# replaces the delivery when it changes (components/ssh/host-scripts.ts).
 # shellcheck disable=SC2154
 
 if [ -e "$f" ]; then

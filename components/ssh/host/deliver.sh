@@ -7,7 +7,7 @@
 # excepted; the file's own directory never). A failure before the rename
 # leaves the old file untouched; a delivery killed before it leaves a temp
 # file that the next one removes first (deliveries are serialized by the
-# stack's lock). Exit codes: components/host-scripts.ts (EXIT_*).
+# stack's lock). Exit codes: components/ssh/host-scripts.ts (EXIT_*).
 # Settings from the generated header: f, unit, var, our_header.
 # shellcheck disable=SC2154
 

@@ -3,7 +3,7 @@
  * ExternalSecret and the server-side-apply patch of the runner Deployment.
  * No Pulumi here: they take plain values and are tested directly.
  */
-import { FINGERPRINT_PREFIX } from "./fingerprint";
+import { FINGERPRINT_PREFIX } from "../fingerprint";
 
 /** Annotation carrying the key's fingerprint (ExternalSecret, Secret, pod template). */
 export const FINGERPRINT_ANNOTATION = "ci-registry-auth.eblu.me/key-fingerprint";

@@ -1,12 +1,19 @@
 /**
- * What the host scripts (components/host/) report, read by the program: the
+ * What the host scripts (components/ssh/host/) report, read by the program: the
  * `key=value` report, which of two reports is current, whether it proves the
  * host holds the key, what the runner's jobs see (from the config and
  * registration files the report carries), and whether key-health's key is
  * restricted. Pure: tested without a host.
  */
 import { checkCommandPath, type RemoteTarget } from "./host-scripts";
-import { judgeJobs, parseRegistration, parseRunnerConfig, type JobsVerdict, type LabelsRead, type RunnerConfigRead } from "./runner-config";
+import {
+    judgeJobs,
+    parseRegistration,
+    parseRunnerConfig,
+    type JobsVerdict,
+    type LabelsRead,
+    type RunnerConfigRead,
+} from "../runner-config";
 
 /** Parses `key=value` lines; later keys win, other lines are ignored. */
 export function parseReport(stdout: string): Record<string, string> {

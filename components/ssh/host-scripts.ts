@@ -1,10 +1,10 @@
 /**
  * The shell scripts the SSH runner runs on the host, composed from the files
- * in components/host/ (read once, when this module loads) and a generated
+ * in components/ssh/host/ (read once, when this module loads) and a generated
  * header holding the settings (paths, unit, variable name). The env file
  * itself arrives on stdin, so the key is never part of a command line, of
  * Pulumi state in plaintext, or of anything they print. Every script prints
- * `key=value` lines (components/host-report.ts reads them); values are
+ * `key=value` lines (components/ssh/host-report.ts reads them); values are
  * fingerprints and facts. They use only POSIX sh, coreutils, awk, sed, grep
  * and `systemctl`, which the NixOS host and any systemd distribution have;
  * `npm run lint` runs shellcheck on them.
@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-import { shellQuote } from "./shell";
+import { shellQuote } from "../shell";
 
 /** What the scripts need to know about the runner. */
 export interface RemoteTarget {
@@ -69,7 +69,7 @@ const REMOVE_CHECK = load("remove-check.sh");
 const EXACT_MATCH = `grep -qxF -e "$f (ignore_errors=yes)" -e "$f (ignore_errors=no)"`;
 const LEGACY_LIB = LIB.replace(EXACT_MATCH, `grep -qF -- "$f ("`);
 if (LEGACY_LIB === LIB) {
-    throw new Error("components/host/lib.sh: unit_reads_file's match changed; removeScript's frozen text depends on it");
+    throw new Error("components/ssh/host/lib.sh: unit_reads_file's match changed; removeScript's frozen text depends on it");
 }
 
 /** The generated header: strict mode, the C locale, and the target's settings. */
@@ -86,7 +86,7 @@ function checkPart(t: RemoteTarget): string {
 }
 
 /**
- * Create/update (components/host/deliver.sh). ssh-runner.ts ignores changes
+ * Create/update (components/ssh/host/deliver.sh). ssh-runner.ts ignores changes
  * to this text in `create` (create runs only when the delivery is first
  * made), so a newer version changes the delivery's `update` in place and
  * never replaces it.
@@ -105,7 +105,7 @@ export function deliverAndCheckScript(t: RemoteTarget): string {
 }
 
 /**
- * Delete (components/host/remove.sh). Its text identifies the target (file,
+ * Delete (components/ssh/host/remove.sh). Its text identifies the target (file,
  * unit, variable), and ssh-runner.ts replaces the delivery when it changes:
  * it stays byte for byte what the first deliveries were made with (pinned
  * by a unit test), hence the legacy lib.
@@ -114,7 +114,7 @@ export function removeScript(t: RemoteTarget): string {
     return [header(t), LEGACY_LIB, REMOVE].join("\n");
 }
 
-/** The read-only check (components/host/check.sh). */
+/** The read-only check (components/ssh/host/check.sh). */
 export function verifyScript(t: RemoteTarget): string {
     return [header(t), LIB, checkPart(t)].join("\n");
 }

@@ -9,7 +9,7 @@
  */
 import { X509Certificate } from "node:crypto";
 
-import { isValidEnvVarName } from "./envfile";
+import { isValidEnvVarName } from "../ssh/envfile";
 import {
     envFilePathProblem,
     isDns1123Label,

@@ -8,17 +8,17 @@ import * as rbac from "@pulumi/kubernetes/rbac/v1";
 import * as pulumi from "@pulumi/pulumi";
 
 import { CI_LABELS, ciKubeconfig, clusterRules, localCluster, namespaceRules, type CiReads } from "./ci-identity";
-import type { KubernetesRunnerConfig } from "./config";
-import { ProgramError } from "./errors";
+import type { KubernetesRunnerConfig } from "../settings/config";
+import { ProgramError } from "../errors";
 import {
     FINGERPRINT_ANNOTATION,
     deploymentPatchManifest,
     externalSecretManifest,
     secretObjectName,
     targetSecretManifest,
-} from "./kubernetes-manifests";
+} from "./manifests";
 import { containerNames, deploymentFacts, runnerConfigSource, type DeploymentFacts, type RunnerConfigSource } from "./live-deployment";
-import { judgeJobs, parseRunnerConfig, type JobsVerdict, type RunnerConfigRead } from "./runner-config";
+import { judgeJobs, parseRunnerConfig, type JobsVerdict, type RunnerConfigRead } from "../runner-config";
 
 /** Arguments of {@link KubernetesRunner}. */
 export interface KubernetesRunnerArgs {
@@ -300,7 +300,7 @@ export class KubernetesRunner extends pulumi.ComponentResource {
     }
 
     /**
-     * CI's identity (components/ci-identity.ts): a ServiceAccount that may
+     * CI's identity (components/kubernetes/ci-identity.ts): a ServiceAccount that may
      * only `get` what the program reads, its long-lived token (the token
      * controller fills the Secret; the provider waits for it), and a
      * kubeconfig for it made from the cluster entry of the kubeconfig this

@@ -17,7 +17,7 @@
  * and every other key by label and last use: what `npm run rotate`
  * revokes, and what key-health raises.
  */
-import { registryRequest, type Answer } from "./registry-http";
+import { registryRequest, type Answer } from "./http";
 import { ZotKeys, type ZotKey } from "./zot-keys";
 
 /** Where the probe asks (the stack's `registry` settings). */

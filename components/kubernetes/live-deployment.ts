@@ -4,8 +4,8 @@
  * runner container reads forgejo-runner's config.yaml from. Pure functions of
  * the object; the component does the reading.
  */
-import { FINGERPRINT_ANNOTATION } from "./kubernetes-manifests";
-import { daemonConfigPath } from "./runner-config";
+import { FINGERPRINT_ANNOTATION } from "./manifests";
+import { daemonConfigPath } from "../runner-config";
 
 /** The slice of a live Deployment that the confirmation reads. */
 export interface DeploymentView {

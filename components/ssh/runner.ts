@@ -1,7 +1,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 
-import type { SshRunnerConfig } from "./config";
+import type { SshRunnerConfig } from "../settings/config";
 import { renderEnvFile } from "./envfile";
 import {
     checkCommandFile,

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 
-import type { RegistrySettings } from "./registry-probe";
+import type { RegistrySettings } from "../registry/probe";
 import {
     KUBERNETES_SETTINGS,
     PROJECT,
@@ -17,7 +17,7 @@ export { PROJECT, type ConfigIssue } from "./settings";
 
 type TopSettings = SettingValues<typeof TOP_SETTINGS>;
 
-/** Where the key lives in 1Password and how it is checked before delivery (components/settings.ts: TOP_SETTINGS). */
+/** Where the key lives in 1Password and how it is checked before delivery (components/settings/settings.ts: TOP_SETTINGS). */
 export type KeySourceConfig = Pick<
     TopSettings,
     "vault" | "item" | "field" | "expiryField" | "expiryWarningDays" | "keyIdField" | "keyLifetimeDays"
@@ -27,7 +27,7 @@ export type KeySourceConfig = Pick<
  * How to reach 1Password Connect: `onepassword:url` (or $OP_CONNECT_HOST)
  * and the token from $OP_CONNECT_TOKEN on the machine that runs pulumi. The
  * token stays in the program's memory: never an Output, an input of a
- * resource or the stack's state (components/connect.ts).
+ * resource or the stack's state (components/onepassword/connect.ts).
  */
 export interface ConnectConfig {
     url: string;
@@ -353,7 +353,9 @@ export function configFromValues(values: Record<string, string>, env: NodeJS.Pro
         hasSshAgent: (env["SSH_AUTH_SOCK"] ?? "") !== "",
         preview,
         connectUrl: values["onepassword:url"] ?? env["OP_CONNECT_HOST"],
-        ...(values["onepassword:url"] !== undefined && env["OP_CONNECT_HOST"] !== undefined ? { connectHostEnv: env["OP_CONNECT_HOST"] } : {}),
+        ...(values["onepassword:url"] !== undefined && env["OP_CONNECT_HOST"] !== undefined
+            ? { connectHostEnv: env["OP_CONNECT_HOST"] }
+            : {}),
         connectToken: env["OP_CONNECT_TOKEN"],
         storedConnectToken: values["onepassword:token"] !== undefined,
     });

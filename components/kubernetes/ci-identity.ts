@@ -18,7 +18,7 @@ import { join } from "node:path";
 
 import { parse, stringify } from "yaml";
 
-import { MANAGED_BY } from "./kubernetes-manifests";
+import { MANAGED_BY } from "./manifests";
 
 /** What the CI identity may read. */
 export interface CiReads {

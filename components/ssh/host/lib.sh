@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # The functions every host script starts with, after its generated header
-# (set -eu, LC_ALL=C, and the settings f, unit and var: components/host-scripts.ts).
+# (set -eu, LC_ALL=C, and the settings f, unit and var: components/ssh/host-scripts.ts).
 # Comment and blank lines are dropped when the scripts are loaded.
 # shellcheck disable=SC2154
 

@@ -1,5 +1,5 @@
 /**
- * Pure logic over a 1Password item as Connect returns it (components/connect.ts).
+ * Pure logic over a 1Password item as Connect returns it (components/onepassword/connect.ts).
  * Kept free of Pulumi and I/O so it is tested directly. Names fields, never values.
  */
 import type { ConnectField, ConnectItem } from "./connect";

@@ -14,8 +14,8 @@
  *   401.
  * Errors name the registry, the route and the status, never a key.
  */
-import { registryRequest, type Answer } from "./registry-http";
-import type { RegistrySettings } from "./registry-probe";
+import { registryRequest, type Answer } from "./http";
+import type { RegistrySettings } from "./probe";
 
 /** One key as zot lists it. */
 export interface ZotKey {
