@@ -136,6 +136,8 @@ export interface IndriWorldInput {
     connectToken: string;
     /** The runner's config.yaml. Default: blumeops's, which forwards nothing to jobs. */
     runnerConfig?: string;
+    /** The vaults ESO's store reads, by priority. Default: blumeops only. */
+    vaults?: Record<string, number>;
 }
 
 /** blumeops's argocd/manifests/forgejo-runner/config.yaml: no container.options, so no job sees the key. */
@@ -275,7 +277,7 @@ export function indriWorld(input: IndriWorldInput): Record<string, unknown>[] {
                 provider: {
                     onepassword: {
                         connectHost: input.connectUrl,
-                        vaults: { blumeops: 1 },
+                        vaults: input.vaults ?? { blumeops: 1 },
                         auth: {
                             secretRef: {
                                 connectTokenSecretRef: { name: "onepassword-connect-token", key: "token", namespace: "external-secrets" },

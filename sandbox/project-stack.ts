@@ -96,7 +96,7 @@ function npmVersion(pkg: string, nodeModules = join(ROOT, "node_modules")): stri
  * `nodeModules`) asks the engine for, and the onepassword binary when
  * `nodeModules` holds its package (a former program's).
  */
-function pluginHome(into: string, pluginDir: string, nodeModules: string): string {
+export function pluginHome(into: string, pluginDir: string, nodeModules: string): string {
     const toolchainHome = process.env["PULUMI_HOME"];
     if (toolchainHome === undefined) {
         throw new Error(
