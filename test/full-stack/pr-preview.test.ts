@@ -147,6 +147,27 @@ function git(args: string[], cwd = repoDir): string {
     return r.stdout.trim();
 }
 
+/**
+ * Commits what `change` writes (in the work tree) on top of main as Gitea
+ * has it, pushes it there, and returns to the local branch; the new head.
+ * The local main also holds the pull request's change, which main must not
+ * get (the pull request's diff, and so preview.yaml's `paths`, would lose it).
+ */
+async function commitToMain(message: string, change: () => void): Promise<string> {
+    const head = (await gitea.api<{ commit: { id: string } }>("GET", `/repos/${repo.fullName}/branches/main`)).commit.id;
+    git(["checkout", "-q", "--detach", head]);
+    try {
+        change();
+        git(["add", "-A"]);
+        git(["commit", "-q", "-m", message]);
+        const sha = git(["rev-parse", "HEAD"]);
+        gitea.push(repo, repoDir, sha, "main");
+        return sha;
+    } finally {
+        git(["checkout", "-q", "-f", "main"]);
+    }
+}
+
 /** What the README tells operators to give CI, as the repository's secrets (by name; act reads the values from its environment). */
 function ciSecrets(): Record<string, string> {
     const backend = s3.credentials("ci");
@@ -968,21 +989,20 @@ describe("key-health.yaml with a broken stack among the good", () => {
         await registry.revokeApiKey("zot-ci", ROTATED, apiKey.id);
         // Pulumi.third.yaml, committed but never `pulumi stack init`-ed; Pulumi.fourth.yaml, initialised by
         // the operator, with a setting the program refuses.
-        const ringtailFile = readFileSync(join(repoDir, "Pulumi.ringtail.yaml"), "utf8");
-        writeFileSync(join(repoDir, "Pulumi.third.yaml"), ringtailFile);
-        const init = spawnSync("pulumi", ["stack", "init", "fourth", "--non-interactive"], {
-            cwd: repoDir,
-            env: { ...process.env, ...ringtail.env },
-            encoding: "utf8",
+        await commitToMain("Two more runners", () => {
+            const ringtailFile = readFileSync(join(repoDir, "Pulumi.ringtail.yaml"), "utf8");
+            writeFileSync(join(repoDir, "Pulumi.third.yaml"), ringtailFile);
+            const init = spawnSync("pulumi", ["stack", "init", "fourth", "--non-interactive"], {
+                cwd: repoDir,
+                env: { ...process.env, ...ringtail.env },
+                encoding: "utf8",
+            });
+            expect(init.status, init.stderr).toBe(0);
+            const fourth = parseDocument(readFileSync(join(repoDir, "Pulumi.fourth.yaml"), "utf8"));
+            fourth.set("config", parseDocument(ringtailFile).get("config"));
+            fourth.setIn(["config", "ci-registry-auth:expiryWarningDays"], "soon");
+            writeFileSync(join(repoDir, "Pulumi.fourth.yaml"), fourth.toString());
         });
-        expect(init.status, init.stderr).toBe(0);
-        const fourth = parseDocument(readFileSync(join(repoDir, "Pulumi.fourth.yaml"), "utf8"));
-        fourth.set("config", parseDocument(ringtailFile).get("config"));
-        fourth.setIn(["config", "ci-registry-auth:expiryWarningDays"], "soon");
-        writeFileSync(join(repoDir, "Pulumi.fourth.yaml"), fourth.toString());
-        git(["add", "Pulumi.third.yaml", "Pulumi.fourth.yaml"]);
-        git(["commit", "-q", "-m", "Two more runners"]);
-        gitea.push(repo, repoDir, "HEAD", "main");
         try {
             const r = await workflow("key-health.yaml");
             // A stack that could not be checked fails the job, after every stack was checked and the issue written.
@@ -1004,9 +1024,9 @@ describe("key-health.yaml with a broken stack among the good", () => {
             expect(issue.body).toMatch(/_The runner's facts: read from the runner by this preview, 20\d\d-/);
             expect(issue.body).toMatch(/_The runner's facts: re-read from the runner with the check key, 20\d\d-/);
         } finally {
-            git(["rm", "-q", "Pulumi.third.yaml", "Pulumi.fourth.yaml"]);
-            git(["commit", "-q", "-m", "Not yet"]);
-            gitea.push(repo, repoDir, "HEAD", "main");
+            await commitToMain("Not yet", () => {
+                git(["rm", "-q", "Pulumi.third.yaml", "Pulumi.fourth.yaml"]);
+            });
             const rm = spawnSync("pulumi", ["stack", "rm", "fourth", "--yes", "--force"], {
                 cwd: repoDir,
                 env: { ...process.env, ...ringtail.env },
@@ -1263,10 +1283,12 @@ describe('a third runner, added with its stack file and its secret alone (README
         })) {
             doc.setIn(["config", "ci-registry-auth:runner", key], value);
         }
-        writeFileSync(join(repoDir, "Pulumi.builder.yaml"), doc.toString());
-        git(["add", "Pulumi.builder.yaml"]);
-        git(["commit", "-q", "-m", "Add the builder runner"]);
-        gitea.push(repo, repoDir, "HEAD", "main");
+        const builderFile = doc.toString();
+        await commitToMain("Add the builder runner", () => {
+            writeFileSync(join(repoDir, "Pulumi.builder.yaml"), builderFile);
+        });
+        // The operator's checkout has it too (untracked in the local branch here).
+        writeFileSync(join(repoDir, "Pulumi.builder.yaml"), builderFile);
         // The operator's stack for it, from that file, and its first up.
         builderRun = await projectStack(
             "builder",
@@ -1283,14 +1305,16 @@ describe('a third runner, added with its stack file and its secret alone (README
         if (daemon) await gitea.setActionsSecret(repo, "BUILDER_CHECK_KEY", laterSecrets["BUILDER_CHECK_KEY"]);
 
         // The pull request's branch gets the stack file too.
+        rmSync(join(repoDir, "Pulumi.builder.yaml"));
         git(["checkout", "-q", "--detach", previewHead]);
         try {
-            git(["checkout", "-q", "main", "--", "Pulumi.builder.yaml"]);
+            writeFileSync(join(repoDir, "Pulumi.builder.yaml"), builderFile);
+            git(["add", "Pulumi.builder.yaml"]);
             git(["commit", "-q", "-m", "Review with the builder runner"]);
             previewHead = git(["rev-parse", "HEAD"]);
             gitea.push(repo, repoDir, previewHead, "preview-me");
         } finally {
-            git(["checkout", "-q", "main"]);
+            git(["checkout", "-q", "-f", "main"]);
         }
         const preview = await workflow("preview.yaml");
         expect(preview.code, preview.log).toBe(0);
