@@ -168,6 +168,15 @@ async function commitToMain(message: string, change: () => void): Promise<string
     }
 }
 
+/** A new key of zot-ci, put in 1Password and delivered to both runners (canPush), then revoked at zot. */
+async function deliverThenRevoke(): Promise<void> {
+    const apiKey = await registry.createApiKey("zot-ci", ROTATED);
+    apiKeys.push(apiKey.key);
+    await rotateKey(emulator.url, TOKEN, apiKey.key);
+    for (const run of [ringtail, indri]) expect((await run.stack.up(recording(run))).outputs["canPush"]?.value).toBe(true);
+    await registry.revokeApiKey("zot-ci", ROTATED, apiKey.id);
+}
+
 /** What the README tells operators to give CI, as the repository's secrets (by name; act reads the values from its environment). */
 function ciSecrets(): Record<string, string> {
     const backend = s3.credentials("ci");
@@ -944,11 +953,7 @@ describe("key-health.yaml", () => {
     });
 
     it("opens its issue when the registry refuses the key (naming the status), and raises the alarm when the registry takes anonymous uploads", async () => {
-        const apiKey = await registry.createApiKey("zot-ci", ROTATED);
-        apiKeys.push(apiKey.key);
-        await rotateKey(emulator.url, TOKEN, apiKey.key);
-        for (const run of [ringtail, indri]) expect((await run.stack.up(recording(run))).outputs["canPush"]?.value).toBe(true);
-        await registry.revokeApiKey("zot-ci", ROTATED, apiKey.id);
+        await deliverThenRevoke();
         const refused = await workflow("key-health.yaml");
         expect(refused.code, refused.log).toBe(0);
         const issue = (await healthIssues()).filter((i) => i.user.login === ciUser())[0]!;
@@ -981,12 +986,7 @@ describe("key-health.yaml", () => {
 
 describe("key-health.yaml with a broken stack among the good", () => {
     it("judges every stack on its own: one never initialised, one with a bad setting, and the two whose key zot revoked are each named in the issue", async () => {
-        // The two real stacks: a key zot then revokes, delivered to both.
-        const apiKey = await registry.createApiKey("zot-ci", ROTATED);
-        apiKeys.push(apiKey.key);
-        await rotateKey(emulator.url, TOKEN, apiKey.key);
-        for (const run of [ringtail, indri]) expect((await run.stack.up(recording(run))).outputs["canPush"]?.value).toBe(true);
-        await registry.revokeApiKey("zot-ci", ROTATED, apiKey.id);
+        await deliverThenRevoke();
         // Pulumi.third.yaml, committed but never `pulumi stack init`-ed; Pulumi.fourth.yaml, initialised by
         // the operator, with a setting the program refuses.
         await commitToMain("Two more runners", () => {
