@@ -14,7 +14,8 @@
  * - Addresses: `https://connect.ops.eblu.me` is the emulator, the MinIO login
  *   URL the sandbox's S3 bucket, `~/.ssh/ci-registry-auth` the sandbox host's
  *   root key, `"ssh-ed25519 AAAA..."` its host key; `npm ci` is skipped (the
- *   checkout's node_modules are linked).
+ *   checkout's node_modules are linked); `pulumi up`'s prompt is answered
+ *   yes (PULUMI_SKIP_CONFIRMATIONS: there is no terminal).
  * - The committed stack files: ringtail's `host` is the sandbox host's
  *   address, and both name the sandbox's registry (as an operator commits
  *   `registry.url`).
@@ -164,7 +165,7 @@ beforeAll(async () => {
     chmodSync(join(bin, "op"), 0o755);
 
     const substitutions: [string | RegExp, string][] = [
-        [/^npm ci$/m, ": npm ci (node_modules linked)"],
+        [/^npm ci$/m, ": npm ci: node_modules linked"],
         ["https://connect.ops.eblu.me", emulator.url],
         ["s3://pulumi-state?endpoint=https://minio.ops.eblu.me&region=us-east-1&use_path_style=true", s3.backendUrl],
         ["~/.ssh/ci-registry-auth ", `${host.facts.privateKeyFile} `],
@@ -179,12 +180,16 @@ beforeAll(async () => {
     const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], {
         cwd: project,
         encoding: "utf8",
+        // Not a socket on stdin (Node's pipes are), which bash takes for sshd's and then reads bashrc.
+        stdio: ["ignore", "pipe", "pipe"],
         timeout: 600_000,
         env: {
             PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
             HOME: home,
             PULUMI_HOME: pluginHome(work, providerPluginDir(), join(ROOT, "node_modules")),
             PULUMI_SKIP_UPDATE_CHECK: "true",
+            // The operator's "yes" at `pulumi up`'s prompt (no terminal here).
+            PULUMI_SKIP_CONFIRMATIONS: "true",
             SSH_AUTH_SOCK: agent.socket,
             ...s3.env("operator"),
         },
