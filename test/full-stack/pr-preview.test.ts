@@ -1111,10 +1111,11 @@ describe("a hostile pull request", () => {
         // The program's own outputs carry the hostile one, so the preview runs it (index.ts exports an async program).
         const program = readFileSync(join(repoDir, "index.ts"), "utf8");
         const hostileProgram = `import { hostile } from "./sandbox/hostile-pr";\n${program}`.replace(
-            /^( {4}return \{\n)/m,
-            "$1        hostile,\n",
+            /^export = async \(\) => (.+);$/m,
+            "export = async () => ({ ...$1, hostile });",
         );
-        if (!hostileProgram.includes("        hostile,\n")) throw new Error("index.ts has no `    return {` to add the hostile output to");
+        if (!hostileProgram.includes(", hostile });"))
+            throw new Error("index.ts has no `export = async () => …;` to add the hostile output to");
         writeFileSync(join(repoDir, "index.ts"), hostileProgram);
         // A branch pusher runs the workflow of their own branch: this one drops preview.yaml's
         // `permissions:`, so the job token has all the repository grants it (Gitea's default, permissive).
