@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { renderEnvFile } from "../../components/ssh/envfile";
@@ -471,7 +472,7 @@ describe("destroy and the leak scan", () => {
         expect(host.ssh("cat /etc/forgejo-runner/runner.yaml").stdout).toBe("keep\n");
     });
 
-    it("upgrade: a stack the former program made (resources named after the host) takes this one with nothing replaced, changed or restarted", async () => {
+    it("upgrade: a stack the former program made (resources named after the host) takes this one with nothing replaced or restarted, the host commands updated in place", async () => {
         const former = formerProgram(FORMER_PROGRAM);
         try {
             const old = await projectStack("ringtail", sandboxConfig(), operatorEnv(TOKEN, await host.agent()), {
@@ -487,10 +488,30 @@ describe("destroy and the leak scan", () => {
             const digest = fileDigest();
 
             upgradeProgram(old);
-            const preview = await old.stack.preview(recording(old));
-            expect(Object.keys(preview.changeSummary)).toEqual(["same"]);
-            const up = await old.stack.up(recording(old));
-            expect(Object.keys(up.summary.resourceChanges ?? {})).toEqual(["same"]);
+            // This version's host check reads a shell-wrapped ExecStart (components/ssh/host/runner-files.sh):
+            // the three host commands whose scripts carry the check are updated in place, nothing is
+            // replaced, the file's bytes stay and the unit is not restarted (CHANGELOG).
+            const changed: string[] = [];
+            const rec = recording(old);
+            const onEvent = (e: EngineEvent): void => {
+                rec.onEvent(e);
+                const pre = e.resourcePreEvent?.metadata;
+                if (pre !== undefined && !["same", "read"].includes(pre.op)) changed.push(`${pre.op} ${pre.urn.split("::").pop() ?? ""}`);
+            };
+            // And the engine's built-in provider, registered by the former-token read (as on indri).
+            const expected = [
+                "create default",
+                "update upgrade-ssh-check-command",
+                "update upgrade-ssh-env-file",
+                "update upgrade-ssh-verify",
+            ];
+            const preview = await old.stack.preview({ ...rec, onEvent });
+            expect(Object.keys(preview.changeSummary).sort()).toEqual(["same", "update"]);
+            expect(changed.sort()).toEqual(expected);
+            changed.length = 0;
+            const up = await old.stack.up({ ...rec, onEvent });
+            expect(Object.keys(up.summary.resourceChanges ?? {}).sort()).toEqual(["same", "update"]);
+            expect(changed.sort()).toEqual(expected);
             const names = await resourceNames(old);
             expect(names).toEqual(expect.arrayContaining(["upgrade-ssh-env-file", "upgrade-ssh-verify", "upgrade-ssh-check-command"]));
             expect(names.filter((n) => n.startsWith("ringtail-"))).toEqual([]);
