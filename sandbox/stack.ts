@@ -54,6 +54,31 @@ export function recording(run: Run): { onOutput: (s: string) => void; onEvent: (
     };
 }
 
+/** One step of a preview or update that is not `same` or `read`: the operation, the type, the resource's name. */
+export interface StepChange {
+    op: string;
+    type: string;
+    name: string;
+}
+
+/**
+ * `recording(run)` that also lists, in `changes`, every step that is not
+ * `same` or `read`, as the engine announces it (its pre-event), default
+ * providers included (the change summary leaves those out).
+ */
+export function recordingChanges(run: Run): { options: ReturnType<typeof recording>; changes: StepChange[] } {
+    const rec = recording(run);
+    const changes: StepChange[] = [];
+    const onEvent = (e: EngineEvent): void => {
+        rec.onEvent(e);
+        const pre = e.resourcePreEvent?.metadata;
+        if (pre !== undefined && !["same", "read"].includes(pre.op)) {
+            changes.push({ op: pre.op, type: pre.type, name: pre.urn.split("::").pop() ?? "" });
+        }
+    };
+    return { options: { ...rec, onEvent }, changes };
+}
+
 /**
  * The transcript without debug diagnostics: Pulumi's Node.js runtime sends
  * every RPC response, secrets included, as debug events (README, "Security

@@ -12,7 +12,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { fingerprint } from "../../components/fingerprint";
@@ -22,7 +21,7 @@ import { BLUMEOPS_RUNNER_CONFIG, Cluster, FORWARDING_RUNNER_CONFIG, runnerConfig
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
 import { startRegistry, type Registry } from "../../sandbox/registry";
-import { recording } from "../../sandbox/stack";
+import { recording, recordingChanges } from "../../sandbox/stack";
 import {
     attempt,
     FORMER_PROGRAM,
@@ -205,27 +204,21 @@ describe("the indri stack through pulumi, the real kubernetes provider", () => {
             // registers its built-in provider the first time the program reads the last checkpoint (the
             // former-token check, components/former-token.ts): a provider, no cluster object, and the
             // change summary does not count it.
-            const changed: string[] = [];
-            const rec = recording(old);
-            const onEvent = (e: EngineEvent): void => {
-                rec.onEvent(e);
-                const pre = e.resourcePreEvent?.metadata;
-                if (pre !== undefined && !["same", "read"].includes(pre.op))
-                    changed.push(`${pre.op} ${pre.type} ${pre.urn.split("::").pop() ?? ""}`);
-            };
+            const { options, changes } = recordingChanges(old);
+            const changed = (): string[] => changes.map((c) => `${c.op} ${c.type} ${c.name}`).sort();
             const expected = [
                 "create pulumi:providers:pulumi default",
                 "update kubernetes:rbac.authorization.k8s.io/v1:Role upgrade-k8s-ci-role",
             ];
             const ops = (changes: Record<string, number>) =>
                 Object.fromEntries(Object.entries(changes).filter(([op]) => op !== "read" && op !== "same"));
-            const preview = await old.stack.preview({ ...rec, onEvent });
+            const preview = await old.stack.preview(options);
             expect(ops(preview.changeSummary)).toEqual({ update: 1 });
-            expect(changed.sort()).toEqual(expected);
-            changed.length = 0;
-            const up = await old.stack.up({ ...rec, onEvent });
+            expect(changed()).toEqual(expected);
+            changes.length = 0;
+            const up = await old.stack.up(options);
             expect(ops(up.summary.resourceChanges ?? {})).toEqual({ update: 1 });
-            expect(changed.sort()).toEqual(expected);
+            expect(changed()).toEqual(expected);
             // Renamed through the alias: the state now holds the stack-named resources only.
             const names = await resourceNames(old);
             expect(names).toContain("upgrade-k8s-deployment-patch");

@@ -12,7 +12,6 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { renderEnvFile } from "../../components/ssh/envfile";
@@ -21,7 +20,7 @@ import { OUTPUT_NAMES } from "../../components/outputs";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
 import { writeOciImage } from "../../sandbox/oci-image";
 import { rotateKey } from "../../sandbox/onepassword";
-import { recording } from "../../sandbox/stack";
+import { recording, recordingChanges } from "../../sandbox/stack";
 import {
     attempt,
     FORMER_PROGRAM,
@@ -491,13 +490,8 @@ describe("destroy and the leak scan", () => {
             // This version's host check reads a shell-wrapped ExecStart (components/ssh/host/runner-files.sh):
             // the three host commands whose scripts carry the check are updated in place, nothing is
             // replaced, the file's bytes stay and the unit is not restarted (CHANGELOG).
-            const changed: string[] = [];
-            const rec = recording(old);
-            const onEvent = (e: EngineEvent): void => {
-                rec.onEvent(e);
-                const pre = e.resourcePreEvent?.metadata;
-                if (pre !== undefined && !["same", "read"].includes(pre.op)) changed.push(`${pre.op} ${pre.urn.split("::").pop() ?? ""}`);
-            };
+            const { options, changes } = recordingChanges(old);
+            const changed = (): string[] => changes.map((c) => `${c.op} ${c.name}`).sort();
             // And the engine's built-in provider, registered by the former-token read (as on indri).
             const expected = [
                 "create default",
@@ -505,13 +499,13 @@ describe("destroy and the leak scan", () => {
                 "update upgrade-ssh-env-file",
                 "update upgrade-ssh-verify",
             ];
-            const preview = await old.stack.preview({ ...rec, onEvent });
+            const preview = await old.stack.preview(options);
             expect(Object.keys(preview.changeSummary).sort()).toEqual(["same", "update"]);
-            expect(changed.sort()).toEqual(expected);
-            changed.length = 0;
-            const up = await old.stack.up({ ...rec, onEvent });
+            expect(changed()).toEqual(expected);
+            changes.length = 0;
+            const up = await old.stack.up(options);
             expect(Object.keys(up.summary.resourceChanges ?? {}).sort()).toEqual(["same", "update"]);
-            expect(changed.sort()).toEqual(expected);
+            expect(changed()).toEqual(expected);
             const names = await resourceNames(old);
             expect(names).toEqual(expect.arrayContaining(["upgrade-ssh-env-file", "upgrade-ssh-verify", "upgrade-ssh-check-command"]));
             expect(names.filter((n) => n.startsWith("ringtail-"))).toEqual([]);
