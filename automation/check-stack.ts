@@ -9,16 +9,13 @@
  */
 import type { Stack } from "@pulumi/pulumi/automation";
 
+import type { JobHome } from "./job";
 import { openStack, previewFacts, runnerSettings } from "./preview";
 import { rereadSshRunner } from "./reread";
 import type { StackFacts } from "./report";
 
-/** How a job reaches the stacks: the project, pulumi's extra environment, the check keys' files it holds by secret name. */
-export interface CheckJob {
-    root: string;
-    env: Record<string, string>;
-    checkKeys: Record<string, string>;
-}
+/** How a job reaches the stacks: the project, and from its HOME pulumi's extra environment and the check keys' files. */
+export type CheckJob = { root: string } & Pick<JobHome, "env" | "checkKeys">;
 
 /** The repository secret that holds a stack's check key: the stack's name in capitals, `-` and `.` as `_`, then `_CHECK_KEY`. */
 export function checkKeySecret(stack: string): string {
@@ -70,12 +67,17 @@ async function lastUpAt(stack: Stack): Promise<string | undefined> {
 }
 
 /**
- * Checks one stack (never throws). A Kubernetes runner is read live by the
- * preview itself. An SSH runner is re-read with the check key when the job
- * holds one; without it, or when the re-read fails, its facts are the last
- * `up`'s, and say so with that `up`'s time.
+ * Checks one stack, and never throws: what fails at any step is the
+ * stack's facts. A Kubernetes runner is read live by the preview itself. An
+ * SSH runner is re-read with the check key when the job holds one; without
+ * it, or when the re-read fails, its facts are the last `up`'s, and say so
+ * with that `up`'s time.
  */
-export async function checkStack(name: string, job: CheckJob, now: () => Date = () => new Date()): Promise<StackFacts> {
+export function checkStack(name: string, job: CheckJob, now: () => Date = () => new Date()): Promise<StackFacts> {
+    return checkSteps(name, job, now).catch((err: unknown) => failedFacts(name, "preview", message(err)));
+}
+
+async function checkSteps(name: string, job: CheckJob, now: () => Date): Promise<StackFacts> {
     const stack = await open(name, job);
     if (!("preview" in stack)) return stack;
     let facts: StackFacts;
@@ -91,10 +93,9 @@ export async function checkStack(name: string, job: CheckJob, now: () => Date = 
         const at = await lastUpAt(stack);
         return { ...facts, runnerRead: { how: "last-up", ...(at !== undefined ? { at } : {}), why } };
     };
-    const keyFile = job.checkKeys[checkKeySecret(name)];
-    if (keyFile === undefined) {
-        return asOfLastUp(`the job holds no check key (secret ${checkKeySecret(name)})`);
-    }
+    const secret = checkKeySecret(name);
+    const keyFile = job.checkKeys[secret];
+    if (keyFile === undefined) return asOfLastUp(`the job holds no check key (secret ${secret})`);
     try {
         const runner = await runnerSettings(stack);
         if (runner.kind !== "ssh") return await asOfLastUp("the stack's runner settings are not an SSH runner's");

@@ -14,7 +14,7 @@
  */
 import { join } from "node:path";
 
-import { checkStack, failedFacts } from "./check-stack";
+import { checkStack } from "./check-stack";
 import { Forgejo } from "./forgejo";
 import { jobContext, prepareJobHome, projectStacks, stackArg } from "./job";
 import { HEALTH_MARKER, healthProblems, renderHealthIssue, type StackFacts } from "./report";
@@ -35,11 +35,7 @@ async function main(): Promise<void> {
         // Each stack on its own: one that cannot be opened, parsed, previewed or re-read is a problem in
         // the issue, and the next is still checked.
         for (const name of names.length > 0 ? names : projectStacks(ROOT)) {
-            const facts = await checkStack(name, {
-                root: ROOT,
-                env: home.env,
-                checkKeys: home.checkKeys,
-            }).catch((err: unknown) => failedFacts(name, "preview", err instanceof Error ? err.message : String(err)));
+            const facts = await checkStack(name, { root: ROOT, ...home });
             const problems = healthProblems(facts);
             console.log(`${name}: ${problems.length === 0 ? "healthy" : problems.join("; ")}`);
             all.push(facts);

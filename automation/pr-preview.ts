@@ -12,7 +12,7 @@
  */
 import { join } from "node:path";
 
-import { checkStack, failedFacts } from "./check-stack";
+import { checkStack } from "./check-stack";
 import { Forgejo } from "./forgejo";
 import { jobContext, prepareJobHome, projectStacks, pullRequestFork, stackArg, type JobContext, type JobHome } from "./job";
 import { commentMarker, renderComment } from "./report";
@@ -26,11 +26,7 @@ const ROOT = join(__dirname, "..");
  * facts are the last `up`'s, with that time.
  */
 async function previewStack(name: string, job: JobContext, home: JobHome, forgejo: Forgejo): Promise<boolean> {
-    const facts = await checkStack(name, {
-        root: ROOT,
-        env: home.env,
-        checkKeys: home.checkKeys,
-    }).catch((err: unknown) => failedFacts(name, "preview", err instanceof Error ? err.message : String(err)));
+    const facts = await checkStack(name, { root: ROOT, ...home });
     console.log(facts.diff);
     const { comment, created } = await forgejo.upsertComment(job.pullRequest ?? 0, commentMarker(name), renderComment(facts, job.runUrl));
     console.log(
