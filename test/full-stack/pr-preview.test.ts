@@ -1305,11 +1305,9 @@ describe('a third runner, added with its stack file and its secret alone (README
         laterSecrets["BUILDER_CHECK_KEY"] = readFileSync(builderKeyFile, "utf8");
         if (daemon) await gitea.setActionsSecret(repo, "BUILDER_CHECK_KEY", laterSecrets["BUILDER_CHECK_KEY"]);
 
-        // The pull request's branch gets the stack file too.
-        rmSync(join(repoDir, "Pulumi.builder.yaml"));
+        // The pull request's branch gets the stack file too: the one in the work tree, committed on it.
         git(["checkout", "-q", "--detach", previewHead]);
         try {
-            writeFileSync(join(repoDir, "Pulumi.builder.yaml"), builderFile);
             git(["add", "Pulumi.builder.yaml"]);
             git(["commit", "-q", "-m", "Review with the builder runner"]);
             previewHead = git(["rev-parse", "HEAD"]);

@@ -53,6 +53,8 @@ let registry: Registry;
 let agent: SshAgent;
 let work: string;
 let project: string;
+/** The operator's PULUMI_HOME (the plugins, and the login the quick start made). */
+let pulumiHome: string;
 let run: { code: number; output: string; script: string };
 
 /** The quick start's `sh` blocks, in order. */
@@ -171,6 +173,7 @@ beforeAll(async () => {
         ["~/.ssh/ci-registry-auth ", `${host.facts.privateKeyFile} `],
         ['"ssh-ed25519 AAAA..."', JSON.stringify(host.facts.hostKey)],
     ];
+    pulumiHome = pluginHome(work, providerPluginDir(), join(ROOT, "node_modules"));
     let script = quickStartScript(readFileSync(join(ROOT, "README.md"), "utf8"));
     for (const [from, to] of substitutions) {
         const before = script;
@@ -186,7 +189,7 @@ beforeAll(async () => {
         env: {
             PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
             HOME: home,
-            PULUMI_HOME: pluginHome(work, providerPluginDir(), join(ROOT, "node_modules")),
+            PULUMI_HOME: pulumiHome,
             PULUMI_SKIP_UPDATE_CHECK: "true",
             // The operator's "yes" at `pulumi up`'s prompt (no terminal here).
             PULUMI_SKIP_CONFIRMATIONS: "true",
@@ -216,7 +219,7 @@ function outputs(stack: string): Record<string, unknown> {
         encoding: "utf8",
         env: {
             ...process.env,
-            PULUMI_HOME: join(work, "pulumi-home"),
+            PULUMI_HOME: pulumiHome,
             PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
             PULUMI_BACKEND_URL: s3.backendUrl,
             ...s3.env("operator"),
