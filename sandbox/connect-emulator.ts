@@ -26,7 +26,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -123,7 +123,10 @@ export class ConnectEmulator {
     /**
      * Sandbox test hook: while this file exists, vault and item requests
      * wait (after touching `<holdFile>.reached`), so a test can strike while
-     * a client is reading 1Password. Real Connect has no such thing.
+     * a client is reading 1Password. When the file names HTTP methods
+     * (e.g. `PUT`), only requests with one of them wait, so a test can hold
+     * a write without racing the reads before it. Real Connect has no such
+     * thing.
      */
     holdFile: string | undefined;
 
@@ -205,6 +208,13 @@ export class ConnectEmulator {
         }
     }
 
+    /** Whether the hold file (see {@link holdFile}) holds a request of `method` now. */
+    private holds(method: string): boolean {
+        if (this.holdFile === undefined || !existsSync(this.holdFile)) return false;
+        const methods = readFileSync(this.holdFile, "utf8").split(/\s+/).filter(Boolean);
+        return methods.length === 0 || methods.includes(method);
+    }
+
     private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
         res.setHeader("1Password-Connect-Version", CONNECT_VERSION);
         try {
@@ -212,7 +222,7 @@ export class ConnectEmulator {
             const path = url.pathname.replace(/\/+$/, "") || "/";
             const method = req.method ?? "GET";
             this.requests.push({ method, path: `${path}${url.search}` });
-            while (this.holdFile !== undefined && existsSync(this.holdFile) && path.startsWith("/v1/vaults")) {
+            while (path.startsWith("/v1/vaults") && this.holds(method)) {
                 writeFileSync(`${this.holdFile}.reached`, "");
                 await new Promise((resolve) => setTimeout(resolve, 100));
             }
