@@ -1,8 +1,8 @@
 /**
  * The identity CI reads indri's cluster as: a ServiceAccount with `get` on
- * exactly the objects the program reads, and a kubeconfig for it. Pure
- * builders (manifests, the kubeconfig text) tested directly; the component
- * that applies them is KubernetesRunner.
+ * exactly the objects the program reads, and a kubeconfig for it. The
+ * component {@link CiIdentity} (a child of KubernetesRunner) applies it; the
+ * pure builders (rules, the kubeconfig text) are tested directly.
  *
  * Why `get` alone is enough (README, "Trust model"): a preview with nothing
  * to change makes no object request but the program's reads; a preview of
@@ -16,8 +16,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 
+import * as core from "@pulumi/kubernetes/core/v1";
+import * as rbac from "@pulumi/kubernetes/rbac/v1";
+import * as pulumi from "@pulumi/pulumi";
 import { parse, stringify } from "yaml";
 
+import type { KubernetesRunnerConfig } from "../settings/config";
 import { MANAGED_BY } from "./manifests";
 
 /** What the CI identity may read. */
@@ -137,4 +141,124 @@ export function ciKubeconfig(cluster: ClusterEntry, user: string, namespace: str
         contexts: [{ name: cluster.context, context: { cluster: cluster.name, user, namespace } }],
         "current-context": cluster.context,
     });
+}
+
+/** Arguments of {@link CiIdentity}. */
+export interface CiIdentityArgs {
+    runner: KubernetesRunnerConfig;
+    /** The names CI must read that only the live cluster and the key tell. */
+    reads: pulumi.Input<CiReads>;
+    /** Nothing is created before these (the runner's preconditions) are done. */
+    after: pulumi.Input<pulumi.Resource[]>;
+    /** The cluster's provider. */
+    provider: pulumi.ProviderResource;
+    /**
+     * Where these objects were before this component existed: children of
+     * `runner` with the same names (also under each of the runner's former
+     * names, the prefix of theirs), so a stack made then keeps them.
+     */
+    formerly: { parent: pulumi.Resource; runnerName: string; formerRunnerNames: string[] };
+}
+
+/**
+ * CI's identity in the cluster: a ServiceAccount that may only `get` what
+ * the program reads (a Role and a ClusterRole, each by name), its
+ * long-lived token (the token controller fills the Secret; the provider
+ * waits for it), and a kubeconfig for it made from the cluster entry of the
+ * kubeconfig this run uses, so CI talks to the same server with the same
+ * context name. Its children are named `<name>-account`, `<name>-role`, … .
+ */
+export class CiIdentity extends pulumi.ComponentResource {
+    /** A kubeconfig for the ServiceAccount (secret), or undefined when the local kubeconfig could not be read. */
+    public readonly kubeconfig: pulumi.Output<string | undefined>;
+
+    constructor(name: string, args: CiIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("ci-registry-auth:kubernetes:CiIdentity", name, {}, opts);
+        const r = args.runner;
+        const { parent, runnerName, formerRunnerNames } = args.formerly;
+        // Each child as it was named before, under the runner (whose own former names the engine maps to its old URN).
+        const child = (suffix: string, dependsOn: pulumi.Input<pulumi.Input<pulumi.Resource>[]>): pulumi.CustomResourceOptions => {
+            const rest = `${name}-${suffix}`.slice(runnerName.length);
+            return {
+                parent: this,
+                provider: args.provider,
+                dependsOn,
+                aliases: [{ parent }, ...formerRunnerNames.map((former) => ({ name: `${former}${rest}`, parent }))],
+            };
+        };
+        const metadata = { name: r.ciServiceAccount, namespace: r.namespace, labels: { ...CI_LABELS } };
+        const account = new core.ServiceAccount(
+            `${name}-account`,
+            { metadata, automountServiceAccountToken: false },
+            child("account", args.after),
+        );
+        const subjects = [{ kind: "ServiceAccount", name: r.ciServiceAccount, namespace: r.namespace }];
+        const rules = pulumi.output(args.reads).apply(namespaceRules);
+        const role = new rbac.Role(`${name}-role`, { metadata, rules }, child("role", args.after));
+        new rbac.RoleBinding(
+            `${name}-role-binding`,
+            { metadata, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name }, subjects },
+            child("role-binding", args.after),
+        );
+        // Cluster-scoped names are shared by every namespace: this one carries its namespace.
+        const clusterMetadata = { name: `${r.namespace}-${r.ciServiceAccount}`, labels: { ...CI_LABELS } };
+        const clusterRole = new rbac.ClusterRole(
+            `${name}-cluster-role`,
+            { metadata: clusterMetadata, rules: clusterRules(r.clusterSecretStore) },
+            child("cluster-role", args.after),
+        );
+        new rbac.ClusterRoleBinding(
+            `${name}-cluster-role-binding`,
+            {
+                metadata: clusterMetadata,
+                roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterRole.metadata.name },
+                subjects,
+            },
+            child("cluster-role-binding", args.after),
+        );
+        const token = new core.Secret(
+            `${name}-token`,
+            {
+                metadata: {
+                    name: `${r.ciServiceAccount}-token`,
+                    namespace: r.namespace,
+                    labels: { ...CI_LABELS },
+                    annotations: { "kubernetes.io/service-account.name": r.ciServiceAccount },
+                },
+                type: "kubernetes.io/service-account-token",
+            },
+            child("token", [account]),
+        );
+        this.kubeconfig = this.kubeconfigFor(runnerName, r, account, token);
+        this.registerOutputs({ kubeconfig: this.kubeconfig });
+    }
+
+    /** The kubeconfig from the token, or a warning (once the account is there) saying why there is none. */
+    private kubeconfigFor(
+        runnerName: string,
+        r: KubernetesRunnerConfig,
+        account: core.ServiceAccount,
+        token: core.Secret,
+    ): pulumi.Output<string | undefined> {
+        const cluster = localCluster(r.kubeconfig, r.context);
+        if ("problem" in cluster) {
+            // Said once the account is there (never on a run that stops before it).
+            return account.metadata.name.apply(() => {
+                void pulumi.log.warn(
+                    `${runnerName}: no kubeconfig for CI is made: ${cluster.problem}. The read-only ServiceAccount ${r.namespace}/${r.ciServiceAccount} exists; ` +
+                        `make a kubeconfig from its token Secret ${r.ciServiceAccount}-token by hand.`,
+                    this,
+                );
+                return undefined;
+            });
+        }
+        return pulumi.secret(
+            token.data.apply((data) => {
+                const value = (data as Record<string, string> | undefined)?.["token"];
+                return value === undefined
+                    ? undefined
+                    : ciKubeconfig(cluster, r.ciServiceAccount, r.namespace, Buffer.from(value, "base64").toString("utf8"));
+            }),
+        );
+    }
 }

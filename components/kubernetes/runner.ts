@@ -4,10 +4,9 @@ import * as apiextensions from "@pulumi/kubernetes/apiextensions";
 import * as apps from "@pulumi/kubernetes/apps/v1";
 import * as core from "@pulumi/kubernetes/core/v1";
 import { Provider } from "@pulumi/kubernetes/provider";
-import * as rbac from "@pulumi/kubernetes/rbac/v1";
 import * as pulumi from "@pulumi/pulumi";
 
-import { CI_LABELS, ciKubeconfig, clusterRules, localCluster, namespaceRules, type CiReads } from "./ci-identity";
+import { CiIdentity, type CiReads } from "./ci-identity";
 import type { KubernetesRunnerConfig } from "../settings/config";
 import { ProgramError } from "../errors";
 import {
@@ -19,6 +18,14 @@ import {
 } from "./manifests";
 import { containerNames, deploymentFacts, runnerConfigSource, type DeploymentFacts, type RunnerConfigSource } from "./live-deployment";
 import { judgeJobs, parseRunnerConfig, type JobsVerdict, type RunnerConfigRead } from "../runner-config";
+
+/** The names a resource had before, from its `aliases: [{ name }]` (components/stack.ts, `formerly`). */
+function formerNames(opts: pulumi.ComponentResourceOptions | undefined): string[] {
+    return (opts?.aliases ?? []).flatMap((alias) => {
+        const name = typeof alias === "object" && "name" in alias ? alias.name : undefined;
+        return typeof name === "string" ? [name] : [];
+    });
+}
 
 /** Arguments of {@link KubernetesRunner}. */
 export interface KubernetesRunnerArgs {
@@ -110,7 +117,26 @@ export class KubernetesRunner extends pulumi.ComponentResource {
                     secretFp === fp && f.templateFingerprint === fp && f.envWired && f.rolledOut && jobsSeeKey,
             );
 
-        this.ciKubeconfig = this.ciIdentity(name, r, { configSource, externalSecretName: this.externalSecretName }, checked, child);
+        const reads = pulumi.all([configSource, this.externalSecretName]).apply(([source, externalSecret]): CiReads => ({
+            namespace: r.namespace,
+            deployment: r.deployment,
+            secretName: r.secretName,
+            clusterSecretStore: r.clusterSecretStore,
+            configMap: source.kind === "configMap" ? source.name : undefined,
+            externalSecret,
+        }));
+        const identity = new CiIdentity(
+            `${name}-ci`,
+            {
+                runner: r,
+                reads,
+                after: checked,
+                provider: child.provider,
+                formerly: { parent: this, runnerName: name, formerRunnerNames: formerNames(opts) },
+            },
+            { parent: this },
+        );
+        this.ciKubeconfig = identity.kubeconfig;
 
         this.registerOutputs({
             secretName: this.secretName,
@@ -297,90 +323,6 @@ export class KubernetesRunner extends pulumi.ComponentResource {
             .apply(([metadata, spec, status, secretName]) =>
                 deploymentFacts({ metadata, spec, status }, r.container, args.envVar, secretName),
             );
-    }
-
-    /**
-     * CI's identity (components/kubernetes/ci-identity.ts): a ServiceAccount that may
-     * only `get` what the program reads, its long-lived token (the token
-     * controller fills the Secret; the provider waits for it), and a
-     * kubeconfig for it made from the cluster entry of the kubeconfig this
-     * run uses, so CI talks to the same server with the same context name.
-     */
-    private ciIdentity(
-        name: string,
-        r: KubernetesRunnerConfig,
-        named: { configSource: pulumi.Output<RunnerConfigSource>; externalSecretName: pulumi.Output<string> },
-        checked: pulumi.Output<pulumi.Resource[]>,
-        child: pulumi.CustomResourceOptions,
-    ): pulumi.Output<string | undefined> {
-        const reads = pulumi.all([named.configSource, named.externalSecretName]).apply(([source, externalSecret]): CiReads => ({
-            namespace: r.namespace,
-            deployment: r.deployment,
-            secretName: r.secretName,
-            clusterSecretStore: r.clusterSecretStore,
-            configMap: source.kind === "configMap" ? source.name : undefined,
-            externalSecret,
-        }));
-        // Nothing is created before the preconditions passed.
-        const gated = { ...child, dependsOn: checked };
-        const metadata = { name: r.ciServiceAccount, namespace: r.namespace, labels: { ...CI_LABELS } };
-        const account = new core.ServiceAccount(`${name}-ci-account`, { metadata, automountServiceAccountToken: false }, gated);
-        const subjects = [{ kind: "ServiceAccount", name: r.ciServiceAccount, namespace: r.namespace }];
-        const role = new rbac.Role(`${name}-ci-role`, { metadata, rules: reads.apply(namespaceRules) }, gated);
-        new rbac.RoleBinding(
-            `${name}-ci-role-binding`,
-            { metadata, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name }, subjects },
-            gated,
-        );
-        // Cluster-scoped names are shared by every namespace: this one carries its namespace.
-        const clusterMetadata = { name: `${r.namespace}-${r.ciServiceAccount}`, labels: { ...CI_LABELS } };
-        const clusterRole = new rbac.ClusterRole(
-            `${name}-ci-cluster-role`,
-            { metadata: clusterMetadata, rules: clusterRules(r.clusterSecretStore) },
-            gated,
-        );
-        new rbac.ClusterRoleBinding(
-            `${name}-ci-cluster-role-binding`,
-            {
-                metadata: clusterMetadata,
-                roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterRole.metadata.name },
-                subjects,
-            },
-            gated,
-        );
-        const token = new core.Secret(
-            `${name}-ci-token`,
-            {
-                metadata: {
-                    name: `${r.ciServiceAccount}-token`,
-                    namespace: r.namespace,
-                    labels: { ...CI_LABELS },
-                    annotations: { "kubernetes.io/service-account.name": r.ciServiceAccount },
-                },
-                type: "kubernetes.io/service-account-token",
-            },
-            { ...child, dependsOn: [account] },
-        );
-        const cluster = localCluster(r.kubeconfig, r.context);
-        if ("problem" in cluster) {
-            // Said once the account is there (never on a run that stops before it).
-            return account.metadata.name.apply(() => {
-                void pulumi.log.warn(
-                    `${name}: no kubeconfig for CI is made: ${cluster.problem}. The read-only ServiceAccount ${r.namespace}/${r.ciServiceAccount} exists; ` +
-                        `make a kubeconfig from its token Secret ${r.ciServiceAccount}-token by hand.`,
-                    this,
-                );
-                return undefined;
-            });
-        }
-        return pulumi.secret(
-            token.data.apply((data) => {
-                const value = (data as Record<string, string> | undefined)?.["token"];
-                return value === undefined
-                    ? undefined
-                    : ciKubeconfig(cluster, r.ciServiceAccount, r.namespace, Buffer.from(value, "base64").toString("utf8"));
-            }),
-        );
     }
 
     /**

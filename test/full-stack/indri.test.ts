@@ -187,50 +187,58 @@ describe("the indri stack through pulumi, the real kubernetes provider", () => {
         expect(cluster.get("secret", "zot-ci-api-key", NS)).toBeUndefined();
     });
 
-    it("upgrade: a stack the former program made (resources named after the host) takes this one with nothing replaced or rolled, and CI's Role updated in place", async () => {
-        const former = formerProgram(FORMER_PROGRAM);
-        try {
-            const settings = indriSettings(emulator.url, cluster.kubeconfig, registry.url);
-            const old = await projectStack("indri", settings, operatorEnv(TOKEN), { from: former, stackName: "upgrade-k8s" });
-            runs.push(old);
-            const first = outputValues((await old.stack.up(recording(old))).outputs);
-            expect(await resourceNames(old)).toContain("indri-deployment-patch");
-            const before = deployment().metadata;
-            const rs = replicaSets();
+    // The operator's own stack is named indri (no rename: CI's objects move under their new component by
+    // their parent alias alone); any other name renames the former program's host-named resources too.
+    it.each(["upgrade-k8s", "indri"])(
+        "upgrade: a stack %s the former program made (resources named after the host) takes this one with nothing replaced or rolled, and CI's Role updated in place",
+        async (stackName) => {
+            const former = formerProgram(FORMER_PROGRAM);
+            try {
+                const settings = indriSettings(emulator.url, cluster.kubeconfig, registry.url);
+                const old = await projectStack("indri", settings, operatorEnv(TOKEN), { from: former, stackName });
+                runs.push(old);
+                const first = outputValues((await old.stack.up(recording(old))).outputs);
+                expect(await resourceNames(old)).toContain("indri-deployment-patch");
+                const before = deployment().metadata;
+                const rs = replicaSets();
 
-            upgradeProgram(old);
-            // Reads are reads (the Deployment, the store, the synced Secret); the one change is CI's Role,
-            // which now names the ConfigMap and the ExternalSecret it may read (CHANGELOG). The engine also
-            // registers its built-in provider the first time the program reads the last checkpoint (the
-            // former-token check, components/former-token.ts): a provider, no cluster object, and the
-            // change summary does not count it.
-            const { options, changes } = recordingChanges(old);
-            const changed = (): string[] => changes.map((c) => `${c.op} ${c.type} ${c.name}`).sort();
-            const expected = [
-                "create pulumi:providers:pulumi default",
-                "update kubernetes:rbac.authorization.k8s.io/v1:Role upgrade-k8s-ci-role",
-            ];
-            const ops = (changes: Record<string, number>) =>
-                Object.fromEntries(Object.entries(changes).filter(([op]) => op !== "read" && op !== "same"));
-            const preview = await old.stack.preview(options);
-            expect(ops(preview.changeSummary)).toEqual({ update: 1 });
-            expect(changed()).toEqual(expected);
-            changes.length = 0;
-            const up = await old.stack.up(options);
-            expect(ops(up.summary.resourceChanges ?? {})).toEqual({ update: 1 });
-            expect(changed()).toEqual(expected);
-            // Renamed through the alias: the state now holds the stack-named resources only.
-            const names = await resourceNames(old);
-            expect(names).toContain("upgrade-k8s-deployment-patch");
-            expect(names.filter((n) => n.startsWith("indri-"))).toEqual([]);
-            expect(deployment().metadata).toMatchObject({ generation: before.generation, resourceVersion: before.resourceVersion });
-            expect(replicaSets()).toBe(rs);
-            expect(outputValues(up.outputs)).toMatchObject({ hasKey: first["hasKey"], keyFingerprint: first["keyFingerprint"] });
-            expect((await attempt(old, "destroy")).message).toBe("");
-        } finally {
-            rmSync(former, { recursive: true, force: true });
-        }
-    });
+                upgradeProgram(old);
+                // Reads are reads (the Deployment, the store, the synced Secret); the one change is CI's Role,
+                // which now names the ConfigMap and the ExternalSecret it may read (CHANGELOG). CI's identity
+                // is now a component of its own: created (no cluster object), its six objects moved under it
+                // by alias, unchanged. The engine also registers its built-in provider the first time the
+                // program reads the last checkpoint (the former-token check, components/former-token.ts): a
+                // provider, no cluster object, and the change summary does not count it.
+                const { options, changes } = recordingChanges(old);
+                const changed = (): string[] => changes.map((c) => `${c.op} ${c.type} ${c.name}`).sort();
+                const expected = [
+                    `create ci-registry-auth:kubernetes:CiIdentity ${stackName}-ci`,
+                    "create pulumi:providers:pulumi default",
+                    `update kubernetes:rbac.authorization.k8s.io/v1:Role ${stackName}-ci-role`,
+                ];
+                const ops = (changes: Record<string, number>) =>
+                    Object.fromEntries(Object.entries(changes).filter(([op]) => op !== "read" && op !== "same"));
+                const preview = await old.stack.preview(options);
+                expect(ops(preview.changeSummary)).toEqual({ create: 1, update: 1 });
+                expect(changed()).toEqual(expected);
+                changes.length = 0;
+                const up = await old.stack.up(options);
+                expect(ops(up.summary.resourceChanges ?? {})).toEqual({ create: 1, update: 1 });
+                expect(changed()).toEqual(expected);
+                // Renamed through the alias: the state now holds the stack-named resources only.
+                const names = await resourceNames(old);
+                expect(names).toContain(`${stackName}-deployment-patch`);
+                expect(names).toContain(`${stackName}-ci-account`);
+                if (stackName !== "indri") expect(names.filter((n) => n.startsWith("indri-"))).toEqual([]);
+                expect(deployment().metadata).toMatchObject({ generation: before.generation, resourceVersion: before.resourceVersion });
+                expect(replicaSets()).toBe(rs);
+                expect(outputValues(up.outputs)).toMatchObject({ hasKey: first["hasKey"], keyFingerprint: first["keyFingerprint"] });
+                expect((await attempt(old, "destroy")).message).toBe("");
+            } finally {
+                rmSync(former, { recursive: true, force: true });
+            }
+        },
+    );
 
     it("no key in any state, config file, pulumi output, non-debug engine event or error", () => {
         const sources = leakSources(runs);
