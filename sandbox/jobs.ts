@@ -157,16 +157,23 @@ export const JOB_IMAGE = "ci-registry-auth-sandbox/job:latest";
 /**
  * Builds JOB_IMAGE without pulling anything: ringtail's root filesystem
  * (Debian with skopeo, the sandbox registries and the process-list
- * sampler), with the probe image to push at IMAGE_DIR.
+ * sampler), with the probe image to push at IMAGE_DIR, and the `dagger` CLI
+ * at /usr/local/bin/dagger when `daggerCli` names it (sandbox/dagger.ts).
  */
-export function importJobImage(dockerd: Dockerd): void {
+export function importJobImage(dockerd: Dockerd, daggerCli?: string): void {
     const r = spawnSync("bash", [join(__dirname, "ringtail", "host"), "rootfs"], { encoding: "utf8", timeout: 600_000 });
     if (r.status !== 0) throw new Error(`sandbox/ringtail/host rootfs failed: ${r.stderr}`);
     const rootfs = r.stdout.trim();
     const overlay = mkdtempSync(join(tmpdir(), "cra-job-image-"));
     try {
         writeOciImage(join(overlay, IMAGE_DIR), "pushed by a docker job of the ci-registry-auth sandbox\n");
-        dockerd.importImage(JOB_IMAGE, rootfs, { dir: overlay, paths: [IMAGE_DIR.replace(/^\//, "")] });
+        const paths = [IMAGE_DIR.replace(/^\//, "")];
+        if (daggerCli !== undefined) {
+            mkdirSync(join(overlay, "usr", "local", "bin"), { recursive: true });
+            copyFileSync(daggerCli, join(overlay, "usr", "local", "bin", "dagger"));
+            paths.push("usr/local/bin/dagger");
+        }
+        dockerd.importImage(JOB_IMAGE, rootfs, { dir: overlay, paths });
     } finally {
         rmSync(overlay, { recursive: true, force: true });
     }
@@ -449,14 +456,19 @@ export class IndriJobs {
         readonly engine: JobEngine,
         readonly gitea?: Gitea,
         readonly repo?: JobRepository,
+        readonly daggerHost?: string,
     ) {}
 
-    /** With the daemon, starts Gitea (Actions on) on 127.0.0.1:`giteaPort`; the runner starts with the first job. */
-    static async start(cluster: Cluster, dockerd: Dockerd, giteaPort: number): Promise<IndriJobs> {
+    /**
+     * With the daemon, starts Gitea (Actions on) on 127.0.0.1:`giteaPort`; the
+     * runner starts with the first job. `daggerHost`: the address of the
+     * sandbox's Dagger engine (sandbox/dagger.ts), which jobs then reach.
+     */
+    static async start(cluster: Cluster, dockerd: Dockerd, giteaPort: number, daggerHost?: string): Promise<IndriJobs> {
         const { engine } = jobEngine();
         if (engine === "act") return new IndriJobs(cluster, dockerd, "act");
         const gitea = await Gitea.start(giteaPort, { actions: true });
-        return new IndriJobs(cluster, dockerd, engine, gitea, await JobRepository.create(gitea, "indri-jobs"));
+        return new IndriJobs(cluster, dockerd, engine, gitea, await JobRepository.create(gitea, "indri-jobs"), daggerHost);
     }
 
     /**
@@ -467,11 +479,15 @@ export class IndriJobs {
      * forgejo-runner treats as `-` (a non-unix socket is never mounted into
      * job containers); here `-` with DOCKER_HOST in the daemon's environment
      * naming the sandbox dockerd's socket, so that it is not mounted either.
+     * With `daggerHost`, `runner.envs` gains `_EXPERIMENTAL_DAGGER_RUNNER_HOST`:
+     * a job's `dagger` on indri starts its engine in the dind sidecar, here
+     * it reaches the engine that runs beside dockerd (sandbox/dagger.ts).
      */
-    static daemonConfig(config: string): string {
+    static daemonConfig(config: string, daggerHost?: string): string {
         const doc = parseDocument(config);
         doc.setIn(["runner", "file"], ".runner");
         doc.setIn(["container", "docker_host"], "-");
+        if (daggerHost !== undefined) doc.setIn(["runner", "envs", "_EXPERIMENTAL_DAGGER_RUNNER_HOST"], daggerHost);
         return doc.toString();
     }
 
@@ -491,7 +507,7 @@ export class IndriJobs {
         const runner = new ForgejoRunner();
         try {
             runner.register(this.gitea as Gitea, { name: env["RUNNER_NAME"] ?? "k8s-runner", labels: live.labels });
-            await runner.start({ config: IndriJobs.daemonConfig(live.config), env });
+            await runner.start({ config: IndriJobs.daemonConfig(live.config, this.daggerHost), env });
         } catch (err) {
             runner.remove();
             throw err;

@@ -26,8 +26,9 @@ import {
     runnerConfigMap,
     runnerDeployment,
 } from "../../sandbox/cluster";
+import { DaggerEngine, findDagger, processListDuring } from "../../sandbox/dagger";
 import { Dockerd } from "../../sandbox/dockerd";
-import { engineLine, importJobImage, IndriJobs, jobEngine, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
+import { daemonOnly, engineLine, importJobImage, IndriJobs, jobEngine, WORKFLOWS, type JobRun } from "../../sandbox/jobs";
 import { startRegistry, type Registry } from "../../sandbox/registry";
 import { IMAGE_DIR } from "../../sandbox/ringtail";
 import { spawnEmulator, type EmulatorProcess } from "../../sandbox/connect-emulator";
@@ -41,7 +42,20 @@ const KEY = "zak_indri_5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b";
 const ROTATED = "zak_indri_rotated_0a1b2c3d4e5f6a7b8c9d0e1f";
 const NS = "forgejo-runner";
 const GITEA_PORT = 13020;
+const DAGGER_PORT = 13021;
 const { engine } = jobEngine();
+const dagger = findDagger();
+
+/**
+ * A Dagger job's test: needs the daemon (a real push event) and the Dagger binaries; else skipped, its
+ * name saying "not run: …" and how to fix it.
+ */
+function daggerOnly(name: string): { skip: boolean; name: string } {
+    const onDaemon = daemonOnly(name);
+    if (onDaemon.skip) return onDaemon;
+    return "missing" in dagger ? { skip: true, name: `${name} (not run: ${dagger.missing})` } : { skip: false, name };
+}
+if ("missing" in dagger) console.error(`test/sandbox/indri.test.ts: Dagger jobs not run: ${dagger.missing}`);
 
 interface Container {
     name: string;
@@ -72,7 +86,10 @@ let runnerJobs: IndriJobs;
 let synced: Deployment;
 let registry: Registry;
 let work: string;
+let daggerEngine: DaggerEngine | undefined;
 const jobs: JobRun[] = [];
+/** Every command line seen on this machine while a Dagger job ran. */
+const daggerCommandLines: string[] = [];
 
 /**
  * A workflow job on indri's runner, docker executor, with the runner container's live env and config: the real
@@ -90,7 +107,39 @@ async function job(workflow: string, tag: string, override: Record<string, strin
     return r;
 }
 
+/** What the Dagger path left to scan: the engine's log and state (its record of each session, traces included) and the process list during its jobs. */
+function daggerSources(daggerEngine: DaggerEngine): Record<string, string> {
+    // The scan must have something to look at: Dagger jobs ran and the engine wrote its log and state.
+    expect(daggerCommandLines.some((line) => line.includes("dagger core"))).toBe(true);
+    const written = daggerEngine.written();
+    expect(Object.keys(written).length).toBeGreaterThan(10);
+    return {
+        ...Object.fromEntries(Object.entries(written).map(([path, text]) => [`Dagger engine: ${path}`, text])),
+        "process list during Dagger jobs": daggerCommandLines.join("\n"),
+    };
+}
+
 const tags = (key: string) => registry.tags("blumeops/ci-probe", key);
+
+/** A Dagger job (dagger-*.yaml) publishing blumeops/dagger-probe:`tag`, the process list sampled while it runs. */
+async function runDagger(workflow: string, tag: string, override: Record<string, string> = {}): Promise<JobRun> {
+    const { result, commandLines } = await processListDuring(job(workflow, tag, override));
+    daggerCommandLines.push(...commandLines);
+    return result;
+}
+
+/** The digest the registry serves for blumeops/dagger-probe:`tag` (anonymous read), or undefined. */
+async function daggerProbeDigest(tag: string): Promise<string | undefined> {
+    const res = await fetch(`http://${registry.address}/v2/blumeops/dagger-probe/manifests/${tag}`, {
+        method: "HEAD",
+        headers: { Accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" },
+    });
+    return res.ok ? (res.headers.get("docker-content-digest") ?? undefined) : undefined;
+}
+
+/** The digest `dagger core … publish` printed for blumeops/dagger-probe:`tag`. */
+const publishedDigest = (log: string, tag: string): string | undefined =>
+    new RegExp(`blumeops/dagger-probe:${tag}@(sha256:[0-9a-f]{64})`).exec(log)?.[1];
 
 const outputsOf = (up: { outputs: Record<string, { value: unknown }> }) =>
     Object.fromEntries(Object.entries(up.outputs).map(([k, v]) => [k, v.value]));
@@ -117,17 +166,25 @@ beforeAll(async () => {
     run = await inlineStack("ci-registry-auth", "indri", indriProgram(fingerprint(KEY), runner));
     dockerd = await Dockerd.start();
     const t0 = Date.now();
-    importJobImage(dockerd);
+    const withDagger = "dir" in dagger && engine === "forgejo-runner" ? dagger.dir : undefined;
+    importJobImage(dockerd, withDagger !== undefined ? join(withDagger, "dagger") : undefined);
     console.log(`job image imported into the sandbox dockerd in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    if (withDagger !== undefined) {
+        daggerEngine = await DaggerEngine.start(withDagger, DAGGER_PORT);
+        console.log(
+            `Dagger engine v0.19.11 (${withDagger}) answering on ${daggerEngine.address} after ${daggerEngine.startSeconds.toFixed(1)} s`,
+        );
+    }
     work = mkdtempSync(join(tmpdir(), "cra-indri-registry-"));
     registry = await startRegistry(work, "127.0.0.1", 5000, "zot-ci", KEY);
     console.log(engineLine("indri"));
-    runnerJobs = await IndriJobs.start(cluster, dockerd, GITEA_PORT);
+    runnerJobs = await IndriJobs.start(cluster, dockerd, GITEA_PORT, daggerEngine?.address);
 }, 900_000);
 
 afterAll(async () => {
     // Whatever beforeAll got to start, stop it.
     await (runnerJobs as IndriJobs | undefined)?.stop();
+    await daggerEngine?.stop();
     await (registry as Registry | undefined)?.stop();
     await (dockerd as Dockerd | undefined)?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
@@ -203,6 +260,16 @@ describe(`indri on a real API server with the real External Secrets Operator (jo
         expect(await tags(KEY)).not.toContain("unforwarded");
     });
 
+    const unforwarded = daggerOnly(
+        "a Dagger job then has no key: its guard (docs/jobs.md) fails the job naming the variable, and nothing is published",
+    );
+    it.skipIf(unforwarded.skip)(unforwarded.name, async () => {
+        const r = await runDagger("dagger-publish.yaml", "unforwarded");
+        expect(r.code).not.toBe(0);
+        expect(r.log).toContain("ZOT_CI_API_KEY is empty in this job");
+        expect(await daggerProbeDigest("unforwarded")).toBeUndefined();
+    });
+
     it("Argo CD syncs config.yaml with container.options: the next up reports jobsSeeKey and hasKey, and a job pushes with the key", async () => {
         cluster.syncRunnerConfig(FORWARDING_RUNNER_CONFIG);
         synced = deployment();
@@ -219,6 +286,28 @@ describe(`indri on a real API server with the real External Secrets Operator (jo
         const masked = await job("mask.yaml", "-");
         expect(masked.code, masked.log).toBe(0);
         expect(masked.log).toContain("the key is ***");
+    });
+
+    const publishes = daggerOnly(
+        "a Dagger job (dagger core … with-registry-auth … publish) publishes with the delivered key on the real engine; the tag holds the pushed digest",
+    );
+    it.skipIf(publishes.skip)(publishes.name, async () => {
+        const r = await runDagger("dagger-publish.yaml", "dagger-v1");
+        expect(r.code, r.log).toBe(0);
+        const pushed = publishedDigest(r.log, "dagger-v1");
+        expect(pushed, r.log).toMatch(/^sha256:/);
+        expect(await daggerProbeDigest("dagger-v1")).toBe(pushed);
+        console.log(`Dagger publish on indri: push event to finished job ${r.seconds.toFixed(1)} s`);
+    });
+
+    const shadowed = daggerOnly(
+        "blumeops's shape (env: ZOT_CI_API_KEY: ${{ secrets.ZOT_CI_API_KEY }}) with that secret unset: the empty value shadows the runner's key, zot refuses with 401, nothing is published",
+    );
+    it.skipIf(shadowed.skip)(shadowed.name, async () => {
+        const r = await runDagger("dagger-secret-env.yaml", "shadowed");
+        expect(r.code).not.toBe(0);
+        expect(r.log).toMatch(/401 Unauthorized/);
+        expect(await daggerProbeDigest("shadowed")).toBeUndefined();
     });
 
     it("a second up changes nothing and rolls nothing", async () => {
@@ -269,6 +358,19 @@ describe(`indri on a real API server with the real External Secrets Operator (jo
         const stale = await job("push.yaml", "stale", { ZOT_CI_API_KEY: KEY });
         expect(stale.code).not.toBe(0);
         expect(stale.log).toMatch(/invalid username\/password|unauthorized|401/i);
+    });
+
+    const rotated = daggerOnly("after the rotation the next Dagger job publishes with the new key; a pod that kept the old key gets 401");
+    it.skipIf(rotated.skip)(rotated.name, async () => {
+        const r = await runDagger("dagger-publish.yaml", "dagger-v2");
+        expect(r.code, r.log).toBe(0);
+        const pushed = publishedDigest(r.log, "dagger-v2");
+        expect(pushed, r.log).toMatch(/^sha256:/);
+        expect(await daggerProbeDigest("dagger-v2")).toBe(pushed);
+        const stale = await runDagger("dagger-publish.yaml", "dagger-stale", { ZOT_CI_API_KEY: KEY });
+        expect(stale.code).not.toBe(0);
+        expect(stale.log).toMatch(/401 Unauthorized/);
+        expect(await daggerProbeDigest("dagger-stale")).toBeUndefined();
     });
 
     it("Argo CD re-applying its manifest leaves our env entry and annotation in place", () => {
@@ -326,6 +428,7 @@ describe(`indri on a real API server with the real External Secrets Operator (jo
             "runner daemons' logs": runnerJobs.runnerLog(),
             "registry log": readFileSync(registry.logFile, "utf8"),
             "dockerd log": readFileSync(dockerd.logFile, "utf8"),
+            ...(daggerEngine !== undefined ? daggerSources(daggerEngine) : {}),
         };
         expect(findLeaks(sources, { KEY, ROTATED })).toEqual([]);
     });
