@@ -8,6 +8,9 @@
  * again; stops everything. The jobs run on the real forgejo-runner daemon,
  * from push events to the sandbox's Gitea, when its binary is here (as in
  * the tests: sandbox/jobs.ts), on act otherwise; a printed line says which.
+ * With the daemon and the Dagger binaries (sandbox/dagger.ts), indri also
+ * runs a Dagger job each round that publishes with the key on the real
+ * engine; without them a line says why not.
  *
  * With CI_REGISTRY_AUTH_PROVIDER_PLUGINS naming a directory that holds the
  * command provider plugin, each round is `pulumi up` of both whole stacks
@@ -35,6 +38,7 @@ import { spawnEmulator, type EmulatorProcess } from "./connect-emulator";
 import { writeOciImage } from "./oci-image";
 import { startRegistry, type Registry } from "./registry";
 import { Dockerd } from "./dockerd";
+import { DaggerEngine, findDagger } from "./dagger";
 import { engineLine, importJobImage, IndriJobs, jobEngine, RingtailJobs, WORKFLOWS } from "./jobs";
 import { IMAGE_DIR, Ringtail, uploadImage } from "./ringtail";
 import { readKey, rotateKey } from "./onepassword";
@@ -53,6 +57,7 @@ const TOKEN = randomBytes(16).toString("hex");
 /** The demo's Gitea ports (with the daemon): one per runner, as in the tests. */
 const RINGTAIL_GITEA_PORT = 13030;
 const INDRI_GITEA_PORT = 13040;
+const DAGGER_PORT = 13041;
 const newKey = (): string => `zak_${randomBytes(20).toString("hex")}`;
 
 interface Row {
@@ -201,8 +206,19 @@ async function main(): Promise<void> {
         // indri's jobs run in containers of this dockerd (the dind sidecar's stand-in).
         const dockerd = await Dockerd.start();
         started.push(() => dockerd.stop());
-        importJobImage(dockerd);
-        const indriJobs = await IndriJobs.start(cluster, dockerd, INDRI_GITEA_PORT);
+        // The Dagger path on indri, where its binaries are built and jobs run on the daemon (sandbox/dagger.ts).
+        const dagger = findDagger();
+        const daggerBin = "dir" in dagger && jobEngine().engine === "forgejo-runner" ? dagger.dir : undefined;
+        importJobImage(dockerd, daggerBin !== undefined ? join(daggerBin, "dagger") : undefined);
+        let daggerEngine: DaggerEngine | undefined;
+        if (daggerBin !== undefined) {
+            daggerEngine = await DaggerEngine.start(daggerBin, DAGGER_PORT, [registry.address]);
+            started.push(() => daggerEngine?.stop());
+            console.log(`Dagger engine v0.19.11 started in ${daggerEngine.startSeconds.toFixed(1)} s`);
+        } else {
+            console.log(`No Dagger job on indri: ${"missing" in dagger ? dagger.missing : "its jobs run on act, not the daemon"}`);
+        }
+        const indriJobs = await IndriJobs.start(cluster, dockerd, INDRI_GITEA_PORT, daggerEngine?.address);
         started.push(() => indriJobs.stop());
         let deliver: (key: string) => Promise<Row[]>;
         if (whole) {
@@ -228,6 +244,7 @@ async function main(): Promise<void> {
         }
 
         const push = join(WORKFLOWS, "push.yaml");
+        const daggerPublish = join(WORKFLOWS, "dagger-publish.yaml");
         for (const [round, label] of [
             [1, "Both runners after the first run"],
             [2, "After rotating the key in 1Password and running again"],
@@ -251,6 +268,14 @@ async function main(): Promise<void> {
                     await ringtailJobs.job(push, { ...vars, RUNS_ON: "nix-container-builder", TAG: `ringtail-${round}` }),
                 ],
                 [`indri (${engine}, docker executor)`, await indriJobs.job(push, { ...vars, RUNS_ON: "k8s", TAG: `indri-${round}` })],
+                ...(daggerEngine !== undefined
+                    ? [
+                          [
+                              "indri (Dagger, real engine)",
+                              await indriJobs.job(daggerPublish, { ...vars, RUNS_ON: "k8s", TAG: `indri-dagger-${round}` }),
+                          ] as const,
+                      ]
+                    : []),
             ] as const;
             for (const [where, job] of pushes) {
                 console.log(
