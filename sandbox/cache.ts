@@ -7,6 +7,6 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 
-export function cacheDir(): string {
-    return process.env["CI_REGISTRY_AUTH_CACHE"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "ci-registry-auth");
+export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
+    return env["CI_REGISTRY_AUTH_CACHE"] ?? join(env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "ci-registry-auth");
 }

@@ -30,8 +30,8 @@ import { stopChild } from "./child";
 /** The binaries build-dagger leaves, all needed. */
 export const DAGGER_BINARIES = ["dagger-engine", "dagger", "dagger-init", "dnsname"] as const;
 
-/** Debian's packages for what the engine's image holds (sandbox/deps installs them). */
-const HOST_TOOLS: Record<string, string> = {
+/** Debian's packages for what the engine's image holds, by a path each installs (sandbox/deps installs them). */
+export const HOST_TOOLS: Record<string, string> = {
     "/usr/sbin/runc": "runc",
     "/usr/sbin/dnsmasq": "dnsmasq-base",
     "/usr/sbin/xtables-legacy-multi": "iptables",
@@ -43,19 +43,19 @@ const HOST_TOOLS: Record<string, string> = {
  * they were looked for and how to provide them. CI_REGISTRY_AUTH_DAGGER,
  * when set, is the only place looked at.
  */
-export function findDagger(): { dir: string } | { missing: string } {
-    const fromEnv = process.env["CI_REGISTRY_AUTH_DAGGER"];
+export function findDagger(env: NodeJS.ProcessEnv = process.env, hostTools = HOST_TOOLS): { dir: string } | { missing: string } {
+    const fromEnv = env["CI_REGISTRY_AUTH_DAGGER"];
     const set = fromEnv !== undefined && fromEnv !== "";
-    const dir = set ? fromEnv : join(cacheDir(), "dagger");
+    const dir = set ? fromEnv : join(cacheDir(env), "dagger");
     const absent = DAGGER_BINARIES.filter((b) => !existsSync(join(dir, b)));
     if (absent.length > 0) {
         return {
             missing:
                 `dagger not found: ${absent.join(", ")} not in ${dir} (${set ? "CI_REGISTRY_AUTH_DAGGER" : "CI_REGISTRY_AUTH_DAGGER is not set"}). ` +
-                `Fix: build them with ../shared/tools/build-dagger ${join(cacheDir(), "dagger")} <dagger git dir>, or set CI_REGISTRY_AUTH_DAGGER to a directory holding them`,
+                `Fix: build them with ../shared/tools/build-dagger ${join(cacheDir(env), "dagger")} <dagger git dir>, or set CI_REGISTRY_AUTH_DAGGER to a directory holding them`,
         };
     }
-    const tools = Object.entries(HOST_TOOLS).filter(([path]) => !existsSync(path));
+    const tools = Object.entries(hostTools).filter(([path]) => !existsSync(path));
     if (tools.length > 0) {
         return {
             missing: `the engine's host tools are missing: ${tools.map(([p, pkg]) => `${p} (${pkg})`).join(", ")}. Fix: bash sandbox/deps`,
