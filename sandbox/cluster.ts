@@ -49,7 +49,12 @@ export class Cluster {
     /** Runs kubectl against the sandbox; throws with its stderr on failure unless `allowFail`. */
     kubectl(args: string[], input?: string, allowFail = false): { code: number; stdout: string; stderr: string } {
         const bin = join(process.env["CI_REGISTRY_AUTH_SANDBOX"] ?? "", "bin", "kubectl");
-        const r = spawnSync(bin, ["--kubeconfig", this.kubeconfig, ...args], { input, encoding: "utf8", timeout: 300_000 });
+        const r = spawnSync(bin, ["--kubeconfig", this.kubeconfig, ...args], {
+            input,
+            encoding: "utf8",
+            timeout: 300_000,
+            maxBuffer: 64 * 1024 * 1024,
+        });
         const result = { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
         if (result.code !== 0 && !allowFail) {
             throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
@@ -79,7 +84,7 @@ export class Cluster {
     applyIndriWorld(input: IndriWorldInput): void {
         this.apply(indriWorld(input), ARGO_MANAGER);
         this.wait(["--for=condition=Ready", "clustersecretstore/onepassword-blumeops"]);
-        this.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", "forgejo-runner"]);
+        this.wait(["--for=condition=Available", "deployment/forgejo-runner", "-n", input.namespace ?? "forgejo-runner"]);
     }
 
     /** Waits (bounded) with kubectl wait. */
@@ -138,6 +143,12 @@ export interface IndriWorldInput {
     runnerConfig?: string;
     /** The vaults ESO's store reads, by priority. Default: blumeops only. */
     vaults?: Record<string, number>;
+    /**
+     * The runner's namespace. Default `forgejo-runner`; another gives a
+     * second runner beside it (the same store), e.g. for the bench's
+     * comparison of two versions of the program, each with a runner.
+     */
+    namespace?: string;
 }
 
 /** blumeops's argocd/manifests/forgejo-runner/config.yaml: no container.options, so no job sees the key. */
@@ -260,6 +271,18 @@ export function runnerDeployment(config = BLUMEOPS_RUNNER_CONFIG): Record<string
 
 /** Everything on indri before the program: store, token, namespace, the runner and its own ExternalSecret. */
 export function indriWorld(input: IndriWorldInput): Record<string, unknown>[] {
+    const objects = blumeopsWorld(input);
+    const ns = input.namespace ?? "forgejo-runner";
+    if (ns === "forgejo-runner") return objects;
+    return objects.map((o) => {
+        const m = o["metadata"] as { name: string; namespace?: string };
+        if (o["kind"] === "Namespace" && m.name === "forgejo-runner") return { ...o, metadata: { ...m, name: ns } };
+        return m.namespace === "forgejo-runner" ? { ...o, metadata: { ...m, namespace: ns } } : o;
+    });
+}
+
+/** indriWorld in blumeops's namespace. */
+function blumeopsWorld(input: IndriWorldInput): Record<string, unknown>[] {
     return [
         { apiVersion: "v1", kind: "Namespace", metadata: { name: "external-secrets" } },
         { apiVersion: "v1", kind: "Namespace", metadata: { name: "forgejo-runner" } },

@@ -18,6 +18,8 @@ interface Seed {
     rawItems?: Parameters<ConnectEmulator["addItem"]>[1][];
     /** ConnectEmulator.holdFile. */
     holdFile?: string;
+    /** ConnectEmulator.requestLog. */
+    requestLog?: string;
     /** More tokens, each reaching only its vaults (ConnectEmulator.grant). */
     tokens?: ({ token: string } & TokenScope)[];
     /** Vaults beside blumeops, each with API Credential items (title, credential). */
@@ -32,6 +34,7 @@ async function main(): Promise<void> {
     const seed = JSON.parse(input) as Seed;
     const emulator = new ConnectEmulator(seed.token);
     emulator.holdFile = seed.holdFile;
+    emulator.requestLog = seed.requestLog;
     const url = await emulator.listen(seed.port ?? 0);
     const { vault } = seedBlumeops(emulator, seed.key, new Date(seed.expires));
     for (const raw of seed.rawItems ?? []) {

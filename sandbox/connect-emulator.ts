@@ -26,7 +26,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -129,6 +129,8 @@ export class ConnectEmulator {
      * thing.
      */
     holdFile: string | undefined;
+    /** Sandbox hook: every request's method and path, appended to this file as it arrives (the bench counts them). */
+    requestLog: string | undefined;
 
     private readonly scopes = new Map<string, TokenScope>();
 
@@ -222,6 +224,7 @@ export class ConnectEmulator {
             const path = url.pathname.replace(/\/+$/, "") || "/";
             const method = req.method ?? "GET";
             this.requests.push({ method, path: `${path}${url.search}` });
+            if (this.requestLog !== undefined) appendFileSync(this.requestLog, `${method} ${path}\n`);
             while (path.startsWith("/v1/vaults") && this.holds(method)) {
                 writeFileSync(`${this.holdFile}.reached`, "");
                 await new Promise((resolve) => setTimeout(resolve, 100));
@@ -420,6 +423,8 @@ export async function spawnEmulator(seed: {
     extraItems?: { title: string; username: string; credential: string; expires?: Date }[];
     /** See ConnectEmulator.holdFile. */
     holdFile?: string;
+    /** See ConnectEmulator.requestLog. */
+    requestLog?: string;
     /** A fixed port (to start it again where clients expect it). Default: any free one. */
     port?: number;
     /** Items as Connect stores them, e.g. with a custom field outside any section. */

@@ -23,35 +23,65 @@ export function indriComponentProgram(kubeconfig: string, fp: string): string {
     ].join("\n");
 }
 
-/** What the floor programs read: the key's item (readKey's arguments), the cluster and the runner Deployment. */
+/** What the floor programs read: the key's item (readKey's arguments), the registry probed, the cluster and indri's runner. */
 export interface FloorInputs {
     key: Record<string, unknown>;
+    /** probeRegistry's settings and user. */
+    registry: { settings: Record<string, unknown>; user: string };
     cluster: { kubeconfig: string; context?: string; enableServerSideApply: boolean };
-    /** `namespace/name` of the runner Deployment. */
-    deployment: string;
+    /** indri's runner: its namespace, Deployment, the Secret ESO fills and the store. */
+    runner: { namespace: string; deployment: string; secretName: string; clusterSecretStore: string };
 }
 
+/** The floors, by stack name, each with the work it includes (what any program that reads the same things pays). */
+export const FLOORS = {
+    "key-read": "the key read from Connect",
+    "key-read-probe": "the key read + the registry probe",
+    "key-read-probe-runner-reads":
+        "the key read + the registry probe + the kubernetes plugin and the runner's reads (Deployment, its ConfigMap, ClusterSecretStore, the synced Secret)",
+} as const;
+
 /**
- * The floors' programs, by stack name: the key read from Connect as
- * index.ts reads it (an async program awaiting readKey, then the
- * OnePasswordKey component) and nothing else; and that plus the kubernetes
- * plugin and one read of the runner Deployment.
+ * The floors' programs, by stack name (FLOORS says what each includes): the
+ * key read from Connect as index.ts reads it (an async program awaiting
+ * readKey, then the OnePasswordKey component); that plus the registry
+ * probe as the program runs it (ringtail's floor: a no-op does nothing
+ * else that any program could skip); and that plus the kubernetes plugin
+ * and the reads indri's runner needs to say what it holds (indri's floor).
  */
-export function floorPrograms(inputs: FloorInputs): Record<"key-read" | "key-and-deployment-read", string> {
-    const keyImport = 'import { OnePasswordKey, readKey } from "./components/onepassword/onepassword-key";';
-    const readKey = `const key = new OnePasswordKey("zot-ci-key", await readKey(${JSON.stringify(inputs.key)}));`;
+export function floorPrograms(inputs: FloorInputs): Record<keyof typeof FLOORS, string> {
+    const keyImports = [
+        'import * as pulumi from "@pulumi/pulumi";',
+        'import { OnePasswordKey, readKey } from "./components/onepassword/onepassword-key";',
+        'import { probeRegistry } from "./components/registry/probe";',
+    ];
+    const readKey = [`const read = await readKey(${JSON.stringify(inputs.key)});`, 'const key = new OnePasswordKey("zot-ci-key", read);'];
+    const probe = `const registry = pulumi.unsecret(key.value.apply((v) => probeRegistry(${JSON.stringify(inputs.registry.settings)}, ${JSON.stringify(inputs.registry.user)}, v, read.keyId)));`;
+    const r = inputs.runner;
     const program = (imports: string[], body: string[], exports: string): string =>
         [...imports, "", "export = async () => {", ...body.map((l) => `    ${l}`), `    return ${exports};`, "};", ""].join("\n");
     return {
-        "key-read": program([keyImport], [readKey], "{ keyFingerprint: key.fingerprint }"),
-        "key-and-deployment-read": program(
-            ['import * as k8s from "@pulumi/kubernetes";', keyImport],
+        "key-read": program(keyImports.slice(0, 2), readKey, "{ keyFingerprint: key.fingerprint }"),
+        "key-read-probe": program(keyImports, [...readKey, probe], "{ keyFingerprint: key.fingerprint, canPush: registry.acceptsKey }"),
+        "key-read-probe-runner-reads": program(
             [
-                readKey,
-                `const provider = new k8s.Provider("indri-cluster", ${JSON.stringify(inputs.cluster)});`,
-                `const d = k8s.apps.v1.Deployment.get("indri-deployment", ${JSON.stringify(inputs.deployment)}, { provider });`,
+                ...keyImports,
+                'import * as apiextensions from "@pulumi/kubernetes/apiextensions";',
+                'import * as apps from "@pulumi/kubernetes/apps/v1";',
+                'import * as core from "@pulumi/kubernetes/core/v1";',
+                'import { Provider } from "@pulumi/kubernetes/provider";',
             ],
-            "{ keyFingerprint: key.fingerprint, replicas: d.spec.replicas }",
+            [
+                ...readKey,
+                probe,
+                `const provider = new Provider("indri-cluster", ${JSON.stringify(inputs.cluster)});`,
+                `const d = apps.Deployment.get("indri-deployment", ${JSON.stringify(`${r.namespace}/${r.deployment}`)}, { provider });`,
+                `const store = new apiextensions.CustomResource("indri-store", { apiVersion: "external-secrets.io/v1", kind: "ClusterSecretStore", spec: undefined }, { provider, id: ${JSON.stringify(r.clusterSecretStore)} });`,
+                `const secret = core.Secret.get("indri-synced-secret", ${JSON.stringify(`${r.namespace}/${r.secretName}`)}, { provider, additionalSecretOutputs: ["data"] });`,
+                'const configMapName = d.spec.apply((spec) => spec.template.spec?.volumes?.find((v) => v.configMap !== undefined)?.configMap?.name ?? "");',
+                `const config = core.ConfigMap.get("indri-runner-config", configMapName.apply((n) => ${JSON.stringify(`${r.namespace}/`)} + n), { provider });`,
+            ],
+            "{ keyFingerprint: key.fingerprint, canPush: registry.acceptsKey, replicas: d.spec.replicas, store: store.id, secret: secret.metadata.name, config: config.metadata.name }",
         ),
     };
 }

@@ -2,12 +2,23 @@
  * `npm run bench`, the stacks: the whole programs against the sandbox, side
  * by side with an empty TypeScript Pulumi program (one
  * `export const x = pulumi.output(1)`, the same CLI, the same
- * `typescript: true` runtime and tsconfig, a file backend), interleaved,
- * N runs each (BENCH_N, default 5), medians. Prints the table with ratios
- * against the empty program, the targets, the floors (what any program that
- * reads the same things pays: floorStacks) and where the time goes: engine
- * events timed as they arrive, per step, for one no-op up and one rotation
- * of each stack.
+ * `typescript: true` runtime and tsconfig, a file backend) and with the
+ * floors (what any program that does the same reads pays: FLOORS says what
+ * each includes), interleaved, N runs each (BENCH_N, default 5), medians.
+ * Targets: each no-op preview and up within 1.1x of its stack's floor
+ * (ringtail: key read + probe; indri: that + the runner's reads).
+ *
+ * `--against <commit>`: that commit's program (from this repository's
+ * history, as the upgrade tests take it) runs too, interleaved with this
+ * checkout's, each on runners of its own (a second ringtail machine, a
+ * second runner namespace on the one cluster); each operation's ratio
+ * this/that is the median of the per-round ratios, with their spread, and
+ * must stay within 1.05x.
+ *
+ * Then where the time goes: engine events timed as they arrive, per step,
+ * for one no-op preview, one no-op up and one rotation of each stack, with
+ * the requests each no-op preview made, counted where they arrive (Connect,
+ * the registry, the API server, ringtail's sshd).
  *
  * With the command plugin (README, "Offline toolchain") the
  * stacks are index.ts with the committed stack files; without it only
@@ -15,7 +26,7 @@
  * fixed fingerprint), and the table says so.
  */
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -23,14 +34,17 @@ import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/aut
 
 import { parseConfig, type KubernetesRunnerConfig } from "../../components/settings/config";
 import { stopAll } from "../../sandbox/child";
-import { EMPTY_PROGRAM, floorPrograms, indriComponentProgram } from "./programs";
+import { EMPTY_PROGRAM, FLOORS, floorPrograms, indriComponentProgram } from "./programs";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator } from "../../sandbox/connect-emulator";
 import { rotateKey } from "../../sandbox/onepassword";
 import { startRegistry } from "../../sandbox/registry";
 import { committedRunner, rawConfig, stackConfig } from "../../sandbox/committed-config";
 import {
+    formerNodeModules,
+    formerProgram,
     indriSettings,
+    PROBE_REPOSITORY,
     operatorEnv,
     projectStack,
     providerPluginDir,
@@ -127,32 +141,56 @@ const indriComponentStack = (work: string, kubeconfig: string, fp: string): Prom
     );
 
 /**
- * The floors: what any program that reads the same things pays. The key
- * read from Connect as the program reads it (its OnePasswordKey
- * component, nothing else) and, for indri, that plus the
- * kubernetes plugin and one read of the runner's Deployment. `pluginEnv`
- * is a whole stack's (PULUMI_HOME with the plugins).
+ * The floors (FLOORS): what any program that does the same reads pays.
+ * `pluginEnv` is a whole stack's (PULUMI_HOME with the plugins).
  */
-async function floorStacks(work: string, connectUrl: string, kubeconfig: string, pluginEnv: Record<string, string>): Promise<BenchStack[]> {
-    const key = { connectUrl, connectToken: TOKEN, ...stackConfig("ringtail").key };
+async function floorStacks(
+    work: string,
+    connectUrl: string,
+    kubeconfig: string,
+    registryUrl: string,
+    pluginEnv: Record<string, string>,
+): Promise<BenchStack[]> {
+    const config = stackConfig("ringtail");
+    const key = { connectUrl, connectToken: TOKEN, ...config.key };
     // indri's runner as the program resolves it (the committed stack file over the settings' defaults).
     const indri = parseConfig(rawConfig("indri", { runner: { ...committedRunner("indri"), kubeconfig } })).runner as KubernetesRunnerConfig;
     const programs = floorPrograms({
         key,
+        registry: { settings: { ...config.registry, url: registryUrl, repository: PROBE_REPOSITORY }, user: config.registryUser },
         cluster: { kubeconfig, ...(indri.context !== undefined ? { context: indri.context } : {}), enableServerSideApply: true },
-        deployment: `${indri.namespace}/${indri.deployment}`,
+        runner: {
+            namespace: indri.namespace,
+            deployment: indri.deployment,
+            secretName: indri.secretName,
+            clusterSecretStore: indri.clusterSecretStore,
+        },
     });
     const copies = ["package.json", "tsconfig.json", "components"];
     const plugins = { PULUMI_HOME: pluginEnv["PULUMI_HOME"] ?? "" };
-    const floor = (dir: string, stackName: keyof typeof programs): Promise<BenchStack> =>
-        benchProject(work, dir, stackName, { "Pulumi.yaml": typescriptProject("floor"), "index.ts": programs[stackName] }, copies, plugins);
-    return [await floor("floor-1password", "key-read"), await floor("floor-kubernetes", "key-and-deployment-read")];
+    const floors: BenchStack[] = [];
+    for (const name of Object.keys(FLOORS) as (keyof typeof FLOORS)[]) {
+        floors.push(
+            await benchProject(
+                work,
+                `floor-${name}`,
+                name,
+                { "Pulumi.yaml": typescriptProject("floor"), "index.ts": programs[name] },
+                copies,
+                plugins,
+            ),
+        );
+    }
+    return floors;
 }
+
+/** The floor each stack is held to. */
+const FLOOR_OF: Record<string, keyof typeof FLOORS> = { ringtail: "key-read-probe", indri: "key-read-probe-runner-reads" };
 
 const fromRun = (r: ProjectRun): BenchStack => ({ name: r.stack.name, project: r.project, env: r.env, stack: r.stack });
 
-/** Where one up spends its time: per resource, from its first engine event to its outputs, as the events arrive. */
-async function breakdown(s: BenchStack, label: string): Promise<string[]> {
+/** Where one preview or up spends its time: per resource, from its first engine event to its outputs, as the events arrive. */
+async function breakdown(s: BenchStack, label: string, op: "preview" | "up" = "up"): Promise<string[]> {
     const t0 = performance.now();
     const first = new Map<string, number>();
     const spans: { name: string; start: number; end: number }[] = [];
@@ -170,7 +208,8 @@ async function breakdown(s: BenchStack, label: string): Promise<string[]> {
             if (out.type === "pulumi:pulumi:Stack") programEnd = now;
         }
     };
-    await s.stack.up({ onEvent, color: "never" });
+    if (op === "preview") await s.stack.preview({ onEvent, color: "never" });
+    else await s.stack.up({ onEvent, color: "never" });
     const total = (performance.now() - t0) / 1000;
     const firstEvent = Math.min(...first.values());
     const lines = [
@@ -186,13 +225,118 @@ async function breakdown(s: BenchStack, label: string): Promise<string[]> {
     return lines;
 }
 
+/** Where the requests of a run arrive, each read before and after it. */
+interface RequestCounters {
+    connectLog: string;
+    registryLog: string;
+    cluster: Cluster;
+    host: Ringtail;
+}
+
+/** Lines of `file` from byte `from` on. */
+const linesFrom = (file: string, from: number): string[] =>
+    readFileSync(file)
+        .subarray(from)
+        .toString("utf8")
+        .split("\n")
+        .filter((l) => l.trim() !== "");
+
+/** The API server's request counter by verb and resource (`apiserver_request_total`, every client). */
+function apiRequests(cluster: Cluster): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const line of cluster.kubectl(["get", "--raw", "/metrics"]).stdout.split("\n")) {
+        const m = /^apiserver_request_total\{(.*)\} (\S+)$/.exec(line);
+        if (m === null) continue;
+        const labels = new Map([...(m[1] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1] ?? "", l[2] ?? ""]));
+        const key = `${labels.get("verb") ?? "?"} ${labels.get("resource") || labels.get("group") || "(discovery)"}`;
+        counts.set(key, (counts.get(key) ?? 0) + Number(m[2]));
+    }
+    return counts;
+}
+
+/** sshd's accepted logins on ringtail so far (read over SSH: that login counts itself). */
+const sshLogins = (host: Ringtail): number =>
+    Number(host.ssh("journalctl _COMM=sshd -o cat --no-pager | grep -c 'Accepted publickey' || true").stdout.trim());
+
+/**
+ * The requests one run of `run` made, where they arrived: Connect (the
+ * emulator's request log), the registry (its log's request lines), the API
+ * server (its request counter, less what the same time idle shows: ESO,
+ * the controllers and kwok call it all along) and ringtail's sshd.
+ */
+async function requestsOf(label: string, c: RequestCounters, run: () => Promise<unknown>): Promise<string[]> {
+    const connect0 = statSync(c.connectLog).size;
+    const registry0 = statSync(c.registryLog).size;
+    const api0 = apiRequests(c.cluster);
+    const ssh0 = sshLogins(c.host);
+    const t0 = performance.now();
+    await run();
+    const seconds = (performance.now() - t0) / 1000;
+    const api1 = apiRequests(c.cluster);
+    const ssh1 = sshLogins(c.host);
+    const connect = linesFrom(c.connectLog, connect0).map((l) => l.replace(/\/[0-9a-z]{26}/g, "/<id>"));
+    const registry = linesFrom(c.registryLog, registry0)
+        .map((l) => /"method":"(\w+)".*?"path":"([^"?]*)/.exec(l) ?? /"(GET|POST|PUT|PATCH|DELETE|HEAD) ([^ ?"]*)/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => `${m[1] ?? ""} ${(m[2] ?? "").replace(/[0-9a-f-]{36}/g, "<uuid>")}`);
+    // The same length of time with nothing of ours running: what the cluster's own clients asked meanwhile.
+    const idle0 = apiRequests(c.cluster);
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    const idle1 = apiRequests(c.cluster);
+    const delta = (a: Map<string, number>, b: Map<string, number>): Map<string, number> =>
+        new Map([...b].map(([k, v]) => [k, v - (a.get(k) ?? 0)] as const).filter(([, v]) => v > 0));
+    const ours = delta(api0, api1);
+    const idle = delta(idle0, idle1);
+    const tally = (xs: string[]): string =>
+        [...xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<string, number>())]
+            .map(([k, n]) => `${String(n)}× ${k}`)
+            .join(", ") || "none";
+    const api = [...ours]
+        .map(([k, n]) => ({ k, n: n - (idle.get(k) ?? 0) }))
+        .filter(({ n }) => n > 0)
+        .map(({ k, n }) => `${String(n)}× ${k}`)
+        .join(", ");
+    return [
+        `${label}: requests (${seconds.toFixed(2)} s)`,
+        `    Connect: ${String(connect.length)}: ${tally(connect)}`,
+        `    registry: ${String(registry.length)}: ${tally(registry)}`,
+        `    API server, beyond its idle rate: ${api || "none"}`,
+        `    ringtail sshd logins: ${String(ssh1 - ssh0 - 1)}`,
+    ];
+}
+
+/** The median of per-round ratios this/that, with their spread. */
+function ratioOf(these: number[], those: number[]): { median: number; min: number; max: number } {
+    const ratios = these.map((v, i) => v / (those[i] ?? Number.NaN));
+    return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
+}
+
+/** `--against <commit>` from the command line, or undefined. */
+function againstArg(argv: string[]): string | undefined {
+    const at = argv.indexOf("--against");
+    if (at < 0) return undefined;
+    const commit = argv[at + 1];
+    if (commit === undefined || commit.startsWith("--")) throw new Error("--against needs a commit: npm run bench -- --against <commit>");
+    return commit;
+}
+
+/** The other version's program and node_modules (its own when its lockfile differs from this checkout's). */
+function otherVersion(commit: string): { dir: string; nodeModules: string } {
+    const dir = formerProgram(commit);
+    const same = readFileSync(join(dir, "package-lock.json"), "utf8") === readFileSync(join(ROOT, "package-lock.json"), "utf8");
+    return { dir, nodeModules: same ? join(ROOT, "node_modules") : formerNodeModules(dir) };
+}
+
 async function main(): Promise<void> {
+    const against = againstArg(process.argv.slice(2));
     let whole = true;
     try {
         providerPluginDir();
     } catch {
         whole = false;
     }
+    if (against !== undefined && !whole)
+        throw new Error("--against runs the whole stacks: set CI_REGISTRY_AUTH_PROVIDER_PLUGINS (README, Offline toolchain)");
     const work = mkdtempSync(join(tmpdir(), "cra-bench-"));
     const stops: (() => Promise<void> | void)[] = [
         () => {
@@ -200,7 +344,14 @@ async function main(): Promise<void> {
         },
     ];
     try {
-        const emulator = await spawnEmulator({ token: TOKEN, key: newKey(), expires: new Date(Date.now() + 80 * 86_400_000) });
+        const connectLog = join(work, "connect-requests.log");
+        writeFileSync(connectLog, "");
+        const emulator = await spawnEmulator({
+            token: TOKEN,
+            key: newKey(),
+            expires: new Date(Date.now() + 80 * 86_400_000),
+            requestLog: connectLog,
+        });
         stops.push(() => emulator.stop());
         const cluster = Cluster.start();
         stops.push(() => {
@@ -210,7 +361,9 @@ async function main(): Promise<void> {
         cluster.applyIndriWorld({ connectUrl: emulator.url, connectToken: TOKEN, runnerConfig: FORWARDING_RUNNER_CONFIG });
         const empty = await emptyStack(work);
         const stacks: BenchStack[] = [];
+        const others: BenchStack[] = [];
         const floors: BenchStack[] = [];
+        let counters: RequestCounters | undefined;
         if (whole) {
             const host = Ringtail.start();
             stops.push(() => {
@@ -230,92 +383,177 @@ async function main(): Promise<void> {
                 indri.dispose();
             });
             stacks.push(fromRun(ringtail), fromRun(indri));
-            floors.push(...(await floorStacks(work, emulator.url, cluster.kubeconfig, ringtail.env)), await emptyStack(work, "empty-2"));
+            floors.push(
+                ...(await floorStacks(work, emulator.url, cluster.kubeconfig, registry.url, ringtail.env)),
+                await emptyStack(work, "empty-2"),
+            );
+            counters = { connectLog, registryLog: registry.logFile, cluster, host };
             console.log("The whole stacks: index.ts with the committed stack files, the real command and kubernetes providers.");
+            if (against !== undefined) {
+                // The other version on runners of its own: a second ringtail machine and a second runner namespace.
+                const other = otherVersion(against);
+                stops.push(() => {
+                    rmSync(other.dir, { recursive: true, force: true });
+                });
+                const host2 = Ringtail.start(1);
+                stops.push(() => {
+                    host2.stop();
+                });
+                const namespace = "forgejo-runner-against";
+                cluster.applyIndriWorld({
+                    connectUrl: emulator.url,
+                    connectToken: TOKEN,
+                    runnerConfig: FORWARDING_RUNNER_CONFIG,
+                    namespace,
+                });
+                const where = { from: other.dir, nodeModules: other.nodeModules };
+                const ringtail2 = await projectStack(
+                    "ringtail",
+                    ringtailSettings(emulator.url, host2.facts, registry.url),
+                    operatorEnv(TOKEN, await host2.agent()),
+                    where,
+                );
+                const indri2 = await projectStack(
+                    "indri",
+                    {
+                        ...indriSettings(emulator.url, cluster.kubeconfig, registry.url),
+                        "ci-registry-auth:runner.namespace": { value: namespace },
+                    },
+                    operatorEnv(TOKEN),
+                    where,
+                );
+                stops.push(() => {
+                    ringtail2.dispose();
+                    indri2.dispose();
+                });
+                others.push({ ...fromRun(ringtail2), name: "ringtail" }, { ...fromRun(indri2), name: "indri" });
+                console.log(`Against ${against}: its program, interleaved with this checkout's, on runners of its own.`);
+            }
         } else {
             stacks.push(await indriComponentStack(work, cluster.kubeconfig, "sha256:0000000000000000"));
             console.log("Without the command plugin: indri's runner component alone (real kubernetes provider), no ringtail.");
         }
-        for (const s of [empty, ...stacks, ...floors]) up(s);
+        for (const s of [empty, ...stacks, ...others, ...floors]) up(s);
 
+        // Timings by operation and series ("this:<stack>", "that:<stack>", "floor:<name>", "empty").
         const t: Record<string, Record<string, number[]>> = {};
-        const add = (op: string, name: string, v: number): void => {
-            ((t[op] ??= {})[name] ??= []).push(v);
+        const add = (op: string, series: string, v: number): void => {
+            ((t[op] ??= {})[series] ??= []).push(v);
         };
+        const series = [
+            { key: "empty", s: empty },
+            ...stacks.map((s) => ({ key: `this:${s.name}`, s })),
+            ...others.map((s) => ({ key: `that:${s.name}`, s })),
+            ...floors.slice(0, 3).map((s) => ({ key: `floor:${s.name}`, s })),
+        ];
         for (let i = 0; i < N; i++) {
-            for (const s of [empty, ...stacks]) add("no-op preview", s.name, preview(s));
-            for (const s of [empty, ...stacks]) add("no-op up", s.name, up(s));
-            for (const s of floors.slice(0, 2)) add("no-op up", s.name, up(s));
+            // Alternate the order each round, so neither version always runs first.
+            const round = i % 2 === 0 ? series : [...series].reverse();
+            for (const { key, s } of round) add("no-op preview", key, preview(s));
+            for (const { key, s } of round) add("no-op up", key, up(s));
         }
         if (whole) {
             for (let i = 0; i < N; i++) {
-                for (const s of stacks) {
-                    await rotateKey(emulator.url, TOKEN, newKey());
-                    add("rotation up to hasKey", s.name, up(s));
-                }
+                await rotateKey(emulator.url, TOKEN, newKey());
+                // Each stack delivers the new key to its own runner.
+                const pairs = [...stacks.map((s) => ({ key: `this:${s.name}`, s })), ...others.map((s) => ({ key: `that:${s.name}`, s }))];
+                for (const { key, s } of i % 2 === 0 ? pairs : [...pairs].reverse()) add("rotation up to hasKey", key, up(s));
                 await rotateKey(emulator.url, TOKEN, newKey());
                 const t0 = performance.now();
                 await Promise.all(stacks.map((s) => s.stack.up({ color: "never" })));
-                add("rotation, both in parallel", "both", (performance.now() - t0) / 1000);
+                add("rotation, both in parallel", "this", (performance.now() - t0) / 1000);
+                if (others.length > 0) {
+                    const t2 = performance.now();
+                    await Promise.all(others.map((s) => s.stack.up({ color: "never" })));
+                    add("rotation, both in parallel", "that", (performance.now() - t2) / 1000);
+                }
                 const t1 = performance.now();
-                await Promise.all([empty, floors[2] ?? empty].map((s) => s.stack.up({ color: "never" })));
+                await Promise.all([empty, floors[3] ?? empty].map((s) => s.stack.up({ color: "never" })));
                 add("two empty programs at once", "both", (performance.now() - t1) / 1000);
             }
         }
 
-        const base = median(t["no-op up"]?.["empty"] ?? []);
-        const names = stacks.map((s) => s.name);
-        const rows: string[] = [];
         const misses: string[] = [];
-        const cell = (op: string, name: string, ref: number, target: number): string => {
-            const m = median(t[op]?.[name] ?? []);
-            const ratio = m / ref;
-            if (ratio > target) misses.push(`${op} ${name}: ${ratio.toFixed(2)}x > ${target}x`);
-            return `${m.toFixed(2)} s (${ratio.toFixed(2)}x)`;
-        };
-        rows.push(`| operation | empty program | ${names.join(" | ")} |`, `|---|---|${names.map(() => "---|").join("")}`);
-        for (const op of ["no-op preview", "no-op up"]) {
-            const ref = median(t[op]?.["empty"] ?? []);
-            rows.push(`| ${op} | ${ref.toFixed(2)} s | ${names.map((n) => cell(op, n, ref, 1.2)).join(" | ")} |`);
+        const m = (op: string, key: string): number => median(t[op]?.[key] ?? []);
+        const names = stacks.map((s) => s.name);
+        const rows = [
+            `| operation | stack | this checkout | vs empty program | vs its floor (target 1.1x) |${against !== undefined ? ` vs ${against.slice(0, 7)} (target 1.05x; spread) |` : ""}`,
+            `|---|---|---|---|---|${against !== undefined ? "---|" : ""}`,
+        ];
+        for (const op of ["no-op preview", "no-op up", ...(whole ? ["rotation up to hasKey"] : [])]) {
+            for (const name of names) {
+                const v = m(op, `this:${name}`);
+                const empt = m(op.startsWith("rotation") ? "no-op up" : op, "empty");
+                const floorName = FLOOR_OF[name];
+                let floorCell = "(no floor)";
+                if (whole && floorName !== undefined && !op.startsWith("rotation")) {
+                    const f = m(op, `floor:${floorName}`);
+                    const ratio = v / f;
+                    if (ratio > 1.1) misses.push(`${op} ${name}: ${ratio.toFixed(2)}x its floor > 1.1x`);
+                    floorCell = `${ratio.toFixed(2)}x (${f.toFixed(2)} s)`;
+                }
+                let otherCell = "";
+                if (against !== undefined) {
+                    const r = ratioOf(t[op]?.[`this:${name}`] ?? [], t[op]?.[`that:${name}`] ?? []);
+                    if (r.median > 1.05) misses.push(`${op} ${name}: ${r.median.toFixed(2)}x ${against.slice(0, 7)} > 1.05x`);
+                    otherCell = ` ${r.median.toFixed(2)}x (${r.min.toFixed(2)}-${r.max.toFixed(2)}; ${m(op, `that:${name}`).toFixed(2)} s) |`;
+                }
+                rows.push(`| ${op} | ${name} | ${v.toFixed(2)} s | ${(v / empt).toFixed(2)}x | ${floorCell} |${otherCell}`);
+            }
         }
         if (whole) {
+            const base = m("no-op up", "empty");
+            const both = m("rotation, both in parallel", "this");
+            if (both / base > 1.8) misses.push(`both stacks rotated in parallel: ${(both / base).toFixed(2)}x empty up > 1.8x`);
+            const otherCell =
+                against !== undefined
+                    ? (() => {
+                          const r = ratioOf(
+                              t["rotation, both in parallel"]?.["this"] ?? [],
+                              t["rotation, both in parallel"]?.["that"] ?? [],
+                          );
+                          return ` ${r.median.toFixed(2)}x (${r.min.toFixed(2)}-${r.max.toFixed(2)}) |`;
+                      })()
+                    : "";
             rows.push(
-                `| rotation up to hasKey (vs empty up) | ${base.toFixed(2)} s | ${names.map((n) => cell("rotation up to hasKey", n, base, 1.5)).join(" | ")} |`,
-            );
-            rows.push(
-                `| both stacks rotated in parallel (vs empty up) | ${base.toFixed(2)} s | ${cell("rotation, both in parallel", "both", base, 1.8)} |`,
+                `| both stacks rotated in parallel (target 1.8x empty up) | both | ${both.toFixed(2)} s | ${(both / base).toFixed(2)}x | |${otherCell}`,
             );
         }
-        console.log(`\nMedians of ${N}, interleaved (targets: no-op 1.2x, rotation 1.5x, both in parallel 1.8x):\n${rows.join("\n")}`);
+        console.log(`\nMedians of ${String(N)}, interleaved, in one run:\n${rows.join("\n")}`);
         if (whole) {
-            const floor = (label: string, m: number): string => `| ${label} | ${m.toFixed(2)} s (${(m / base).toFixed(2)}x) |`;
+            const base = m("no-op up", "empty");
+            const floorRow = (label: string, op: string, key: string): string =>
+                `| ${label} | ${m("no-op preview", key).toFixed(2)} s | ${m(op, key).toFixed(2)} s (${(m(op, key) / base).toFixed(2)}x) |`;
             console.log(
                 [
-                    `\nFloors, measured in the same run (no-op up, medians of ${N}; what any program reading the same things pays):`,
-                    "| program | time (vs empty up) |",
-                    "|---|---|",
-                    floor("empty", base),
-                    floor("the key read from Connect, nothing else", median(t["no-op up"]?.["key-read"] ?? [])),
-                    floor(
-                        "that, plus the kubernetes plugin and one read of the runner Deployment",
-                        median(t["no-op up"]?.["key-and-deployment-read"] ?? []),
+                    `\nFloors, measured in the same run (medians of ${String(N)}; what any program doing the same reads pays):`,
+                    "| program | no-op preview | no-op up (vs empty up) |",
+                    "|---|---|---|",
+                    floorRow("empty", "no-op up", "empty"),
+                    ...(Object.entries(FLOORS) as [keyof typeof FLOORS, string][]).map(([name, label]) =>
+                        floorRow(`${label} (${name})`, "no-op up", `floor:${name}`),
                     ),
-                    floor(
-                        "two empty programs at once (both stacks' parallel floor)",
-                        median(t["two empty programs at once"]?.["both"] ?? []),
-                    ),
+                    `| two empty programs at once (both stacks' parallel floor) | | ${m("two empty programs at once", "both").toFixed(2)} s |`,
                 ].join("\n"),
             );
         }
 
         console.log("\nWhere the time goes (one run each, engine events as they arrived):");
         for (const s of [empty, ...stacks]) {
+            for (const line of await breakdown(s, `${s.name}, no-op preview`, "preview")) console.log(line);
             for (const line of await breakdown(s, `${s.name}, no-op up`)) console.log(line);
         }
         if (whole) {
             for (const s of stacks) {
                 await rotateKey(emulator.url, TOKEN, newKey());
                 for (const line of await breakdown(s, `${s.name}, rotation`)) console.log(line);
+            }
+        }
+        if (counters !== undefined) {
+            console.log("\nThe requests of one no-op preview of each stack, where they arrived:");
+            for (const s of stacks) {
+                for (const line of await requestsOf(`${s.name}, no-op preview`, counters, () => s.stack.preview({ color: "never" })))
+                    console.log(line);
             }
         }
         console.log(misses.length === 0 ? "\nAll targets met." : `\nMISS: ${misses.join("; ")}`);

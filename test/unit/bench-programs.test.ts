@@ -35,8 +35,14 @@ describe("the bench's programs", () => {
                     expiryWarningDays: 14,
                     keyIdField: "zot-key-id",
                 },
+                registry: { settings: { url: "http://127.0.0.1:1", repository: "blumeops/runner-job-image" }, user: "zot-ci" },
                 cluster: { kubeconfig: "/nonexistent/kubeconfig", context: "minikube", enableServerSideApply: true },
-                deployment: "forgejo-runner/forgejo-runner",
+                runner: {
+                    namespace: "forgejo-runner",
+                    deployment: "forgejo-runner",
+                    secretName: "zot-ci-api-key",
+                    clusterSecretStore: "onepassword-blumeops",
+                },
             }),
         };
         for (const [name, text] of Object.entries(programs)) {
