@@ -1,10 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
 
 import type { KubernetesRunnerConfig, SshRunnerConfig, StackConfig } from "./settings/config";
+import { KubernetesRunner } from "./kubernetes/runner";
 import { OnePasswordKey, readKey, type KeyRead } from "./onepassword/onepassword-key";
 import type { Exported, KubernetesDelivered, KubernetesOutputs, SshDelivered, SshOutputs } from "./outputs";
 import { probeRegistry } from "./registry/probe";
 import { warnOfFormerToken } from "./former-token";
+import { SshRunner } from "./ssh/runner";
 
 /** What a stack exports (components/outputs.ts), one shape per runner kind. */
 export type StackOutputs = Exported<KubernetesOutputs> | Exported<SshOutputs>;
@@ -70,8 +72,6 @@ async function kubernetesStack(
     runnerConfig: KubernetesRunnerConfig,
     reading: Promise<KeyRead>,
 ): Promise<StackOutputs> {
-    // Loaded here, not at the top: a stack loads the SDKs of its own runner kind only (docs/performance.md).
-    const { KubernetesRunner } = await import("./kubernetes/runner");
     const runner = new KubernetesRunner(
         pulumi.getStack(),
         {
@@ -110,10 +110,7 @@ async function kubernetesStack(
 
 /** ringtail's runner is given the key itself, once it is read and checked. */
 async function sshStack(config: StackConfig, runnerConfig: SshRunnerConfig, reading: Promise<KeyRead>): Promise<StackOutputs> {
-    // Its module loads while 1Password is read.
-    const loading = import("./ssh/runner");
     const { key, common, canPush } = keyOutputs(config, await reading);
-    const { SshRunner } = await loading;
     const runner = new SshRunner(
         pulumi.getStack(),
         { runner: runnerConfig, envVar: config.envVar, key: key.value, keyFingerprint: key.fingerprint },
