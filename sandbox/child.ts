@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 
 /** Undoes what a run started: the last first, each whether or not the one before failed (failures are printed). */
 export async function stopAll(stops: (() => Promise<void> | void)[]): Promise<void> {
@@ -18,4 +18,9 @@ export async function stopChild(child: ChildProcess): Promise<void> {
         child.kill("SIGTERM");
         await exited;
     }
+}
+
+/** Lazily unmounts whatever is still mounted under `dir` (deepest first), so that `dir` can be removed. */
+export function unmountUnder(dir: string): void {
+    spawnSync("sh", ["-c", `grep -o ' ${dir}/[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l`]);
 }

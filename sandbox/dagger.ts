@@ -18,14 +18,14 @@
  * registry on loopback. Jobs reach it on a loopback TCP address
  * (`_EXPERIMENTAL_DAGGER_RUNNER_HOST`, which the dagger CLI honours).
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { cacheDir } from "./cache";
-import { stopChild } from "./child";
+import { stopChild, unmountUnder } from "./child";
 
 /** The binaries build-dagger leaves, all needed. */
 export const DAGGER_BINARIES = ["dagger-engine", "dagger", "dagger-init", "dnsname"] as const;
@@ -89,7 +89,6 @@ function startScript(bin: string, dir: string, port: number, config: string): st
 export class DaggerEngine {
     private constructor(
         readonly dir: string,
-        readonly bin: string,
         readonly port: number,
         private readonly child: ChildProcess,
         /** Seconds from the process's start to its listener answering. */
@@ -120,7 +119,7 @@ export class DaggerEngine {
         const log = openSync(join(dir, "engine.log"), "a");
         const t0 = Date.now();
         const child = spawn("unshare", ["-m", "--propagation", "private", "sh", join(dir, "start.sh")], { stdio: ["ignore", log, log] });
-        const engine = new DaggerEngine(dir, bin, port, child, 0);
+        const engine = new DaggerEngine(dir, port, child, 0);
         for (;;) {
             if (await listening(port)) break;
             if (child.exitCode !== null || Date.now() - t0 > 120_000) {
@@ -130,7 +129,7 @@ export class DaggerEngine {
             }
             await new Promise((resolve) => setTimeout(resolve, 200));
         }
-        return new DaggerEngine(dir, bin, port, child, (Date.now() - t0) / 1000);
+        return new DaggerEngine(dir, port, child, (Date.now() - t0) / 1000);
     }
 
     /**
@@ -156,7 +155,7 @@ export class DaggerEngine {
     async stop(): Promise<void> {
         await stopChild(this.child);
         // Snapshots the engine left mounted would make the removal fail (none outlive its namespace; belt and braces).
-        spawnSync("sh", ["-c", `grep -o ' ${this.dir}/[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l`]);
+        unmountUnder(this.dir);
         rmSync(this.dir, { recursive: true, force: true });
     }
 }

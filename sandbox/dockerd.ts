@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { stopChild } from "./child";
+import { stopChild, unmountUnder } from "./child";
 
 export interface DockerResult {
     code: number;
@@ -107,7 +107,7 @@ export class Dockerd {
     async stop(): Promise<void> {
         await stopChild(this.child);
         // Layers the daemon left mounted would make the removal fail.
-        spawnSync("sh", ["-c", `grep -o ' ${this.dir}/[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l`]);
+        unmountUnder(this.dir);
         rmSync(this.dir, { recursive: true, force: true });
     }
 }
