@@ -141,6 +141,16 @@ async function daggerProbeDigest(tag: string): Promise<string | undefined> {
 const publishedDigest = (log: string, tag: string): string | undefined =>
     new RegExp(`blumeops/dagger-probe:${tag}@(sha256:[0-9a-f]{64})`).exec(log)?.[1];
 
+/** Runs dagger-publish.yaml for `tag`: it must succeed, and zot must serve the digest Dagger printed. */
+async function expectPublished(tag: string): Promise<JobRun> {
+    const r = await runDagger("dagger-publish.yaml", tag);
+    expect(r.code, r.log).toBe(0);
+    const pushed = publishedDigest(r.log, tag);
+    expect(pushed, r.log).toMatch(/^sha256:/);
+    expect(await daggerProbeDigest(tag)).toBe(pushed);
+    return r;
+}
+
 const outputsOf = (up: { outputs: Record<string, { value: unknown }> }) =>
     Object.fromEntries(Object.entries(up.outputs).map(([k, v]) => [k, v.value]));
 
@@ -292,11 +302,7 @@ describe(`indri on a real API server with the real External Secrets Operator (jo
         "a Dagger job (dagger core … with-registry-auth … publish) publishes with the delivered key on the real engine; the tag holds the pushed digest",
     );
     it.skipIf(publishes.skip)(publishes.name, async () => {
-        const r = await runDagger("dagger-publish.yaml", "dagger-v1");
-        expect(r.code, r.log).toBe(0);
-        const pushed = publishedDigest(r.log, "dagger-v1");
-        expect(pushed, r.log).toMatch(/^sha256:/);
-        expect(await daggerProbeDigest("dagger-v1")).toBe(pushed);
+        const r = await expectPublished("dagger-v1");
         console.log(`Dagger publish on indri: push event to finished job ${r.seconds.toFixed(1)} s`);
     });
 
@@ -362,11 +368,7 @@ describe(`indri on a real API server with the real External Secrets Operator (jo
 
     const rotated = daggerOnly("after the rotation the next Dagger job publishes with the new key; a pod that kept the old key gets 401");
     it.skipIf(rotated.skip)(rotated.name, async () => {
-        const r = await runDagger("dagger-publish.yaml", "dagger-v2");
-        expect(r.code, r.log).toBe(0);
-        const pushed = publishedDigest(r.log, "dagger-v2");
-        expect(pushed, r.log).toMatch(/^sha256:/);
-        expect(await daggerProbeDigest("dagger-v2")).toBe(pushed);
+        await expectPublished("dagger-v2");
         const stale = await runDagger("dagger-publish.yaml", "dagger-stale", { ZOT_CI_API_KEY: KEY });
         expect(stale.code).not.toBe(0);
         expect(stale.log).toMatch(/401 Unauthorized/);
