@@ -476,6 +476,13 @@ async function main(): Promise<void> {
         const misses: string[] = [];
         const m = (op: string, key: string): number => median(t[op]?.[key] ?? []);
         const names = stacks.map((s) => s.name);
+        /** With --against: the cell comparing two series of `op` round by round (median ratio, spread, the other's median); a miss above 1.05x. */
+        const versus = (op: string, these: string, those: string, label: string): string => {
+            if (against === undefined) return "";
+            const r = ratioOf(t[op]?.[these] ?? [], t[op]?.[those] ?? []);
+            if (r.median > 1.05) misses.push(`${label}: ${r.median.toFixed(2)}x ${against.slice(0, 7)} > 1.05x`);
+            return ` ${r.median.toFixed(2)}x (${r.min.toFixed(2)}-${r.max.toFixed(2)}; ${m(op, those).toFixed(2)} s) |`;
+        };
         const rows = [
             `| operation | stack | this checkout | vs empty program | vs its floor (target 1.1x) |${against !== undefined ? ` vs ${against.slice(0, 7)} (target 1.05x; spread) |` : ""}`,
             `|---|---|---|---|---|${against !== undefined ? "---|" : ""}`,
@@ -492,31 +499,17 @@ async function main(): Promise<void> {
                     if (ratio > 1.1) misses.push(`${op} ${name}: ${ratio.toFixed(2)}x its floor > 1.1x`);
                     floorCell = `${ratio.toFixed(2)}x (${f.toFixed(2)} s)`;
                 }
-                let otherCell = "";
-                if (against !== undefined) {
-                    const r = ratioOf(t[op]?.[`this:${name}`] ?? [], t[op]?.[`that:${name}`] ?? []);
-                    if (r.median > 1.05) misses.push(`${op} ${name}: ${r.median.toFixed(2)}x ${against.slice(0, 7)} > 1.05x`);
-                    otherCell = ` ${r.median.toFixed(2)}x (${r.min.toFixed(2)}-${r.max.toFixed(2)}; ${m(op, `that:${name}`).toFixed(2)} s) |`;
-                }
-                rows.push(`| ${op} | ${name} | ${v.toFixed(2)} s | ${(v / empt).toFixed(2)}x | ${floorCell} |${otherCell}`);
+                rows.push(
+                    `| ${op} | ${name} | ${v.toFixed(2)} s | ${(v / empt).toFixed(2)}x | ${floorCell} |${versus(op, `this:${name}`, `that:${name}`, `${op} ${name}`)}`,
+                );
             }
         }
         if (whole) {
             const base = m("no-op up", "empty");
             const both = m("rotation, both in parallel", "this");
             if (both / base > 1.8) misses.push(`both stacks rotated in parallel: ${(both / base).toFixed(2)}x empty up > 1.8x`);
-            const otherCell =
-                against !== undefined
-                    ? (() => {
-                          const r = ratioOf(
-                              t["rotation, both in parallel"]?.["this"] ?? [],
-                              t["rotation, both in parallel"]?.["that"] ?? [],
-                          );
-                          return ` ${r.median.toFixed(2)}x (${r.min.toFixed(2)}-${r.max.toFixed(2)}) |`;
-                      })()
-                    : "";
             rows.push(
-                `| both stacks rotated in parallel (target 1.8x empty up) | both | ${both.toFixed(2)} s | ${(both / base).toFixed(2)}x | |${otherCell}`,
+                `| both stacks rotated in parallel (target 1.8x empty up) | both | ${both.toFixed(2)} s | ${(both / base).toFixed(2)}x | |${versus("rotation, both in parallel", "this", "that", "both stacks rotated in parallel")}`,
             );
         }
         console.log(`\nMedians of ${String(N)}, interleaved, in one run:\n${rows.join("\n")}`);
