@@ -11,7 +11,7 @@ import { join } from "node:path";
 
 import { hostname } from "node:os";
 
-import { LocalWorkspace, type EngineEvent, type UpResult } from "@pulumi/pulumi/automation";
+import { LocalWorkspace, type EngineEvent } from "@pulumi/pulumi/automation";
 
 import { configFromValues, type StackConfig } from "../components/settings/config";
 import { readItem, writeItem } from "../components/onepassword/connect";
@@ -20,6 +20,7 @@ import { readOutputs } from "../components/outputs";
 import { ZotKeys } from "../components/registry/zot-keys";
 
 import { projectStacks } from "./job";
+import { upStack, type UpRun } from "./up";
 import { describeKey, rotate, RotationError, type RotationWorld } from "./rotation";
 
 const ROOT = join(__dirname, "..");
@@ -140,9 +141,9 @@ async function main(): Promise<void> {
                 const pre = e.resourcePreEvent?.metadata;
                 if (pre !== undefined && !["same", "read"].includes(pre.op)) say(`${pre.op} ${pre.urn.split("::").pop() ?? ""}`);
             };
-            let up: UpResult;
+            let up: UpRun;
             try {
-                up = await stack.up({ onEvent, color: "never" });
+                up = await upStack(stack, { onEvent });
             } catch (err) {
                 const text = err instanceof Error ? err.message : String(err);
                 const gone = staleLock(text, hostname(), (pid) => isRunning(pid));
@@ -150,9 +151,9 @@ async function main(): Promise<void> {
                 // A run killed while it held the stack (this command's own, say) left its lock behind.
                 say(`the stack is locked by a run that is gone (pid ${String(gone)} on this machine): pulumi cancel, then up again`);
                 await stack.cancel();
-                up = await stack.up({ onEvent, color: "never" });
+                up = await upStack(stack, { onEvent });
             }
-            const out = readOutputs(Object.fromEntries(Object.entries(up.outputs).map(([k, v]) => [k, v.value as unknown])));
+            const out = readOutputs(up.outputs);
             return {
                 canPush: out.canPush === true,
                 keyFingerprint: out.keyFingerprint ?? "",

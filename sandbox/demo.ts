@@ -31,6 +31,7 @@ import { fingerprint } from "../components/fingerprint";
 import { probeRegistry } from "../components/registry/probe";
 import { deliverScript } from "../components/ssh/host-scripts";
 import { jobsFromReport, reportHasKey } from "../components/ssh/host-report";
+import { upStack } from "../automation/up";
 import { stopAll } from "./child";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "./cluster";
 import { committedRunner, rawConfig } from "./committed-config";
@@ -124,19 +125,19 @@ async function deliverToIndri(run: Run, runner: KubernetesRunnerConfig, key: str
     };
 }
 
-/** One round of the whole ringtail or indri stack: `pulumi up`, then its outputs. */
-async function upStack(run: ProjectRun, runner: string): Promise<Row> {
-    const up = await run.stack.up();
-    const delivered = (up.outputs["delivered"]?.value ?? {}) as Record<string, unknown>;
-    const ssh = up.outputs["runnerKind"]?.value === "ssh";
+/** One round of the whole ringtail or indri stack: `pulumi up`, its outputs from the run's own events (automation/up.ts). */
+async function upWhole(run: ProjectRun, runner: string): Promise<Row> {
+    const { outputs } = await upStack(run.stack);
+    const delivered = (outputs["delivered"] ?? {}) as Record<string, unknown>;
+    const ssh = outputs["runnerKind"] === "ssh";
     return {
         runner,
-        onePassword: String(up.outputs["keyFingerprint"]?.value),
+        onePassword: String(outputs["keyFingerprint"]),
         delivered: String(ssh ? delivered["fileFingerprint"] : delivered["secretFingerprint"]),
         consumer: String(ssh ? delivered["processFingerprint"] : delivered["templateFingerprint"]),
         jobsSeeKey: delivered["jobsSeeKey"] === true,
-        hasKey: up.outputs["hasKey"]?.value === true,
-        canPush: up.outputs["canPush"]?.value === true,
+        hasKey: outputs["hasKey"] === true,
+        canPush: outputs["canPush"] === true,
     };
 }
 
@@ -235,7 +236,7 @@ async function main(): Promise<void> {
                 indri.dispose();
             });
             // The key is read by the program itself; both stacks run at once.
-            deliver = () => Promise.all([upStack(ringtail, "ringtail (ssh)"), upStack(indri, "indri (kubernetes)")]);
+            deliver = () => Promise.all([upWhole(ringtail, "ringtail (ssh)"), upWhole(indri, "indri (kubernetes)")]);
         } else {
             console.log("Stand-ins: ringtail's delivery runs the program's host scripts over OpenSSH (not the command provider),");
             console.log("and indri's runner component runs alone, given the key's fingerprint read with the Connect JS SDK: see README.");
