@@ -32,8 +32,10 @@ import { join } from "node:path";
 
 import { LocalWorkspace, type EngineEvent, type Stack } from "@pulumi/pulumi/automation";
 
+import { upStack } from "../../automation/up";
 import { parseConfig, type KubernetesRunnerConfig } from "../../components/settings/config";
 import { stopAll } from "../../sandbox/child";
+import { profileLines } from "./cpu-profile";
 import { EMPTY_PROGRAM, FLOORS, floorPrograms, indriComponentProgram } from "./programs";
 import { Cluster, FORWARDING_RUNNER_CONFIG } from "../../sandbox/cluster";
 import { spawnEmulator } from "../../sandbox/connect-emulator";
@@ -73,11 +75,11 @@ const median = (xs: number[]): number => {
 };
 
 /** Wall time of one pulumi CLI command, seconds; throws on failure. */
-function timed(s: BenchStack, args: string[]): number {
+function timed(s: BenchStack, args: string[], extraEnv: Record<string, string> = {}): number {
     const t0 = performance.now();
     const r = spawnSync("pulumi", [...args, "--stack", s.name, "--non-interactive", "--color", "never"], {
         cwd: s.project,
-        env: { ...process.env, ...s.env },
+        env: { ...process.env, ...s.env, ...extraEnv },
         encoding: "utf8",
         timeout: 600_000,
     });
@@ -87,6 +89,13 @@ function timed(s: BenchStack, args: string[]): number {
 }
 const preview = (s: BenchStack): number => timed(s, ["preview"]);
 const up = (s: BenchStack): number => timed(s, ["up", "--yes", "--skip-preview"]);
+
+/** Where one no-op preview's Node.js process spends its CPU, by part (test/bench/cpu-profile.ts). */
+function profiledPreview(work: string, s: BenchStack, label: string): string[] {
+    const dir = mkdtempSync(join(work, "cpu-profile-"));
+    const seconds = timed(s, ["preview"], { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` });
+    return profileLines(`${label} (${seconds.toFixed(2)} s)`, dir);
+}
 
 /** A project of its own beside the real one's node_modules: `files` written, `copies` taken from this project. */
 async function benchProject(
@@ -209,7 +218,8 @@ async function breakdown(s: BenchStack, label: string, op: "preview" | "up" = "u
         }
     };
     if (op === "preview") await s.stack.preview({ onEvent, color: "never" });
-    else await s.stack.up({ onEvent, color: "never" });
+    // One command, as `pulumi up` (the Automation API's up runs three more after it: automation/up.ts).
+    else await upStack(s.stack, { onEvent });
     const total = (performance.now() - t0) / 1000;
     const firstEvent = Math.min(...first.values());
     const lines = [
@@ -460,15 +470,15 @@ async function main(): Promise<void> {
                 for (const { key, s } of i % 2 === 0 ? pairs : [...pairs].reverse()) add("rotation up to hasKey", key, up(s));
                 await rotateKey(emulator.url, TOKEN, newKey());
                 const t0 = performance.now();
-                await Promise.all(stacks.map((s) => s.stack.up({ color: "never" })));
+                await Promise.all(stacks.map((s) => upStack(s.stack)));
                 add("rotation, both in parallel", "this", (performance.now() - t0) / 1000);
                 if (others.length > 0) {
                     const t2 = performance.now();
-                    await Promise.all(others.map((s) => s.stack.up({ color: "never" })));
+                    await Promise.all(others.map((s) => upStack(s.stack)));
                     add("rotation, both in parallel", "that", (performance.now() - t2) / 1000);
                 }
                 const t1 = performance.now();
-                await Promise.all([empty, floors[3] ?? empty].map((s) => s.stack.up({ color: "never" })));
+                await Promise.all([empty, floors[3] ?? empty].map((s) => upStack(s.stack)));
                 add("two empty programs at once", "both", (performance.now() - t1) / 1000);
             }
         }
@@ -541,6 +551,11 @@ async function main(): Promise<void> {
                 await rotateKey(emulator.url, TOKEN, newKey());
                 for (const line of await breakdown(s, `${s.name}, rotation`)) console.log(line);
             }
+        }
+        console.log("\nThe program's Node.js CPU in one no-op preview each, by part (self time, ms; --cpu-prof):");
+        for (const s of [empty, ...stacks, ...floors.slice(0, 3)]) {
+            for (const line of profiledPreview(work, s, s === empty ? "empty" : stacks.includes(s) ? s.name : `floor ${s.name}`))
+                console.log(line);
         }
         if (counters !== undefined) {
             console.log("\nThe requests of one no-op preview of each stack, where they arrived:");
