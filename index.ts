@@ -5,6 +5,8 @@
  * exports, by the one list of output names (components/outputs.ts). The program is async because the key is
  * read and checked before any resource uses it.
  */
+// First: how the SDK's unused function-serialization modules load (components/sdk-load.ts).
+import "./components/sdk-load";
 import { loadConfig } from "./components/settings/config";
 import { exportedOutputs } from "./components/outputs";
 import { defineStack } from "./components/stack";

@@ -1,0 +1,37 @@
+/**
+ * components/sdk-load.ts, in a Node.js process of its own as pulumi starts
+ * the program: the SDK loads without npm's Arborist, and the one SDK call
+ * that needs it still gets the real module.
+ */
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+
+import { describe, expect, it } from "vitest";
+
+const ROOT = join(__dirname, "..", "..");
+
+/** Runs `script` after `preload` in a fresh Node.js process of this project; its last stdout line. */
+function node(script: string, preload: string[]): string {
+    const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", ...preload.flatMap((p) => ["-r", p]), "-e", script], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    return r.stdout.trim().split("\n").pop() ?? "";
+}
+
+const LOADED = 'const loaded = () => Object.keys(require.cache).some((k) => k.includes("/node_modules/@npmcli/arborist/"));';
+
+describe("components/sdk-load.ts", () => {
+    it("loads the SDK without Arborist, which the SDK alone loads", () => {
+        const script = `${LOADED} require("@pulumi/pulumi"); console.log(String(loaded()));`;
+        expect(node(script, [])).toBe("true");
+        expect(node(script, ["./components/sdk-load.ts"])).toBe("false");
+    });
+
+    it("gives the SDK the real module when it uses it (computeCodePaths)", () => {
+        const script = `${LOADED} const pulumi = require("@pulumi/pulumi"); pulumi.runtime.computeCodePaths().then((m) => console.log(\`\${String(m.size > 0)} \${String(loaded())}\`), (e) => { console.log(String(e)); process.exit(1); });`;
+        expect(node(script, ["./components/sdk-load.ts"])).toBe("true true");
+    });
+});
