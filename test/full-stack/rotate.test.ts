@@ -98,7 +98,8 @@ const itemKey = () => readKey(emulator.url, TOKEN);
 
 /** zot-ci's keys now, as the item's key lists them (or `with`). */
 async function liveKeys(with_?: string): Promise<string[]> {
-    return (await zot.list(with_ ?? (await itemKey()))).map((k) => k.uuid);
+    // Sorted: zot lists a user's keys in no fixed order (seen: the same two keys in both orders across two calls).
+    return (await zot.list(with_ ?? (await itemKey()))).map((k) => k.uuid).sort();
 }
 
 /** What each runner holds, by fingerprint, from its stack's last outputs. */
