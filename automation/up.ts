@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
+import { isRpcSecret } from "@pulumi/pulumi/runtime/rpc";
 
 /** What {@link upStack} returns: pulumi's output and the stack's outputs by name (secret ones left out). */
 export interface UpRun {
@@ -55,14 +56,10 @@ class EventLog {
 
 const STACK_TYPE = "pulumi:pulumi:Stack";
 
-/** How an engine event marks a secret value (its ciphertext is never in the event: `[secret]`). */
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
-const SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270";
-
 /** `v` with every secret value left out: its key dropped from objects, its element from arrays. */
 export function withoutSecrets(v: unknown): unknown {
-    const isSecret = (x: unknown): boolean =>
-        typeof x === "object" && x !== null && (x as Record<string, unknown>)[SECRET_SIG] === SECRET_SIG_VALUE;
+    // An engine event marks a secret as the SDK does (its ciphertext is never in the event: `[secret]`).
+    const isSecret = (x: unknown): boolean => isRpcSecret(x);
     if (Array.isArray(v)) return v.filter((x) => !isSecret(x)).map(withoutSecrets);
     if (typeof v === "object" && v !== null) {
         return Object.fromEntries(
@@ -123,11 +120,9 @@ export async function upStack(
             stack.name,
         ];
         const result = await run(cli, args, ws.workDir, env, opts.onOutput);
-        if (result.code !== 0) {
-            take();
-            throw new Error(`code: ${String(result.code)}\n stdout: ${result.stdout}\n stderr: ${result.stderr}\n`);
-        }
+        // The events written since the last poll, a failed run's too.
         take();
+        if (result.code !== 0) throw new Error(`code: ${String(result.code)}\n stdout: ${result.stdout}\n stderr: ${result.stderr}\n`);
         if (stackOutputs === undefined) throw new Error(`pulumi up of stack ${stack.name} wrote no outputs of the stack to its event log`);
         return { stdout: result.stdout, stderr: result.stderr, outputs: withoutSecrets(stackOutputs) as Record<string, unknown> };
     } finally {

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
 import * as pulumi from "@pulumi/pulumi";
+import { isRpcSecret } from "@pulumi/pulumi/runtime/rpc";
 
 import { fingerprint } from "../../components/fingerprint";
 import { ConnectEmulator, type Field } from "../../sandbox/connect-emulator";
@@ -73,12 +74,9 @@ export const HOST_STATE = "/var/lib/gitea-runner/nix_container_builder";
 /** The token the mock token controller puts into CI's ServiceAccount token Secret. */
 export const SERVICE_ACCOUNT_TOKEN = "eyJhbGciOiJSUzI1NiJ9.mock-service-account-token.sig";
 
-const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
-const SIG_KEY = "4dabf18193072939515e22adb298388d";
-
 /** True for a value the SDK sent as a secret. */
 export function isSecretValue(value: unknown): value is { value: unknown } {
-    return typeof value === "object" && value !== null && (value as Record<string, unknown>)[SIG_KEY] === SECRET_SIG;
+    return isRpcSecret(value);
 }
 
 /** Strips secret wrappers (for reading the plaintext a provider would receive). */
