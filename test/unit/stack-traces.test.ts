@@ -1,0 +1,88 @@
+/**
+ * components/stack-traces.ts, in a Node.js process of its own loaded as
+ * pulumi's runner loads the program (source-map-support, then ts-node):
+ * the program's .ts frames keep their file and line, in an error's stack
+ * and in the source position the SDK sends with a resource, and the SDK's
+ * own frames are no longer mapped through its shipped source maps.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { afterAll, describe, expect, it } from "vitest";
+
+const ROOT = join(__dirname, "..", "..");
+const work = mkdtempSync(join(tmpdir(), "cra-stack-traces-"));
+afterAll(() => {
+    rmSync(work, { recursive: true, force: true });
+});
+
+// Line 6 makes the error, line 7 asks the SDK for the callsites it takes a resource's source position from.
+// The SDK by its path: the fixture lives outside the project.
+const FIXTURE = [
+    `import * as pulumi from ${JSON.stringify(join(ROOT, "node_modules", "@pulumi", "pulumi"))};`,
+    "",
+    "type Frame = { file?: string; line?: number };",
+    "const sdk = pulumi.Resource as unknown as { callsites(): Frame[] };",
+    "export function where(): { stack: string; frames: Frame[] } {",
+    "    const stack = String(new Error('here').stack);",
+    "    const frames = sdk.callsites();",
+    "    return { stack, frames };",
+    "}",
+    "",
+].join("\n");
+
+interface Seen {
+    prepareStackTrace: string;
+    stack: string;
+    frames: { file?: string; line?: number }[];
+}
+
+/** The fixture's stack and callsites, with `preload` after what pulumi's runner installs and loads. */
+function seen(preload: string[]): Seen {
+    const fixture = join(work, "fixture.ts");
+    writeFileSync(fixture, FIXTURE);
+    const script = `const { where } = require(${JSON.stringify(fixture)}); const w = where(); console.log(JSON.stringify({ prepareStackTrace: typeof Error.prepareStackTrace, ...w }));`;
+    const r = spawnSync(
+        process.execPath,
+        // The SDK's runner installs source-map-support, registers ts-node and loads its runtime before the program.
+        [
+            "-r",
+            "source-map-support/register",
+            "-r",
+            "ts-node/register/transpile-only",
+            "-r",
+            "@pulumi/pulumi",
+            ...preload.flatMap((p) => ["-r", p]),
+            "-e",
+            script,
+        ],
+        { cwd: ROOT, encoding: "utf8", timeout: 60_000 },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as Seen;
+}
+
+describe("components/stack-traces.ts", () => {
+    it("keeps the program's .ts file and line in error stacks and in the SDK's callsites", () => {
+        for (const s of [seen([]), seen(["./components/stack-traces.ts"])]) {
+            expect(s.stack).toMatch(/fixture\.ts:6:\d+\)/);
+            // The first frame outside the SDK is the fixture's line 7, as a resource's source position would be.
+            const own = s.frames.find((f) => f.file?.endsWith("fixture.ts") === true);
+            expect(own).toEqual({ file: join(work, "fixture.ts"), line: 7, column: expect.any(Number) as number });
+        }
+    });
+
+    it("takes both libraries' hooks away: the SDK's frames name its .js files, unmapped", () => {
+        const before = seen([]);
+        const after = seen(["./components/stack-traces.ts"]);
+        expect(before.prepareStackTrace).toBe("function");
+        expect(after.prepareStackTrace).toBe("undefined");
+        // source-map-support maps the SDK's callsites() through resource.js.map to its .ts source; Node.js leaves it.
+        const sdkFrame = (s: Seen): string | undefined =>
+            s.frames.map((f) => f.file ?? "").find((f) => f.includes("/node_modules/@pulumi/"));
+        expect(sdkFrame(before)).toMatch(/@pulumi\/resource\.ts$/);
+        expect(sdkFrame(after)).toMatch(/node_modules\/@pulumi\/pulumi\/resource\.js$/);
+    });
+});
