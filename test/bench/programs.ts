@@ -50,7 +50,10 @@ export const FLOORS = {
  * and the reads indri's runner needs to say what it holds (indri's floor).
  */
 export function floorPrograms(inputs: FloorInputs): Record<keyof typeof FLOORS, string> {
+    // Loaded as index.ts loads (components/sdk-load.ts, components/stack-traces.ts): a floor is what any program pays for the same reads, not for how this one starts.
+    const start = ['import "./components/sdk-load";', 'import "./components/stack-traces";'];
     const keyImports = [
+        ...start,
         'import * as pulumi from "@pulumi/pulumi";',
         'import { OnePasswordKey, readKey } from "./components/onepassword/onepassword-key";',
         'import { probeRegistry } from "./components/registry/probe";',
@@ -61,7 +64,7 @@ export function floorPrograms(inputs: FloorInputs): Record<keyof typeof FLOORS, 
     const program = (imports: string[], body: string[], exports: string): string =>
         [...imports, "", "export = async () => {", ...body.map((l) => `    ${l}`), `    return ${exports};`, "};", ""].join("\n");
     return {
-        "key-read": program(keyImports.slice(0, 2), readKey, "{ keyFingerprint: key.fingerprint }"),
+        "key-read": program(keyImports.slice(0, start.length + 2), readKey, "{ keyFingerprint: key.fingerprint }"),
         "key-read-probe": program(keyImports, [...readKey, probe], "{ keyFingerprint: key.fingerprint, canPush: registry.acceptsKey }"),
         "key-read-probe-runner-reads": program(
             [
