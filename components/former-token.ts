@@ -32,21 +32,55 @@ export function formerTokenWarning(stack: string, types: string[]): string | und
     );
 }
 
+/** What a run found of a former version's token holder in the stack's last checkpoint (the `formerTokenHolder` output). */
+export interface FormerTokenHolder {
+    /**
+     * `absent`, `present` (warned), `unknown` (the read failed: warned) or
+     * `not-read` (the last checkpoint has no outputs: a stack never deployed).
+     */
+    holder: "absent" | "present" | "unknown" | "not-read";
+    /** Where that was read. */
+    readFrom: string;
+}
+
+const FROM_RESOURCES = "the last checkpoint's resources";
+const FROM_OUTPUT =
+    "the last checkpoint's formerTokenHolder output: the run that wrote it found none in the checkpoint before, and no version that writes it makes one";
+
 /**
- * Reads the resource types of this stack's last checkpoint through the
- * engine and warns when a former version's token holder is among them. A
- * stack that never exported outputs is not asked for its resources (the
+ * Reads this stack's last checkpoint through the engine and warns when a
+ * former version's token holder is among its resources. Only the types
+ * are kept from the answers.
+ *
+ * Reading every resource's outputs costs each run about 0.2 s of the
+ * program's CPU (indri's Deployment, twice, in protobuf) on the path that
+ * registers its resources (docs/performance.md). Once one run has read
+ * the resources and found no holder, its checkpoint says so in this
+ * output, and a later run takes that instead: that run's checkpoint holds
+ * the resources of the one it read, less what it deleted, plus what it
+ * made, and no version that writes this output makes a holder. So
+ * `absent` carries forward even when an up fails before its outputs are
+ * written (the checkpoint keeps the last outputs and gains no holder).
+ * Anything else (`present`, `unknown`, `not-read`, no output: a former
+ * version's checkpoint) has the next run read the resources again.
+ *
+ * A stack that never exported outputs is not asked for its resources (the
  * engine's resource read fails on a stack that was never deployed). A read
- * that fails is said: then nothing is known about the history here. Only
- * the types are kept from the answers.
+ * that fails is said: then nothing is known about the history here.
  */
-export async function warnOfFormerToken(): Promise<void> {
+export async function checkFormerToken(): Promise<FormerTokenHolder> {
     const stack = pulumi.getStack();
     const name = `${pulumi.getOrganization()}/${pulumi.getProject()}/${stack}`;
     let types: string[];
     try {
         const outputs = (await pulumi.runtime.invoke(READ_STACK_OUTPUTS, { name })) as { outputs?: Record<string, unknown> };
-        if (Object.keys(outputs.outputs ?? {}).length === 0) return;
+        const last = outputs.outputs ?? {};
+        if (Object.keys(last).length === 0) {
+            return { holder: "not-read", readFrom: "nothing: the last checkpoint has no outputs (a stack never deployed)" };
+        }
+        if ((last["formerTokenHolder"] as Partial<FormerTokenHolder> | undefined)?.holder === "absent") {
+            return { holder: "absent", readFrom: FROM_OUTPUT };
+        }
         const read = (await pulumi.runtime.invoke(READ_STACK_RESOURCES, { stackName: name })) as {
             outputs?: Record<string, { type?: string }>;
         };
@@ -56,10 +90,12 @@ export async function warnOfFormerToken(): Promise<void> {
             `state: the resources of stack ${stack}'s last checkpoint could not be read (${describe(err)}), ` +
                 "so whether an earlier version kept the Connect token in its state is not known from here.",
         );
-        return;
+        return { holder: "unknown", readFrom: `${FROM_RESOURCES}: the read failed (the run's warning says why)` };
     }
     const warning = formerTokenWarning(stack, types);
-    if (warning !== undefined) void pulumi.log.warn(warning);
+    if (warning === undefined) return { holder: "absent", readFrom: FROM_RESOURCES };
+    void pulumi.log.warn(warning);
+    return { holder: "present", readFrom: FROM_RESOURCES };
 }
 
 /** An invoke's error as text: the SDK rejects with an Error of the engine's details. */

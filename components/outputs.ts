@@ -6,6 +6,7 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 
+import type { FormerTokenHolder } from "./former-token";
 import type { DeploymentFacts } from "./kubernetes/live-deployment";
 import type { ProbeResult } from "./registry/probe";
 
@@ -56,6 +57,8 @@ interface CommonOutputs {
     canPush: boolean;
     /** The push-permission probe (components/registry/probe.ts). */
     registry: ProbeResult;
+    /** Whether the last checkpoint held a former version's Connect token holder, and where that was read (components/former-token.ts). */
+    formerTokenHolder: FormerTokenHolder;
 }
 
 export interface KubernetesOutputs extends CommonOutputs {
@@ -101,6 +104,7 @@ export const OUTPUT_NAMES = {
         "registry",
         "delivered",
         "ciKubeconfig",
+        "formerTokenHolder",
     ],
     kubernetes: [
         "secretName",

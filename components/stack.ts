@@ -5,7 +5,7 @@ import { KubernetesRunner } from "./kubernetes/runner";
 import { OnePasswordKey, readKey, type KeyRead } from "./onepassword/onepassword-key";
 import type { Exported, KubernetesDelivered, KubernetesOutputs, SshDelivered, SshOutputs } from "./outputs";
 import { probeRegistry } from "./registry/probe";
-import { warnOfFormerToken } from "./former-token";
+import { checkFormerToken, type FormerTokenHolder } from "./former-token";
 import { SshRunner } from "./ssh/runner";
 
 /** What a stack exports (components/outputs.ts), one shape per runner kind. */
@@ -21,12 +21,10 @@ export async function defineStack(config: StackConfig): Promise<StackOutputs> {
     }
     const reading = readKey({ connectUrl: config.connect.url, connectToken: config.connect.token, ...config.key });
     // Beside the key's read: what this stack's earlier checkpoints may hold.
-    const history = warnOfFormerToken();
-    const outputs = await (config.runner.kind === "kubernetes"
-        ? kubernetesStack(config, config.runner, reading)
-        : sshStack(config, config.runner, reading));
-    await history;
-    return outputs;
+    const formerTokenHolder = pulumi.output(checkFormerToken());
+    return config.runner.kind === "kubernetes"
+        ? kubernetesStack(config, config.runner, reading, formerTokenHolder)
+        : sshStack(config, config.runner, reading, formerTokenHolder);
 }
 
 // Resources are named after the stack (a stack serves one runner). Up to
@@ -36,7 +34,7 @@ export async function defineStack(config: StackConfig): Promise<StackOutputs> {
 const formerly = (host: string): pulumi.ComponentResourceOptions => (pulumi.getStack() === host ? {} : { aliases: [{ name: host }] });
 
 /** The key as a component, the registry probe and the outputs every runner kind shares. */
-function keyOutputs(config: StackConfig, read: KeyRead) {
+function keyOutputs(config: StackConfig, read: KeyRead, formerTokenHolder: pulumi.Output<FormerTokenHolder>) {
     const key = new OnePasswordKey("zot-ci-key", read);
     // The probe starts as soon as the key is read, beside the runner's reads.
     // It runs in an apply because it needs the key, and on every preview and
@@ -56,6 +54,7 @@ function keyOutputs(config: StackConfig, read: KeyRead) {
         keyDaysUntilExpiry: key.daysUntilExpiry,
         keyExpiryWarningDays: config.key.expiryWarningDays,
         registry,
+        formerTokenHolder,
     };
     const canPush = (hasKey: pulumi.Output<boolean>): pulumi.Output<boolean> =>
         pulumi.all([hasKey, registry]).apply(([has, r]) => has && r.acceptsKey);
@@ -71,6 +70,7 @@ async function kubernetesStack(
     config: StackConfig,
     runnerConfig: KubernetesRunnerConfig,
     reading: Promise<KeyRead>,
+    formerTokenHolder: pulumi.Output<FormerTokenHolder>,
 ): Promise<StackOutputs> {
     const runner = new KubernetesRunner(
         pulumi.getStack(),
@@ -83,7 +83,7 @@ async function kubernetesStack(
         },
         formerly("indri"),
     );
-    const { common, canPush } = keyOutputs(config, await reading);
+    const { common, canPush } = keyOutputs(config, await reading, formerTokenHolder);
     const delivered: pulumi.Output<KubernetesDelivered> = pulumi.output({
         secretName: runner.secretName,
         externalSecretName: runner.externalSecretName,
@@ -109,8 +109,13 @@ async function kubernetesStack(
 }
 
 /** ringtail's runner is given the key itself, once it is read and checked. */
-async function sshStack(config: StackConfig, runnerConfig: SshRunnerConfig, reading: Promise<KeyRead>): Promise<StackOutputs> {
-    const { key, common, canPush } = keyOutputs(config, await reading);
+async function sshStack(
+    config: StackConfig,
+    runnerConfig: SshRunnerConfig,
+    reading: Promise<KeyRead>,
+    formerTokenHolder: pulumi.Output<FormerTokenHolder>,
+): Promise<StackOutputs> {
+    const { key, common, canPush } = keyOutputs(config, await reading, formerTokenHolder);
     const runner = new SshRunner(
         pulumi.getStack(),
         { runner: runnerConfig, envVar: config.envVar, key: key.value, keyFingerprint: key.fingerprint },

@@ -177,14 +177,22 @@ describe("the ringtail stack through pulumi and the real command provider", () =
         });
         expect(fileDigest()).toBe(sha256(renderEnvFile(VAR, KEY)));
         expect(starts()).toBe(startsBefore + 1);
+        // A stack never deployed: its last checkpoint was not asked for its resources.
+        expect(out["formerTokenHolder"]).toMatchObject({ holder: "not-read" });
     });
 
-    it("a second up changes nothing and restarts nothing", async () => {
+    it("a second up changes nothing and restarts nothing; the former-token check reads the resources once, then carries its answer", async () => {
         const pid = mainPid();
         const up = await run.stack.up(recording(run));
         const changes = Object.entries(up.summary.resourceChanges ?? {}).filter(([op]) => op !== "same");
         expect(changes).toEqual([]);
         expect(mainPid()).toBe(pid);
+        expect(outputValues(up.outputs)["formerTokenHolder"]).toEqual({ holder: "absent", readFrom: "the last checkpoint's resources" });
+        const third = outputValues((await run.stack.up(recording(run))).outputs);
+        expect(third["formerTokenHolder"]).toMatchObject({
+            holder: "absent",
+            readFrom: expect.stringMatching(/^the last checkpoint's formerTokenHolder output/) as string,
+        });
     });
 
     it(`a workflow job on the runner (${engine}) pushes to the registry with the delivered key; a leftover secret mapping shadows it`, async () => {

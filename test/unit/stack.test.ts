@@ -634,19 +634,23 @@ describe("1Password key", () => {
 describe("a former version's Connect token in the stack's history", () => {
     const WARNING = /^state: stack test was last deployed by a version of this program that kept the 1Password Connect token in its state/;
 
-    async function stateWarnings(world: World): Promise<string[]> {
+    /** The run's `state:` warnings and its formerTokenHolder output. */
+    async function stateCheck(world: World): Promise<{ warned: string[]; holder: unknown }> {
         const warn = vi.spyOn(pulumi.log, "warn");
         try {
             const { outputs } = await run("ringtail", world);
             await valueOf(outputs.hasKey);
-            return warn.mock.calls.map((c) => c[0]).filter((m) => m.startsWith("state:"));
+            const holder = await valueOf(outputs.formerTokenHolder);
+            return { warned: warn.mock.calls.map((c) => c[0]).filter((m) => m.startsWith("state:")), holder };
         } finally {
             warn.mockRestore();
         }
     }
+    const invoked = (): string[] => harness.invokes.map((i) => i.token);
+    const FROM_RESOURCES = { holder: "absent", readFrom: "the last checkpoint's resources" };
 
     it("warns while the last checkpoint holds the onepassword provider: rotate the token, change the passphrase, fence CI off the history", async () => {
-        const warned = await stateWarnings({
+        const { warned, holder } = await stateCheck({
             ...healthyWorld(KEY),
             lastCheckpoint: {
                 outputs: { hasKey: true },
@@ -658,6 +662,7 @@ describe("a former version's Connect token in the stack's history", () => {
         expect(warned[0]).toMatch(/rotate the Connect token/);
         expect(warned[0]).toContain("pulumi stack change-secrets-provider passphrase --stack test");
         expect(warned[0]).toMatch(/\.pulumi\/history\/, \.pulumi\/backups\/, the \.bak/);
+        expect(holder).toEqual({ holder: "present", readFrom: "the last checkpoint's resources" });
         // Both reads name this very stack.
         expect(harness.invokes.map((i) => [i.token, i.inputs])).toEqual([
             ["pulumi:pulumi:readStackOutputs", { name: "organization/ci-registry-auth/test" }],
@@ -665,22 +670,64 @@ describe("a former version's Connect token in the stack's history", () => {
         ]);
     });
 
-    it("says nothing once the provider is gone (the run after the upgrade), nor for a stack never deployed, whose resources it does not ask for", async () => {
-        expect(
-            await stateWarnings({
-                ...healthyWorld(KEY),
-                lastCheckpoint: { outputs: { hasKey: true }, types: ["pulumi:pulumi:Stack", "command:remote:Command"] },
-            }),
-        ).toEqual([]);
-        expect(await stateWarnings(healthyWorld(KEY))).toEqual([]);
-        expect(harness.invokes.map((i) => i.token)).toEqual(["pulumi:pulumi:readStackOutputs"]);
+    it("says nothing once the provider is gone (the run after the upgrade), and its output says where that was read", async () => {
+        const after = await stateCheck({
+            ...healthyWorld(KEY),
+            lastCheckpoint: { outputs: { hasKey: true }, types: ["pulumi:pulumi:Stack", "command:remote:Command"] },
+        });
+        expect(after).toEqual({ warned: [], holder: FROM_RESOURCES });
+        expect(invoked()).toEqual(["pulumi:pulumi:readStackOutputs", "pulumi:pulumi:readStackResourceOutputs"]);
+    });
+
+    it("takes a later run's answer from the last checkpoint's own output, without reading its resources", async () => {
+        const { warned, holder } = await stateCheck({
+            ...healthyWorld(KEY),
+            // The resources would say otherwise: this proves they are not read.
+            lastCheckpoint: { outputs: { hasKey: true, formerTokenHolder: FROM_RESOURCES }, types: ["pulumi:providers:onepassword"] },
+        });
+        expect(warned).toEqual([]);
+        expect(holder).toMatchObject({
+            holder: "absent",
+            readFrom: expect.stringMatching(/^the last checkpoint's formerTokenHolder output/) as string,
+        });
+        expect(invoked()).toEqual(["pulumi:pulumi:readStackOutputs"]);
+    });
+
+    it.each([
+        ["present", { holder: "present", readFrom: "the last checkpoint's resources" }],
+        ["unknown", { holder: "unknown", readFrom: "the last checkpoint's resources: the read failed" }],
+        ["not-read", { holder: "not-read", readFrom: "nothing" }],
+        ["anything but an object", "absent"],
+    ])("reads the resources again when the last checkpoint's output says %s", async (_label, formerTokenHolder) => {
+        const { warned, holder } = await stateCheck({
+            ...healthyWorld(KEY),
+            lastCheckpoint: {
+                outputs: { hasKey: true, formerTokenHolder },
+                types: ["pulumi:pulumi:Stack", "pulumi:providers:onepassword"],
+            },
+        });
+        expect(warned).toHaveLength(1);
+        expect(warned[0]).toMatch(WARNING);
+        expect(holder).toEqual({ holder: "present", readFrom: "the last checkpoint's resources" });
+        expect(invoked()).toEqual(["pulumi:pulumi:readStackOutputs", "pulumi:pulumi:readStackResourceOutputs"]);
+    });
+
+    it("does not ask a stack never deployed for its resources, and says it read nothing", async () => {
+        const { warned, holder } = await stateCheck(healthyWorld(KEY));
+        expect(warned).toEqual([]);
+        expect(holder).toEqual({ holder: "not-read", readFrom: "nothing: the last checkpoint has no outputs (a stack never deployed)" });
+        expect(invoked()).toEqual(["pulumi:pulumi:readStackOutputs"]);
     });
 
     it("says it could not read the checkpoint, and that nothing is known of the history from here; the run goes on", async () => {
-        const warned = await stateWarnings({ ...healthyWorld(KEY), lastCheckpoint: { outputs: { hasKey: true } } });
+        const { warned, holder } = await stateCheck({ ...healthyWorld(KEY), lastCheckpoint: { outputs: { hasKey: true } } });
         expect(warned).toEqual([
             "state: the resources of stack test's last checkpoint could not be read (failed to load checkpoint: AccessDenied), " +
                 "so whether an earlier version kept the Connect token in its state is not known from here.",
         ]);
+        expect(holder).toEqual({
+            holder: "unknown",
+            readFrom: "the last checkpoint's resources: the read failed (the run's warning says why)",
+        });
     });
 });
