@@ -37,6 +37,7 @@ export interface FloorInputs {
 export const FLOORS = {
     "key-read": "the key read from Connect",
     "key-read-probe": "the key read + the registry probe",
+    "key-read-probe-command-plugin": "the key read + the registry probe + the command plugin's start (a provider, no command)",
     "key-read-probe-runner-reads":
         "the key read + the registry probe + the kubernetes plugin and the runner's reads (Deployment, its ConfigMap, ClusterSecretStore, the synced Secret)",
 } as const;
@@ -45,9 +46,11 @@ export const FLOORS = {
  * The floors' programs, by stack name (FLOORS says what each includes): the
  * key read from Connect as index.ts reads it (an async program awaiting
  * readKey, then the OnePasswordKey component); that plus the registry
- * probe as the program runs it (ringtail's floor: a no-op does nothing
- * else that any program could skip); and that plus the kubernetes plugin
- * and the reads indri's runner needs to say what it holds (indri's floor).
+ * probe as the program runs it; that plus the command plugin's start
+ * (ringtail's floor: its no-op reads nothing over SSH, but diffing its
+ * Commands needs the plugin, as any program delivering through the command
+ * provider does); and key read and probe plus the kubernetes plugin and
+ * the reads indri's runner needs to say what it holds (indri's floor).
  */
 export function floorPrograms(inputs: FloorInputs): Record<keyof typeof FLOORS, string> {
     // Loaded as index.ts loads (components/sdk-load.ts, components/stack-traces.ts): a floor is what any program pays for the same reads, not for how this one starts.
@@ -66,6 +69,12 @@ export function floorPrograms(inputs: FloorInputs): Record<keyof typeof FLOORS, 
     return {
         "key-read": program(keyImports.slice(0, start.length + 2), readKey, "{ keyFingerprint: key.fingerprint }"),
         "key-read-probe": program(keyImports, [...readKey, probe], "{ keyFingerprint: key.fingerprint, canPush: registry.acceptsKey }"),
+        // ringtail's floor: its Commands need the command plugin, as indri's reads need the kubernetes plugin; a provider starts it.
+        "key-read-probe-command-plugin": program(
+            [...keyImports, 'import { Provider as CommandProvider } from "@pulumi/command";'],
+            [...readKey, probe, 'const commands = new CommandProvider("ringtail-commands");'],
+            "{ keyFingerprint: key.fingerprint, canPush: registry.acceptsKey, commands: commands.urn }",
+        ),
         "key-read-probe-runner-reads": program(
             [
                 ...keyImports,
