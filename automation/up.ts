@@ -58,13 +58,12 @@ const STACK_TYPE = "pulumi:pulumi:Stack";
 
 /** `v` with every secret value left out: its key dropped from objects, its element from arrays. */
 export function withoutSecrets(v: unknown): unknown {
-    // An engine event marks a secret as the SDK does (its ciphertext is never in the event: `[secret]`).
-    const isSecret = (x: unknown): boolean => isRpcSecret(x);
-    if (Array.isArray(v)) return v.filter((x) => !isSecret(x)).map(withoutSecrets);
+    // An engine event marks a secret as the SDK does (isRpcSecret; its ciphertext is never in the event: `[secret]`).
+    if (Array.isArray(v)) return v.filter((x) => !isRpcSecret(x)).map(withoutSecrets);
     if (typeof v === "object" && v !== null) {
         return Object.fromEntries(
             Object.entries(v)
-                .filter(([, x]) => !isSecret(x))
+                .filter(([, x]) => !isRpcSecret(x))
                 .map(([k, x]) => [k, withoutSecrets(x)]),
         );
     }

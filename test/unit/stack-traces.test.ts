@@ -65,8 +65,13 @@ function seen(preload: string[]): Seen {
 }
 
 describe("components/stack-traces.ts", () => {
+    // One process each, without and with the module, read by both tests.
+    let runs: { before: Seen; after: Seen } | undefined;
+    const both = (): { before: Seen; after: Seen } => (runs ??= { before: seen([]), after: seen(["./components/stack-traces.ts"]) });
+
     it("keeps the program's .ts file and line in error stacks and in the SDK's callsites", () => {
-        for (const s of [seen([]), seen(["./components/stack-traces.ts"])]) {
+        const { before, after } = both();
+        for (const s of [before, after]) {
             expect(s.stack).toMatch(/fixture\.ts:6:\d+\)/);
             // The first frame outside the SDK is the fixture's line 7, as a resource's source position would be.
             const own = s.frames.find((f) => f.file?.endsWith("fixture.ts") === true);
@@ -75,8 +80,7 @@ describe("components/stack-traces.ts", () => {
     });
 
     it("takes both libraries' hooks away: the SDK's frames name its .js files, unmapped", () => {
-        const before = seen([]);
-        const after = seen(["./components/stack-traces.ts"]);
+        const { before, after } = both();
         expect(before.prepareStackTrace).toBe("function");
         expect(after.prepareStackTrace).toBe("undefined");
         // source-map-support maps the SDK's callsites() through resource.js.map to its .ts source; Node.js leaves it.
