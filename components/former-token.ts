@@ -41,6 +41,12 @@ export interface FormerTokenHolder {
     holder: "absent" | "present" | "unknown" | "not-read";
     /** Where that was read. */
     readFrom: string;
+    /**
+     * When the last checkpoint's resources were read for this answer (ISO
+     * 8601): by this run, or by the run whose answer it carries. Absent when
+     * they were not read (`not-read`, `unknown`).
+     */
+    resourcesReadAt?: string;
 }
 
 const FROM_RESOURCES = "the last checkpoint's resources";
@@ -61,8 +67,10 @@ const FROM_OUTPUT =
  * made, and no version that writes this output makes a holder. So
  * `absent` carries forward even when an up fails before its outputs are
  * written (the checkpoint keeps the last outputs and gains no holder).
- * Anything else (`present`, `unknown`, `not-read`, no output: a former
- * version's checkpoint) has the next run read the resources again.
+ * The carried answer keeps the time those resources were read. Anything
+ * else (`present`, `unknown`, `not-read`, `absent` without that time, no
+ * output: a former version's checkpoint) has the next run read the
+ * resources again.
  *
  * A stack that never exported outputs is not asked for its resources (the
  * engine's resource read fails on a stack that was never deployed). A read
@@ -72,19 +80,22 @@ export async function checkFormerToken(): Promise<FormerTokenHolder> {
     const stack = pulumi.getStack();
     const name = `${pulumi.getOrganization()}/${pulumi.getProject()}/${stack}`;
     let types: string[];
+    let resourcesReadAt: string;
     try {
         const outputs = (await pulumi.runtime.invoke(READ_STACK_OUTPUTS, { name })) as { outputs?: Record<string, unknown> };
         const last = outputs.outputs ?? {};
         if (Object.keys(last).length === 0) {
             return { holder: "not-read", readFrom: "nothing: the last checkpoint has no outputs (a stack never deployed)" };
         }
-        if ((last["formerTokenHolder"] as Partial<FormerTokenHolder> | undefined)?.holder === "absent") {
-            return { holder: "absent", readFrom: FROM_OUTPUT };
+        const carried = last["formerTokenHolder"] as Partial<FormerTokenHolder> | undefined;
+        if (carried?.holder === "absent" && typeof carried.resourcesReadAt === "string") {
+            return { holder: "absent", readFrom: FROM_OUTPUT, resourcesReadAt: carried.resourcesReadAt };
         }
         const read = (await pulumi.runtime.invoke(READ_STACK_RESOURCES, { stackName: name })) as {
             outputs?: Record<string, { type?: string }>;
         };
         types = Object.values(read.outputs ?? {}).map((r) => r.type ?? "");
+        resourcesReadAt = new Date().toISOString();
     } catch (err) {
         void pulumi.log.warn(
             `state: the resources of stack ${stack}'s last checkpoint could not be read (${describe(err)}), ` +
@@ -93,9 +104,9 @@ export async function checkFormerToken(): Promise<FormerTokenHolder> {
         return { holder: "unknown", readFrom: `${FROM_RESOURCES}: the read failed (the run's warning says why)` };
     }
     const warning = formerTokenWarning(stack, types);
-    if (warning === undefined) return { holder: "absent", readFrom: FROM_RESOURCES };
+    if (warning === undefined) return { holder: "absent", readFrom: FROM_RESOURCES, resourcesReadAt };
     void pulumi.log.warn(warning);
-    return { holder: "present", readFrom: FROM_RESOURCES };
+    return { holder: "present", readFrom: FROM_RESOURCES, resourcesReadAt };
 }
 
 /** An invoke's error as text: the SDK rejects with an Error of the engine's details. */

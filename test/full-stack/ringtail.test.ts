@@ -187,11 +187,18 @@ describe("the ringtail stack through pulumi and the real command provider", () =
         const changes = Object.entries(up.summary.resourceChanges ?? {}).filter(([op]) => op !== "same");
         expect(changes).toEqual([]);
         expect(mainPid()).toBe(pid);
-        expect(outputValues(up.outputs)["formerTokenHolder"]).toEqual({ holder: "absent", readFrom: "the last checkpoint's resources" });
+        const second = outputValues(up.outputs)["formerTokenHolder"] as { resourcesReadAt?: string };
+        expect(second).toEqual({
+            holder: "absent",
+            readFrom: "the last checkpoint's resources",
+            resourcesReadAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as string,
+        });
+        // The third carries the second's answer, with the time the second read the resources.
         const third = outputValues((await run.stack.up(recording(run))).outputs);
-        expect(third["formerTokenHolder"]).toMatchObject({
+        expect(third["formerTokenHolder"]).toEqual({
             holder: "absent",
             readFrom: expect.stringMatching(/^the last checkpoint's formerTokenHolder output/) as string,
+            resourcesReadAt: second.resourcesReadAt,
         });
     });
 

@@ -647,7 +647,8 @@ describe("a former version's Connect token in the stack's history", () => {
         }
     }
     const invoked = (): string[] => harness.invokes.map((i) => i.token);
-    const FROM_RESOURCES = { holder: "absent", readFrom: "the last checkpoint's resources" };
+    const READ_NOW = { readFrom: "the last checkpoint's resources", resourcesReadAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as string };
+    const EARLIER = "2026-12-01T09:00:00.000Z";
 
     it("warns while the last checkpoint holds the onepassword provider: rotate the token, change the passphrase, fence CI off the history", async () => {
         const { warned, holder } = await stateCheck({
@@ -662,7 +663,7 @@ describe("a former version's Connect token in the stack's history", () => {
         expect(warned[0]).toMatch(/rotate the Connect token/);
         expect(warned[0]).toContain("pulumi stack change-secrets-provider passphrase --stack test");
         expect(warned[0]).toMatch(/\.pulumi\/history\/, \.pulumi\/backups\/, the \.bak/);
-        expect(holder).toEqual({ holder: "present", readFrom: "the last checkpoint's resources" });
+        expect(holder).toEqual({ holder: "present", ...READ_NOW });
         // Both reads name this very stack.
         expect(harness.invokes.map((i) => [i.token, i.inputs])).toEqual([
             ["pulumi:pulumi:readStackOutputs", { name: "organization/ci-registry-auth/test" }],
@@ -675,7 +676,7 @@ describe("a former version's Connect token in the stack's history", () => {
             ...healthyWorld(KEY),
             lastCheckpoint: { outputs: { hasKey: true }, types: ["pulumi:pulumi:Stack", "command:remote:Command"] },
         });
-        expect(after).toEqual({ warned: [], holder: FROM_RESOURCES });
+        expect(after).toEqual({ warned: [], holder: { holder: "absent", ...READ_NOW } });
         expect(invoked()).toEqual(["pulumi:pulumi:readStackOutputs", "pulumi:pulumi:readStackResourceOutputs"]);
     });
 
@@ -683,12 +684,20 @@ describe("a former version's Connect token in the stack's history", () => {
         const { warned, holder } = await stateCheck({
             ...healthyWorld(KEY),
             // The resources would say otherwise: this proves they are not read.
-            lastCheckpoint: { outputs: { hasKey: true, formerTokenHolder: FROM_RESOURCES }, types: ["pulumi:providers:onepassword"] },
+            lastCheckpoint: {
+                outputs: {
+                    hasKey: true,
+                    formerTokenHolder: { holder: "absent", readFrom: "the last checkpoint's resources", resourcesReadAt: EARLIER },
+                },
+                types: ["pulumi:providers:onepassword"],
+            },
         });
         expect(warned).toEqual([]);
-        expect(holder).toMatchObject({
+        // The time the resources were read is carried, not this run's.
+        expect(holder).toEqual({
             holder: "absent",
             readFrom: expect.stringMatching(/^the last checkpoint's formerTokenHolder output/) as string,
+            resourcesReadAt: EARLIER,
         });
         expect(invoked()).toEqual(["pulumi:pulumi:readStackOutputs"]);
     });
@@ -697,6 +706,7 @@ describe("a former version's Connect token in the stack's history", () => {
         ["present", { holder: "present", readFrom: "the last checkpoint's resources" }],
         ["unknown", { holder: "unknown", readFrom: "the last checkpoint's resources: the read failed" }],
         ["not-read", { holder: "not-read", readFrom: "nothing" }],
+        ["absent without the time its resources were read", { holder: "absent", readFrom: "the last checkpoint's resources" }],
         ["anything but an object", "absent"],
     ])("reads the resources again when the last checkpoint's output says %s", async (_label, formerTokenHolder) => {
         const { warned, holder } = await stateCheck({
@@ -708,7 +718,7 @@ describe("a former version's Connect token in the stack's history", () => {
         });
         expect(warned).toHaveLength(1);
         expect(warned[0]).toMatch(WARNING);
-        expect(holder).toEqual({ holder: "present", readFrom: "the last checkpoint's resources" });
+        expect(holder).toEqual({ holder: "present", ...READ_NOW });
         expect(invoked()).toEqual(["pulumi:pulumi:readStackOutputs", "pulumi:pulumi:readStackResourceOutputs"]);
     });
 
