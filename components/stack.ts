@@ -1,12 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
 
 import type { KubernetesRunnerConfig, SshRunnerConfig, StackConfig } from "./settings/config";
-import { KubernetesRunner } from "./kubernetes/runner";
 import { OnePasswordKey, readKey, type KeyRead } from "./onepassword/onepassword-key";
 import type { Exported, KubernetesDelivered, KubernetesOutputs, SshDelivered, SshOutputs } from "./outputs";
 import { probeRegistry } from "./registry/probe";
 import { checkFormerToken, type FormerTokenHolder } from "./former-token";
-import { SshRunner } from "./ssh/runner";
 
 /** What a stack exports (components/outputs.ts), one shape per runner kind. */
 export type StackOutputs = Exported<KubernetesOutputs> | Exported<SshOutputs>;
@@ -72,6 +70,8 @@ async function kubernetesStack(
     reading: Promise<KeyRead>,
     formerTokenHolder: pulumi.Output<FormerTokenHolder>,
 ): Promise<StackOutputs> {
+    // Loaded here, not at the top: a stack loads only its own runner kind (ringtail never loads the Kubernetes SDK).
+    const { KubernetesRunner } = await import("./kubernetes/runner");
     const runner = new KubernetesRunner(
         pulumi.getStack(),
         {
@@ -115,6 +115,7 @@ async function sshStack(
     reading: Promise<KeyRead>,
     formerTokenHolder: pulumi.Output<FormerTokenHolder>,
 ): Promise<StackOutputs> {
+    const { SshRunner } = await import("./ssh/runner");
     const { key, common, canPush } = keyOutputs(config, await reading, formerTokenHolder);
     const runner = new SshRunner(
         pulumi.getStack(),
