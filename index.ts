@@ -5,7 +5,7 @@
  * exports, by the one list of output names (components/outputs.ts). The program is async because the key is
  * read and checked before any resource uses it.
  */
-// First: how the SDK's unused function-serialization modules load (components/sdk-load.ts),
+// First: how the SDK's unused modules load (function serialization, the Automation API: components/sdk-load.ts),
 // then who maps stack traces (components/stack-traces.ts); both before any component loads.
 import "./components/sdk-load";
 import "./components/stack-traces";

@@ -1,39 +1,58 @@
 /**
  * Imported first by index.ts, before anything imports the Pulumi SDK. When
- * the SDK loads, its function serialization (runtime/closure: used by
- * `pulumi.runtime.serializeFunction` and dynamic providers, neither of which
- * this program uses) requires npm's Arborist, which loads pacote, sigstore
- * and about 300 modules more: 0.25 s of every preview and up on 2 cores
- * (docs/performance.md, "Loading the SDK"). That one require gets a
- * stand-in that loads the real module the first time anything is taken
- * from it, so a program that does serialize a function still works, and
- * pays then. Nothing else is touched: every other require, and this one
- * from anywhere else, goes to Node's loader as before.
+ * the SDK loads, it loads two parts this program never uses:
+ * - its function serialization (runtime/closure: used by
+ *   `pulumi.runtime.serializeFunction` and dynamic providers) requires npm's
+ *   Arborist, which loads pacote, sigstore and about 300 modules more: 0.25 s
+ *   of every preview and up on 2 cores (docs/performance.md, "Loading the
+ *   SDK");
+ * - its index requires the Automation API (`pulumi.automation`: workspaces,
+ *   stacks, the CLI wrapper), about 0.1 s of Node.js CPU.
+ * Each of those requires gets a stand-in that loads the real module the
+ * first time anything is taken from it, so a program that does use one
+ * still works, and pays then. Nothing else is touched: every other require,
+ * and these from anywhere else, go to Node's loader as before.
  */
 import Module from "node:module";
 
-/** The require this defers, and the SDK directory it is deferred for. */
-const DEFERRED = "@npmcli/arborist";
-const CLOSURE = /[\\/]node_modules[\\/]@pulumi[\\/]pulumi[\\/]runtime[\\/]closure[\\/]/;
+/** The requires this defers: the request, and the SDK module it is deferred for. */
+export const DEFERRED: readonly { request: string; from: RegExp }[] = [
+    { request: "@npmcli/arborist", from: /[\\/]node_modules[\\/]@pulumi[\\/]pulumi[\\/]runtime[\\/]closure[\\/]/ },
+    { request: "./automation", from: /[\\/]node_modules[\\/]@pulumi[\\/]pulumi[\\/]index\.js$/ },
+];
 
 type Load = (this: unknown, request: string, parent: { filename?: string } | null | undefined, isMain: boolean) => unknown;
 // Node's CommonJS loader entry point: not in @types/node, stable since Node 0.x, what ts-node and others hook.
 const loader = Module as unknown as { _load: Load };
 
 /** Installs the deferral once (a second import of this module finds it installed). */
-export function deferSdkClosureModules(): void {
+export function deferSdkUnusedModules(): void {
     const load = loader._load;
     if ((load as { deferred?: true }).deferred === true) return;
     const deferring: Load = function (this: unknown, request, parent, isMain) {
-        if (request !== DEFERRED || !CLOSURE.test(parent?.filename ?? "")) return load.call(this, request, parent, isMain);
+        const from = parent?.filename ?? "";
+        if (!DEFERRED.some((d) => d.request === request && d.from.test(from))) return load.call(this, request, parent, isMain);
         let real: Record<string | symbol, unknown> | undefined;
         const target = (): Record<string | symbol, unknown> =>
             (real ??= load.call(this, request, parent, isMain) as Record<string | symbol, unknown>);
-        // The SDK takes it through `__importStar`, which asks `__esModule` first: answering it keeps the module unloaded.
-        return new Proxy({}, { get: (_, key) => (key === "__esModule" ? true : target()[key]) });
+        // The SDK takes both through `__importStar`, which asks `__esModule` first: answering it keeps the module unloaded.
+        // Anything else, a property, its keys or whether it has one, loads the real module and answers from it.
+        return new Proxy(
+            {},
+            {
+                get: (_, key) => (key === "__esModule" ? true : target()[key]),
+                has: (_, key) => key in target(),
+                ownKeys: () => Reflect.ownKeys(target()),
+                getOwnPropertyDescriptor: (_, key) => {
+                    const d = Reflect.getOwnPropertyDescriptor(target(), key);
+                    // A proxy may only report a property as its target has it: the stand-in's is configurable.
+                    return d === undefined ? undefined : { ...d, configurable: true };
+                },
+            },
+        );
     };
     (deferring as { deferred?: true }).deferred = true;
     loader._load = deferring;
 }
 
-deferSdkClosureModules();
+deferSdkUnusedModules();

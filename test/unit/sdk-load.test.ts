@@ -1,7 +1,7 @@
 /**
  * components/sdk-load.ts, in a Node.js process of its own as pulumi starts
- * the program: the SDK loads without npm's Arborist, and the one SDK call
- * that needs it still gets the real module.
+ * the program: the SDK loads without npm's Arborist and without its
+ * Automation API, and what uses either still gets the real module.
  */
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -22,6 +22,8 @@ function node(script: string, preload: string[]): string {
 }
 
 const LOADED = 'const loaded = () => Object.keys(require.cache).some((k) => k.includes("/node_modules/@npmcli/arborist/"));';
+const AUTOMATION_LOADED =
+    'const loaded = () => Object.keys(require.cache).some((k) => k.includes("/node_modules/@pulumi/pulumi/automation/"));';
 
 describe("components/sdk-load.ts", () => {
     it("loads the SDK without Arborist, which the SDK alone loads", () => {
@@ -33,5 +35,18 @@ describe("components/sdk-load.ts", () => {
     it("gives the SDK the real module when it uses it (computeCodePaths)", () => {
         const script = `${LOADED} const pulumi = require("@pulumi/pulumi"); pulumi.runtime.computeCodePaths().then((m) => console.log(\`\${String(m.size > 0)} \${String(loaded())}\`), (e) => { console.log(String(e)); process.exit(1); });`;
         expect(node(script, ["./components/sdk-load.ts"])).toBe("true true");
+    });
+
+    it("loads the SDK without its Automation API, which the SDK alone loads", () => {
+        const script = `${AUTOMATION_LOADED} require("@pulumi/pulumi"); console.log(String(loaded()));`;
+        expect(node(script, [])).toBe("true");
+        expect(node(script, ["./components/sdk-load.ts"])).toBe("false");
+    });
+
+    it("gives pulumi.automation the real module when it is used: its classes, its keys, `in`", () => {
+        const script =
+            `${AUTOMATION_LOADED} const { automation } = require("@pulumi/pulumi"); const before = loaded(); ` +
+            'console.log([before, typeof automation.LocalWorkspace, Object.keys(automation).includes("LocalWorkspace"), "Stack" in automation, loaded()].join(" "));';
+        expect(node(script, ["./components/sdk-load.ts"])).toBe("false function true true true");
     });
 });
