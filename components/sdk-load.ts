@@ -5,7 +5,7 @@
  *   `pulumi.runtime.serializeFunction` and dynamic providers) requires npm's
  *   Arborist, which loads pacote, sigstore and about 300 modules more: 0.25 s
  *   of every preview and up on 2 cores (docs/performance.md, "Loading the
- *   SDK");
+ *   SDK"), and normalize-package-data with the SPDX license lists;
  * - its index requires the Automation API (`pulumi.automation`: workspaces,
  *   stacks, the CLI wrapper), about 0.1 s of Node.js CPU.
  * Each of those requires gets a stand-in that loads the real module the
@@ -15,10 +15,17 @@
  */
 import Module from "node:module";
 
-/** The requires this defers: the request, and the SDK module it is deferred for. */
-export const DEFERRED: readonly { request: string; from: RegExp }[] = [
-    { request: "@npmcli/arborist", from: /[\\/]node_modules[\\/]@pulumi[\\/]pulumi[\\/]runtime[\\/]closure[\\/]/ },
-    { request: "./automation", from: /[\\/]node_modules[\\/]@pulumi[\\/]pulumi[\\/]index\.js$/ },
+const CLOSURE = /[\\/]node_modules[\\/]@pulumi[\\/]pulumi[\\/]runtime[\\/]closure[\\/]/;
+
+/**
+ * The requires this defers: the request, the SDK module it is deferred for,
+ * and how that module takes it (TypeScript's `__importStar`, or
+ * `__importDefault` of a CommonJS module whose exports are one function).
+ */
+export const DEFERRED: readonly { request: string; from: RegExp; as: "namespace" | "default" }[] = [
+    { request: "@npmcli/arborist", from: CLOSURE, as: "namespace" },
+    { request: "normalize-package-data", from: CLOSURE, as: "default" },
+    { request: "./automation", from: /[\\/]node_modules[\\/]@pulumi[\\/]pulumi[\\/]index\.js$/, as: "namespace" },
 ];
 
 type Load = (this: unknown, request: string, parent: { filename?: string } | null | undefined, isMain: boolean) => unknown;
@@ -31,16 +38,18 @@ export function deferSdkUnusedModules(): void {
     if ((load as { deferred?: true }).deferred === true) return;
     const deferring: Load = function (this: unknown, request, parent, isMain) {
         const from = parent?.filename ?? "";
-        if (!DEFERRED.some((d) => d.request === request && d.from.test(from))) return load.call(this, request, parent, isMain);
+        const deferred = DEFERRED.find((d) => d.request === request && d.from.test(from));
+        if (deferred === undefined) return load.call(this, request, parent, isMain);
         let real: Record<string | symbol, unknown> | undefined;
         const target = (): Record<string | symbol, unknown> =>
             (real ??= load.call(this, request, parent, isMain) as Record<string | symbol, unknown>);
-        // The SDK takes both through `__importStar`, which asks `__esModule` first: answering it keeps the module unloaded.
+        // `__importStar` and `__importDefault` ask `__esModule` first: answering it keeps the module unloaded,
+        // and has them take the stand-in as it is (the default import: its `default` is the module's one function).
         // Anything else, a property, its keys or whether it has one, loads the real module and answers from it.
         return new Proxy(
             {},
             {
-                get: (_, key) => (key === "__esModule" ? true : target()[key]),
+                get: (_, key) => (key === "__esModule" ? true : key === "default" && deferred.as === "default" ? target() : target()[key]),
                 has: (_, key) => key in target(),
                 ownKeys: () => Reflect.ownKeys(target()),
                 getOwnPropertyDescriptor: (_, key) => {

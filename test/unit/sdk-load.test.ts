@@ -1,7 +1,7 @@
 /**
  * components/sdk-load.ts, in a Node.js process of its own as pulumi starts
- * the program: the SDK loads without npm's Arborist and without its
- * Automation API, and what uses either still gets the real module.
+ * the program: the SDK loads without npm's Arborist, normalize-package-data
+ * and its Automation API, and what uses one still gets the real module.
  */
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -21,20 +21,22 @@ function node(script: string, preload: string[]): string {
     return r.stdout.trim().split("\n").pop() ?? "";
 }
 
-const LOADED = 'const loaded = () => Object.keys(require.cache).some((k) => k.includes("/node_modules/@npmcli/arborist/"));';
+/** Defines `loaded()`: which of Arborist and normalize-package-data the process holds, by name, "none" when neither. */
+const LOADED =
+    'const loaded = () => ["@npmcli/arborist", "normalize-package-data"].filter((m) => Object.keys(require.cache).some((k) => k.includes(`/node_modules/${m}/`))).join(",") || "none";';
 const AUTOMATION_LOADED =
     'const loaded = () => Object.keys(require.cache).some((k) => k.includes("/node_modules/@pulumi/pulumi/automation/"));';
 
 describe("components/sdk-load.ts", () => {
-    it("loads the SDK without Arborist, which the SDK alone loads", () => {
-        const script = `${LOADED} require("@pulumi/pulumi"); console.log(String(loaded()));`;
-        expect(node(script, [])).toBe("true");
-        expect(node(script, ["./components/sdk-load.ts"])).toBe("false");
+    it("loads the SDK without Arborist and normalize-package-data, which the SDK alone loads", () => {
+        const script = `${LOADED} require("@pulumi/pulumi"); console.log(loaded());`;
+        expect(node(script, [])).toBe("@npmcli/arborist,normalize-package-data");
+        expect(node(script, ["./components/sdk-load.ts"])).toBe("none");
     });
 
-    it("gives the SDK the real module when it uses it (computeCodePaths)", () => {
-        const script = `${LOADED} const pulumi = require("@pulumi/pulumi"); pulumi.runtime.computeCodePaths().then((m) => console.log(\`\${String(m.size > 0)} \${String(loaded())}\`), (e) => { console.log(String(e)); process.exit(1); });`;
-        expect(node(script, ["./components/sdk-load.ts"])).toBe("true true");
+    it("gives the SDK the real modules when it uses them (computeCodePaths: Arborist's tree, package.json normalized)", () => {
+        const script = `${LOADED} const pulumi = require("@pulumi/pulumi"); pulumi.runtime.computeCodePaths().then((m) => console.log(\`\${String(m.size > 0)} \${loaded()}\`), (e) => { console.log(String(e)); process.exit(1); });`;
+        expect(node(script, ["./components/sdk-load.ts"])).toBe("true @npmcli/arborist,normalize-package-data");
     });
 
     it("loads the SDK without its Automation API, which the SDK alone loads", () => {
