@@ -7,7 +7,8 @@
  *   of every preview and up on 2 cores (docs/performance.md, "Loading the
  *   SDK"), and normalize-package-data with the SPDX license lists;
  * - its index requires the Automation API (`pulumi.automation`: workspaces,
- *   stacks, the CLI wrapper), about 0.1 s of Node.js CPU.
+ *   stacks, the CLI wrapper): about 30 ms of CPU, normalize-package-data
+ *   about 20 ms more (docs/performance.md, "More of the SDK on first use").
  * Each of those requires gets a stand-in that loads the real module the
  * first time anything is taken from it, so a program that does use one
  * still works, and pays then. Nothing else is touched: every other require,
@@ -22,7 +23,7 @@ const CLOSURE = /[\\/]node_modules[\\/]@pulumi[\\/]pulumi[\\/]runtime[\\/]closur
  * and how that module takes it (TypeScript's `__importStar`, or
  * `__importDefault` of a CommonJS module whose exports are one function).
  */
-export const DEFERRED: readonly { request: string; from: RegExp; as: "namespace" | "default" }[] = [
+const DEFERRED: readonly { request: string; from: RegExp; as: "namespace" | "default" }[] = [
     { request: "@npmcli/arborist", from: CLOSURE, as: "namespace" },
     { request: "normalize-package-data", from: CLOSURE, as: "default" },
     { request: "./automation", from: /[\\/]node_modules[\\/]@pulumi[\\/]pulumi[\\/]index\.js$/, as: "namespace" },

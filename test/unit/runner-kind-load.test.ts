@@ -3,12 +3,9 @@
  * that kind (docs/performance.md, "Loading the runner kind"): checked in a
  * Node.js process of its own, by what its require cache holds.
  */
-import { spawnSync } from "node:child_process";
-import { join } from "node:path";
-
 import { describe, expect, it } from "vitest";
 
-const ROOT = join(__dirname, "..", "..");
+import { lastLineOf } from "../support/node-process";
 
 /** The modules of each runner kind: the SDK it delivers with, and its components. */
 const KINDS = {
@@ -24,13 +21,7 @@ function kindsLoadedBy(modules: string[]): string[] {
         "const files = Object.keys(require.cache);",
         "console.log(JSON.stringify(Object.keys(kinds).filter((k) => kinds[k].some((part) => files.some((f) => f.includes(part))))));",
     ].join("\n");
-    const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", script], {
-        cwd: ROOT,
-        encoding: "utf8",
-        timeout: 60_000,
-    });
-    expect(r.status, r.stderr).toBe(0);
-    return JSON.parse(r.stdout.trim().split("\n").pop() ?? "null") as string[];
+    return JSON.parse(lastLineOf(script)) as string[];
 }
 
 describe("loading components/stack.ts", () => {

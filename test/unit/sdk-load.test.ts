@@ -3,23 +3,9 @@
  * the program: the SDK loads without npm's Arborist, normalize-package-data
  * and its Automation API, and what uses one still gets the real module.
  */
-import { spawnSync } from "node:child_process";
-import { join } from "node:path";
-
 import { describe, expect, it } from "vitest";
 
-const ROOT = join(__dirname, "..", "..");
-
-/** Runs `script` after `preload` in a fresh Node.js process of this project; its last stdout line. */
-function node(script: string, preload: string[]): string {
-    const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", ...preload.flatMap((p) => ["-r", p]), "-e", script], {
-        cwd: ROOT,
-        encoding: "utf8",
-        timeout: 60_000,
-    });
-    expect(r.status, r.stderr).toBe(0);
-    return r.stdout.trim().split("\n").pop() ?? "";
-}
+import { lastLineOf } from "../support/node-process";
 
 /** Defines `loaded()`: which of Arborist and normalize-package-data the process holds, by name, "none" when neither. */
 const LOADED =
@@ -30,25 +16,25 @@ const AUTOMATION_LOADED =
 describe("components/sdk-load.ts", () => {
     it("loads the SDK without Arborist and normalize-package-data, which the SDK alone loads", () => {
         const script = `${LOADED} require("@pulumi/pulumi"); console.log(loaded());`;
-        expect(node(script, [])).toBe("@npmcli/arborist,normalize-package-data");
-        expect(node(script, ["./components/sdk-load.ts"])).toBe("none");
+        expect(lastLineOf(script, [])).toBe("@npmcli/arborist,normalize-package-data");
+        expect(lastLineOf(script, ["./components/sdk-load.ts"])).toBe("none");
     });
 
     it("gives the SDK the real modules when it uses them (computeCodePaths: Arborist's tree, package.json normalized)", () => {
         const script = `${LOADED} const pulumi = require("@pulumi/pulumi"); pulumi.runtime.computeCodePaths().then((m) => console.log(\`\${String(m.size > 0)} \${loaded()}\`), (e) => { console.log(String(e)); process.exit(1); });`;
-        expect(node(script, ["./components/sdk-load.ts"])).toBe("true @npmcli/arborist,normalize-package-data");
+        expect(lastLineOf(script, ["./components/sdk-load.ts"])).toBe("true @npmcli/arborist,normalize-package-data");
     });
 
     it("loads the SDK without its Automation API, which the SDK alone loads", () => {
         const script = `${AUTOMATION_LOADED} require("@pulumi/pulumi"); console.log(String(loaded()));`;
-        expect(node(script, [])).toBe("true");
-        expect(node(script, ["./components/sdk-load.ts"])).toBe("false");
+        expect(lastLineOf(script, [])).toBe("true");
+        expect(lastLineOf(script, ["./components/sdk-load.ts"])).toBe("false");
     });
 
     it("gives pulumi.automation the real module when it is used: its classes, its keys, `in`", () => {
         const script =
             `${AUTOMATION_LOADED} const { automation } = require("@pulumi/pulumi"); const before = loaded(); ` +
             'console.log([before, typeof automation.LocalWorkspace, Object.keys(automation).includes("LocalWorkspace"), "Stack" in automation, loaded()].join(" "));';
-        expect(node(script, ["./components/sdk-load.ts"])).toBe("false function true true true");
+        expect(lastLineOf(script, ["./components/sdk-load.ts"])).toBe("false function true true true");
     });
 });

@@ -5,14 +5,13 @@
  * and in the source position the SDK sends with a resource, and the SDK's
  * own frames are no longer mapped through its shipped source maps.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { afterAll, describe, expect, it } from "vitest";
 
-const ROOT = join(__dirname, "..", "..");
+import { lastLineOf, ROOT } from "../support/node-process";
 const work = mkdtempSync(join(tmpdir(), "cra-stack-traces-"));
 afterAll(() => {
     rmSync(work, { recursive: true, force: true });
@@ -44,24 +43,8 @@ function seen(preload: string[]): Seen {
     const fixture = join(work, "fixture.ts");
     writeFileSync(fixture, FIXTURE);
     const script = `const { where } = require(${JSON.stringify(fixture)}); const w = where(); console.log(JSON.stringify({ prepareStackTrace: typeof Error.prepareStackTrace, ...w }));`;
-    const r = spawnSync(
-        process.execPath,
-        // The SDK's runner installs source-map-support, registers ts-node and loads its runtime before the program.
-        [
-            "-r",
-            "source-map-support/register",
-            "-r",
-            "ts-node/register/transpile-only",
-            "-r",
-            "@pulumi/pulumi",
-            ...preload.flatMap((p) => ["-r", p]),
-            "-e",
-            script,
-        ],
-        { cwd: ROOT, encoding: "utf8", timeout: 60_000 },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    return JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as Seen;
+    // The SDK's runner installs source-map-support, registers ts-node and loads its runtime before the program.
+    return JSON.parse(lastLineOf(script, ["@pulumi/pulumi", ...preload], ["source-map-support/register"])) as Seen;
 }
 
 describe("components/stack-traces.ts", () => {
